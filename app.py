@@ -1,0 +1,44 @@
+"""CrashChat app: `python app.py [--model NAME] [--host HOST] [--port PORT]`.
+
+Two tabs assembled from library code: the chat tab (`crashchat/ui.py`) and the leaderboard tab
+(`leaderboard/ui.py`). Nothing heavy happens at import: the model loads on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import gradio as gr
+
+from crashchat import ui as chat_ui
+from leaderboard import ui as board_ui
+
+
+def build_app(model: str | None = None) -> gr.Blocks:
+    with gr.Blocks(title="CrashChat") as demo:
+        gr.Markdown(
+            "# CrashChat\nMultitask traffic-crash video analysis "
+            "([paper](https://arxiv.org/abs/2512.18878)) and the CrashChat benchmark."
+        )
+        with gr.Tab("Chat", id="chat"):
+            chat_ui.build(model=model)
+        with gr.Tab("Leaderboard", id="leaderboard"):
+            board_ui.build()
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.environ.get("CRASHCHAT_MODEL"),
+                        help="crashchat (default), videollama3 or tiny-random; env CRASHCHAT_MODEL")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    args = parser.parse_args(argv)
+    demo = build_app(model=args.model)
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()
