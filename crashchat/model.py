@@ -1,0 +1,461 @@
+"""CrashChat: native VideoLLaMA3 with one LoRA adapter and projector per task group.
+
+The paper's best model per task group is a different checkpoint: the linguistic tasks come from
+the heterogeneous (all six tasks) adapter, the perception tasks from the homogeneous perception
+adapter. Both are loaded at once as peft named adapters on one frozen base; each adapter owns a
+copy of the projector (`modules_to_save=["projector"]`), so `set_adapter` switches both.
+
+`load_model(ModelConfig(name="tiny-random"))` builds a 2-layer random model offline in seconds,
+for tests and for trying the pipeline without a GPU; everything it returns says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+if TYPE_CHECKING:  # heavy imports stay lazy: `python -m crashchat --help` must not pay for torch
+    import torch
+    from transformers import VideoLlama3ForConditionalGeneration, VideoLlama3Processor
+
+MODEL_NAMES = ("crashchat", "videollama3", "tiny-random")
+GROUPS = ("linguistic", "perception")
+
+BASE_REPO = "DAMO-NLP-SG/VideoLLaMA3-7B"
+ADAPTER_REPO = "KDliang/crashchat"
+ADAPTER_SUBFOLDERS = {
+    # The paper's best checkpoint per task group (Table "task grouping").
+    "linguistic": "ckpt/heterogeneous_multitask",
+    "perception": "ckpt/perception_centric_homogeneous_multitask",
+}
+
+EVAL_TOKEN_BUDGET = 16384
+"""Merged visual tokens per clip at evaluation (the authors' eval scripts; 10240 in training)."""
+PIXELS_PER_MERGED_TOKEN = 28 * 28  # a 2x2 merge of 14x14 patches
+
+# The original conversation format: no system prompt, the video first in the first user turn.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}<|video_pad|>\n"
+    "{% elif part['type'] == 'image' %}<|image_pad|>\n"
+    "{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+LORA_TARGET = (
+    # The LLM's projections only: plain names such as "q_proj" would also wrap the vision
+    # encoder's attention, which the authors froze.
+    r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+    r"|mlp\.(gate_proj|up_proj|down_proj))"
+)
+
+
+def lora_config(r: int = 64, alpha: int = 16, dropout: float = 0.05, **kwargs):
+    """The authors' LoRA settings, with the projector trained (and saved) per adapter."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", target_modules=LORA_TARGET,
+        modules_to_save=["projector"], **kwargs,
+    )
+
+
+class ModelLoadError(RuntimeError):
+    """Weights could not be found or fetched; the message is one line meant for the user."""
+
+
+@dataclass
+class ModelConfig:
+    """Which weights to load and where to run them."""
+
+    name: str = "crashchat"
+    """`crashchat` (base + both adapters), `videollama3` (the base alone for both groups, the
+    paper's baseline) or `tiny-random` (2-layer random weights, offline, for tests)."""
+    base: str | None = None
+    """Hub id or local dir of the base, native or the authors' layout (converted and cached)."""
+    linguistic: str | None = None
+    """Adapter for the linguistic tasks: a local dir or `hub_id/subfolder`, peft or authors' layout."""
+    perception: str | None = None
+    """Adapter for the perception (temporal localization) tasks."""
+    device: str | None = None
+    """`cuda`, `cuda:1`, `cpu`; default: cuda when available."""
+    cache_dir: str | None = None
+    """Where converted checkpoints go; default `$CRASHCHAT_CACHE` or `~/.cache/crashchat`."""
+
+    def __post_init__(self):
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"--model: unknown model {self.name!r}; choose from {', '.join(MODEL_NAMES)}")
+        if self.name == "videollama3" and (self.linguistic or self.perception):
+            raise ValueError("--model videollama3 runs the base alone; drop --linguistic/--perception")
+
+
+# --- the tiny random model ----------------------------------------------------------------------
+
+_TINY_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>"]
+_TINY_VOCAB = 512
+
+
+def _tiny_tokenizer():
+    """A byte-level BPE trained on the task prompts and a few answers (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from crashchat.tasks import TASKS
+
+    corpus = [t.prompt for t in TASKS] + [
+        "Yes", "No", "1.9 - 4.0 seconds", "2.5 seconds", "ego-car hits a car.", "no collision.",
+        "No accident, no cause.", "No accident, no prevention needed.",
+        "The driver was speeding and could not stop in time.", "Time 0.0s: user assistant",
+    ]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=_TINY_VOCAB - 16, special_tokens=_TINY_SPECIALS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+    )
+
+
+def build_processor(tokenizer, token_budget: int = EVAL_TOKEN_BUDGET, min_tokens: int = 128):
+    """A native processor around `tokenizer` with the CrashChat frame budget and chat format.
+
+    `token_budget` is the total of merged tokens over all frames (split per frame by the
+    processor); `min_tokens` the floor per frame (the processor's default, 128).
+    """
+    from transformers import VideoLlama3ImageProcessor, VideoLlama3Processor, VideoLlama3VideoProcessor
+
+    video = VideoLlama3VideoProcessor(
+        size={"shortest_edge": min_tokens * PIXELS_PER_MERGED_TOKEN, "longest_edge": token_budget * PIXELS_PER_MERGED_TOKEN},
+        # frames arrive already sampled at 10 fps by crashchat.video; at most 96 of them
+        do_sample_frames=False, max_frames=96, use_token_compression=True,
+    )
+    return VideoLlama3Processor(
+        image_processor=VideoLlama3ImageProcessor(), tokenizer=tokenizer, video_processor=video,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def tiny_config(vocab_size: int = _TINY_VOCAB, video_token_id: int = 4, image_token_id: int = 3):
+    """2-layer 32-wide vision tower, 2-layer 64-wide Qwen2: the 7B architecture in miniature."""
+    from transformers import Qwen2Config, VideoLlama3Config, VideoLlama3VisionConfig
+
+    vision = VideoLlama3VisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14,
+    )
+    text = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
+        rope_theta=1_000_000.0, tie_word_embeddings=False, eos_token_id=2, pad_token_id=0,
+    )
+    return VideoLlama3Config(
+        text_config=text.to_dict(), vision_config=vision.to_dict(),
+        image_token_id=image_token_id, video_token_id=video_token_id,
+    )
+
+
+def build_tiny_random(seed: int = 0) -> tuple["VideoLlama3ForConditionalGeneration", "VideoLlama3Processor"]:
+    """The tiny random model and its processor: offline, seconds, same weights for the same seed."""
+    import torch
+    from transformers import VideoLlama3ForConditionalGeneration
+
+    tokenizer = _tiny_tokenizer()
+    assert tokenizer.convert_tokens_to_ids("<|video_pad|>") == 4, "special tokens must come first"
+    config = tiny_config()
+    config._attn_implementation = "sdpa"
+    with _seeded(seed):
+        model = VideoLlama3ForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # A small budget and no upscaling keep CPU runs fast; the 7B keeps the evaluation budget.
+    return model.eval(), build_processor(tokenizer, token_budget=1024, min_tokens=4)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch for a block without leaking the seed to the caller's random stream."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cache_root(cfg: ModelConfig) -> Path:
+    import os
+
+    root = cfg.cache_dir or os.environ.get("CRASHCHAT_CACHE") or Path.home() / ".cache" / "crashchat"
+    return Path(root)
+
+
+def _hub_error(what: str, exc: Exception) -> ModelLoadError:
+    kind = type(exc).__name__
+    return ModelLoadError(
+        f"cannot fetch {what} from the Hugging Face Hub ({kind}); check the network or HF_TOKEN, "
+        f"or pass local directories with --base/--linguistic/--perception (or --model tiny-random)"
+    )
+
+
+def resolve_base(cfg: ModelConfig) -> Path:
+    """A native base directory: a native dir as given, else the authors' checkpoint converted once."""
+    from crashchat import convert
+
+    source = cfg.base or BASE_REPO
+    path = Path(source)
+    if not path.is_dir():
+        if Path(source).exists() or source.startswith((".", "/")):
+            raise ModelLoadError(f"--base {source}: not a directory")
+        path = _snapshot(source, convert.BASE_PATTERNS)
+    if convert.is_native_base(path):
+        return path
+    target = cache_root(cfg) / "native" / _slug(source)
+    if not convert.is_native_base(target):
+        print(f"converting {source} to the native transformers layout in {target} (once)")
+        convert.convert_base(path, target)
+    return target
+
+
+def resolve_adapter(cfg: ModelConfig, group: str) -> Path | None:
+    """A native peft adapter dir for `group`; authors' folders are converted once into the cache."""
+    if cfg.name == "videollama3":
+        return None
+    source = getattr(cfg, group)
+    if source is None and cfg.name == "tiny-random":
+        return None
+    from crashchat import convert
+
+    source = source or f"{ADAPTER_REPO}/{ADAPTER_SUBFOLDERS[group]}"
+    path = Path(source)
+    if not path.is_dir():
+        if source.startswith((".", "/")) or source.count("/") < 2:
+            raise ModelLoadError(f"--{group} {source}: no such directory (and not a hub_id/subfolder path)")
+        repo, sub = "/".join(source.split("/")[:2]), "/".join(source.split("/")[2:])
+        root = _snapshot(repo, [f"{sub}/{p}" for p in convert.ADAPTER_PATTERNS])
+        path = root / sub
+        if not path.is_dir():
+            raise ModelLoadError(f"--{group} {source}: the hub repo has no folder {sub}")
+    if convert.is_native_adapter(path):
+        return path
+    target = cache_root(cfg) / "adapters" / _slug(source)
+    if not convert.is_native_adapter(target):
+        print(f"converting adapter {source} to a native peft adapter in {target} (once)")
+        convert.convert_adapter(path, target)
+    return target
+
+
+def _slug(source: str) -> str:
+    return source.strip("/").replace("/", "--")
+
+
+def _snapshot(repo: str, patterns: Sequence[str]) -> Path:
+    """Download only the files we read (the hub repo also holds optimizer states etc.)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, allow_patterns=list(patterns)))
+    except Exception as exc:  # network, auth, missing repo: all end in the same advice
+        raise _hub_error(repo, exc) from exc
+
+
+def load_model(cfg: ModelConfig) -> "CrashChat":
+    """Load the base once and attach both group adapters (or none for `videollama3`)."""
+    import torch
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoTokenizer, VideoLlama3ForConditionalGeneration
+
+    device = cfg.device or default_device()
+    if cfg.name == "tiny-random" and cfg.base is None:
+        base, processor = build_tiny_random()
+    else:
+        base_dir = resolve_base(cfg)
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        base = VideoLlama3ForConditionalGeneration.from_pretrained(base_dir, dtype=dtype, attn_implementation="sdpa")
+        processor = build_processor(AutoTokenizer.from_pretrained(base_dir))
+    random_weights = cfg.name == "tiny-random"
+    adapters = {g: resolve_adapter(cfg, g) for g in GROUPS}
+
+    if cfg.name == "videollama3":
+        model, groups = base, ()
+    else:
+        model = None
+        for group in GROUPS:
+            if adapters[group] is not None:
+                if model is None:
+                    model = PeftModel.from_pretrained(base, adapters[group], adapter_name=group, is_trainable=False)
+                else:
+                    model.load_adapter(adapters[group], adapter_name=group, is_trainable=False)
+            else:  # tiny-random without trained adapters: random but distinct adapters
+                model = _add_random_adapter(model if model is not None else base, group)
+        groups = GROUPS
+    model.eval()  # LoRA layers are created in training mode; dropout would change the logits
+    model.to(device)
+    return CrashChat(model=model, processor=processor, name=cfg.name, random_weights=random_weights,
+                     device=device, groups=groups)
+
+
+def _add_random_adapter(model, group: str):
+    """A LoRA adapter with random (non-zero) A and B and a perturbed projector copy, seeded per group."""
+    import torch
+    from peft import PeftModel, get_peft_model
+
+    cfg = lora_config(r=8, alpha=16, init_lora_weights=False)
+    with _seeded(GROUPS.index(group) + 1):
+        if isinstance(model, PeftModel):
+            model.add_adapter(group, cfg)
+        else:
+            model = get_peft_model(model, cfg, adapter_name=group)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if f"modules_to_save.{group}." in name:
+                    param.add_(torch.randn_like(param) * 0.02)
+    return model
+
+
+# --- inference ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Processor outputs of one clip, computed once and reused for every question about it."""
+
+    video_inputs: dict
+    """`pixel_values_videos`, `video_grid_thw`, `video_merge_sizes`, `video_compression_mask`."""
+    placeholder: str
+    """The expanded video text: `Time 0.0s:<|video_pad|>...,Time 0.1s:...`."""
+    clip: object = field(repr=False, default=None)
+
+
+@dataclass
+class CrashChat:
+    """The loaded model: one frozen base, one adapter per task group (or none for the baseline)."""
+
+    model: object
+    processor: object
+    name: str
+    random_weights: bool
+    device: str
+    groups: tuple[str, ...]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def label(self) -> str:
+        """How the model names itself in every output."""
+        return f"{self.name} (RANDOM WEIGHTS: answers are meaningless)" if self.random_weights else self.name
+
+    def prepare(self, clip) -> Prepared:
+        """Resize, patch and compress the clip's frames once; the result serves every question."""
+        if isinstance(clip, Prepared):
+            return clip
+        video_inputs = self.processor.video_processor(
+            videos=[clip.frames], video_metadata=[clip.metadata()], return_tensors="pt",
+        )
+        video_inputs = dict(video_inputs)
+        metadata = video_inputs.pop("video_metadata", None)
+        expanded = dict(video_inputs, video_metadata=metadata if metadata is not None else [clip.metadata()])
+        placeholder = self.processor.replace_video_token(expanded, 0)
+        return Prepared(video_inputs=video_inputs, placeholder=placeholder, clip=clip)
+
+    def prompt(self, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        """The chat text with the video placeholder in the first user turn (no system prompt)."""
+        turns = list(history) + [(question, None)]
+        messages = []
+        for i, (q, a) in enumerate(turns):
+            content = ([{"type": "video"}] if i == 0 else []) + [{"type": "text", "text": q}]
+            messages.append({"role": "user", "content": content})
+            if a is not None:
+                messages.append({"role": "assistant", "content": a})
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def inputs(self, prepared: Prepared, question: str, history: Sequence[tuple[str, str]] = ()) -> dict:
+        """Model inputs (on the model's device) for one question about a prepared clip."""
+        import torch
+
+        text = self.prompt(question, history).replace(self.processor.video_token, prepared.placeholder, 1)
+        ids = self.processor.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        out = {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"], **prepared.video_inputs}
+        dtype = next(self.model.parameters()).dtype
+        return {k: (v.to(self.device, dtype) if torch.is_floating_point(v) else v.to(self.device))
+                for k, v in out.items()}
+
+    @contextlib.contextmanager
+    def using(self, group: str):
+        """Run a block on `group`'s adapter and projector (the base alone for `videollama3`)."""
+        if group not in GROUPS:
+            raise ValueError(f"unknown group {group!r}; expected one of {', '.join(GROUPS)}")
+        with self._lock:  # one adapter at a time: a chat stream and a report must not interleave
+            if self.groups:
+                self.model.set_adapter(group)
+            yield
+
+    def _generation_kwargs(self, max_new_tokens: int) -> dict:
+        tok = self.processor.tokenizer
+        return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+    def generate(self, clip, question: str, *, group: str, history=(), max_new_tokens: int = 256) -> str:
+        """The greedy answer to one question about a clip (or a `Prepared` clip)."""
+        import torch
+
+        prepared = self.prepare(clip)
+        inputs = self.inputs(prepared, question, history)
+        with self.using(group), torch.inference_mode():
+            out = self.model.generate(**inputs, **self._generation_kwargs(max_new_tokens))
+        new = out[0, inputs["input_ids"].shape[1]:]
+        return self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+    def stream(self, clip, question: str, *, group: str, history=(), max_new_tokens: int = 256) -> Iterator[str]:
+        """Text chunks of the greedy answer as they are decoded (generation runs in a thread)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        prepared = self.prepare(clip)
+        inputs = self.inputs(prepared, question, history)
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def work():
+            try:
+                with self.using(group), torch.inference_mode():
+                    self.model.generate(**inputs, **self._generation_kwargs(max_new_tokens), streamer=streamer)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        for chunk in streamer:
+            if chunk:
+                yield chunk
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def logits(self, clip, question: str, *, group: str):
+        """Next-token logits after the prompt (for tests and checks; float32 on CPU)."""
+        import torch
+
+        inputs = self.inputs(self.prepare(clip), question)
+        with self.using(group), torch.inference_mode():
+            return self.model(**inputs).logits[0, -1].float().cpu()
