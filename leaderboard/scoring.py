@@ -1,0 +1,332 @@
+"""Scoring a submission on both protocols, per source, with bootstrap intervals.
+
+Protocols (rules: `../shared/reference/protocol.md`):
+- `paper`: as published. Unparseable Yes/No and empty texts are dropped; unparseable times
+  score as 0.0 s; missing answers are simply absent.
+- `strict`: every split record counts exactly once; a missing or unparseable answer is wrong
+  (recognition: the label opposite to the truth; crash localization: IoU 0; pre-crash: IoU 0,
+  TTA_pred 0, counted as too late; text: an empty hypothesis). Records the protocol itself leaves
+  out (pre-crash videos without a usable crash start, TTA_gt <= 0) stay out.
+
+Per-record statistics are computed once (`metrics.*_row`); every metric of a subset or a
+bootstrap resample is arithmetic on their sums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from crashchat.tasks import SOURCES, TASKS, Task, parse_time, parse_time_range, parse_yes_no
+from leaderboard import SCORER_VERSION, metrics
+from leaderboard.split import Split
+from leaderboard.submission import Submission
+
+PROTOCOLS = ("paper", "strict")
+FAMILY = {
+    "yes_no": (metrics.recognition_metrics, metrics.RECOGNITION_COLUMNS),
+    "time_range": (metrics.localization_metrics, metrics.LOCALIZATION_COLUMNS),
+    "time": (metrics.pre_crash_metrics, metrics.PRE_CRASH_COLUMNS),
+    "text": (metrics.text_metrics, metrics.TEXT_COLUMNS),
+}
+# The one metric per task that `compare` tests, and the per-item score the failure browser shows.
+COMPARE_METRIC = {"yes_no": "f1_macro", "time_range": "miou", "time": "miou", "text": "rouge_l_f"}
+
+
+@dataclass
+class TaskTable:
+    """One task under one protocol: a row of statistics per counted record."""
+
+    task: Task
+    rows: np.ndarray
+    sources: np.ndarray
+    items: list[dict] = field(default_factory=list)
+    """Per record: video, source, truth, response, parsed, score (the failure browser's view)."""
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    """Text tasks: (hypothesis, reference) per row, for BERTScore."""
+    sacre: np.ndarray | None = None
+    """Text tasks: sacreBLEU's segment statistics per row (summed per subset, like `rows`)."""
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+
+class _TextCache:
+    """Statistics of a (hypothesis, reference) pair, shared between the two protocols."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, tuple[str, ...]] = {}
+        self.rows: dict[tuple[str, str], tuple] = {}
+        self.sacre: dict[tuple[str, str], list] = {}
+
+    def sacre_rows(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """sacreBLEU segment statistics, extracted in one batch for the pairs not seen yet."""
+        todo = list(dict.fromkeys(p for p in pairs if p not in self.sacre))
+        if todo:
+            hyps, refs = zip(*todo)
+            # Segment statistics are what sacreBLEU sums inside corpus_score; extracting them
+            # once lets every subset be scored by summing (see `_sacrebleu`).
+            stats = _sacrebleu_metric()._extract_corpus_statistics(list(hyps), [list(refs)])
+            self.sacre.update(zip(todo, stats))
+        return np.asarray([self.sacre[p] for p in pairs], float).reshape(len(pairs), -1)
+
+    def row(self, hyp: str, ref: str) -> tuple:
+        key = (hyp, ref)
+        if key not in self.rows:
+            self.rows[key] = metrics.bleu_row(hyp, ref) + metrics.rouge_row(self._tok(hyp), self._tok(ref))
+        return self.rows[key]
+
+    def _tok(self, text: str) -> tuple[str, ...]:
+        if text not in self.tokens:
+            self.tokens[text] = metrics.rouge_tokens(text)
+        return self.tokens[text]
+
+
+def crash_starts(split: Split) -> dict[str, float]:
+    """Video -> crash start (t_acc) from the crash-localization split; unusable starts left out."""
+    starts = {}
+    for record in split.records["crash_localization"]:
+        interval = parse_time_range(record.answer)
+        if interval is not None and interval[0] > 0:
+            starts[record.video] = interval[0]
+    return starts
+
+
+def task_table(task: Task, split: Split, submission: Submission, protocol: str,
+               text_cache: _TextCache | None = None) -> TaskTable:
+    """Per-record statistics of `task` under `protocol`."""
+    strict = protocol == "strict"
+    answers = submission.answers[task.id]
+    rows, sources, items, pairs = [], [], [], []
+    t_acc = crash_starts(split) if task.kind == "time" else {}
+    cache = text_cache or _TextCache()
+    for record in split.records[task.id]:
+        answer = answers.get(record.video)
+        parsed = answer.parsed if answer is not None else None
+        if task.kind == "yes_no":
+            truth = parse_yes_no(record.answer) == "Yes"
+            if parsed is None and not strict:
+                continue
+            pred = (parsed == "Yes") if parsed is not None else not truth
+            row = metrics.recognition_row(truth, pred)
+            score = float(pred == truth)
+        elif task.kind == "time_range":
+            truth = parse_time_range(record.answer)
+            if answer is None and not strict:
+                continue
+            if parsed is None:
+                iou = 0.0 if strict else metrics.interval_iou(task.paper_default, truth)
+            else:
+                iou = metrics.interval_iou(parsed, truth)
+            row, score = metrics.localization_row(iou), iou
+        elif task.kind == "time":
+            truth = parse_time(record.answer)
+            start = t_acc.get(record.video)
+            if start is None or start - truth <= 0 or (answer is None and not strict):
+                continue
+            if parsed is None and strict:
+                stats = (0.0, start - truth, 0.0, True, False)
+            else:
+                stats = metrics.tta_iou(parsed if parsed is not None else task.paper_default, truth, start)
+            row, score = metrics.pre_crash_row(*stats), stats[0]
+        else:
+            truth = record.answer
+            if parsed is None and not strict:
+                continue
+            hyp = parsed if parsed is not None else ""
+            row = cache.row(hyp, truth)
+            pairs.append((hyp, truth))
+            score = row[-1]  # ROUGE-L F of this pair
+        rows.append(row)
+        sources.append(record.source)
+        items.append({"video": record.video, "source": record.source, "truth": record.answer,
+                      "response": answer.response if answer else None,
+                      "parsed": list(parsed) if isinstance(parsed, tuple) else parsed,
+                      "score": float(score)})
+    width = len(FAMILY[task.kind][1])
+    table = np.asarray(rows, float).reshape(len(rows), width)
+    sacre = cache.sacre_rows(pairs) if task.kind == "text" else None
+    return TaskTable(task, table, np.asarray(sources, dtype=object), items, pairs, sacre)
+
+
+def table_metrics(table: TaskTable, mask: np.ndarray | None = None) -> dict:
+    """Every metric of the table's rows (or the masked subset); rates are None when n is 0."""
+    fn, columns = FAMILY[table.task.kind]
+    rows = table.rows if mask is None else table.rows[mask]
+    out = fn(rows.sum(axis=0) if len(rows) else np.zeros(len(columns)), len(rows))
+    if not len(rows):
+        out = {k: (v if isinstance(v, int) else None) for k, v in out.items()}
+    if table.task.kind == "text":
+        sacre = table.sacre if mask is None else table.sacre[mask]
+        out["sacrebleu"] = _sacrebleu(sacre.sum(axis=0)) if len(sacre) else None
+        out["bertscore_f1"] = None
+    return out
+
+
+@lru_cache(maxsize=1)
+def _sacrebleu_metric():
+    from sacrebleu.metrics import BLEU
+
+    return BLEU()  # sacreBLEU's defaults: 13a tokenizer, exp smoothing, one reference
+
+
+def _sacrebleu(stats: np.ndarray) -> float:
+    """sacreBLEU's corpus BLEU (0-1) from summed segment statistics, as corpus_score computes it."""
+    metric = _sacrebleu_metric()
+    order = metric.max_ngram_order
+    return metric.compute_bleu(
+        correct=[int(x) for x in stats[2:2 + order]], total=[int(x) for x in stats[2 + order:]],
+        sys_len=int(stats[0]), ref_len=int(stats[1]), smooth_method=metric.smooth_method,
+        smooth_value=metric.smooth_value, effective_order=metric.effective_order,
+        max_ngram_order=order).score / 100
+
+
+def sacrebleu_signature() -> str:
+    metric = _sacrebleu_metric()
+    metric.corpus_score(["a"], [["a"]])  # the signature is only known once it has scored
+    return str(metric.get_signature())
+
+
+@lru_cache(maxsize=8)
+def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) counts of how often each record is drawn; the same for a given n and seed.
+
+    Cached (read-only): tables of equal size share their draws, which also makes `compare` paired.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(resamples, n)) + (np.arange(resamples) * n)[:, None]
+    weights = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
+    weights.flags.writeable = False
+    return weights
+
+
+def bootstrap_values(table: TaskTable, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Headline metrics of each resample (rows of `weights`)."""
+    fn, _ = FAMILY[table.task.kind]
+    values = fn(weights @ table.rows, table.n)
+    return {k: np.asarray(values[k]) for k in table.task.headline}
+
+
+def bootstrap_ci(table: TaskTable, resamples: int, seed: int) -> dict[str, list[float]]:
+    if resamples <= 0 or table.n == 0:
+        return {}
+    values = bootstrap_values(table, resample_weights(table.n, resamples, seed))
+    return {k: [float(x) for x in np.percentile(v, [2.5, 97.5])] for k, v in values.items()}
+
+
+def _bertscore(pairs: list[tuple[str, str]]) -> tuple[float | None, str | None]:
+    """Mean BERTScore F1 (roberta-large, defaults as the paper), or None and why not."""
+    if not pairs:
+        return None, None
+    try:
+        import bert_score
+    except ImportError:
+        return None, "bert-score is not installed (pip install bert-score)"
+    hyps, refs = zip(*pairs)
+    try:
+        _, _, f1 = bert_score.score(list(hyps), list(refs), lang="en", verbose=False)
+    except Exception as exc:  # noqa: BLE001 - any load/download failure means "unavailable", said below
+        return None, f"BERTScore model could not be loaded ({type(exc).__name__}: {str(exc)[:120]})"
+    return float(f1.mean()), None
+
+
+def score(submission: Submission, split: Split, *, bootstrap: int = 1000, bertscore: bool = False,
+          seed: int = 0) -> dict:
+    """The scorer's JSON (the shape `python -m leaderboard score --json` writes)."""
+    cache = _TextCache()
+    protocols = {}
+    bert_note = "not requested (--bertscore)"
+    for protocol in PROTOCOLS:
+        tasks, by_source, ci95 = {}, {}, {}
+        for task in TASKS:
+            table = task_table(task, split, submission, protocol, cache)
+            tasks[task.id] = table_metrics(table)
+            by_source[task.id] = {
+                source: table_metrics(table, table.sources == source)
+                for source in SOURCES if (table.sources == source).any()
+            }
+            ci95[task.id] = bootstrap_ci(table, bootstrap, seed)
+            if task.kind == "text" and bertscore:
+                tasks[task.id]["bertscore_f1"], reason = _bertscore(table.pairs)
+                bert_note = reason or "computed"
+        protocols[protocol] = {"tasks": tasks, "by_source": by_source, "ci95": ci95}
+    return {
+        "scorer_version": SCORER_VERSION,
+        "split": split.info(),
+        "files": [{"name": n, "sha256": h} for n, h in submission.files],
+        "validation": submission.validation,
+        "protocols": protocols,
+        "bootstrap": {"resamples": bootstrap, "seed": seed, "level": 0.95},
+        "sacrebleu_signature": sacrebleu_signature(),
+        "bertscore": bert_note,
+    }
+
+
+def item_scores(submission: Submission, split: Split, protocol: str = "strict") -> dict[str, list[dict]]:
+    """Per task, every counted record with its truth, answer, parsed value and score, worst first."""
+    cache = _TextCache()
+    out = {}
+    for task in TASKS:
+        items = task_table(task, split, submission, protocol, cache).items
+        out[task.id] = sorted(items, key=lambda item: item["score"])
+    return out
+
+
+def compare(sub_a: Submission, sub_b: Submission, split: Split, *, n: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap over videos, strict protocol, one headline metric per task.
+
+    Both submissions are resampled with the same draws (strict tables list the same records in
+    the same order), so the spread is that of the difference, not of each score.
+    """
+    cache = _TextCache()
+    out = {}
+    for task in TASKS:
+        metric = COMPARE_METRIC[task.kind]
+        a = task_table(task, split, sub_a, "strict", cache)
+        b = task_table(task, split, sub_b, "strict", cache)
+        if a.n == 0:
+            continue
+        point_a, point_b = table_metrics(a)[metric], table_metrics(b)[metric]
+        weights = resample_weights(a.n, n, seed)
+        fn, _ = FAMILY[task.kind]
+        diffs = np.asarray(fn(weights @ b.rows, b.n)[metric]) - np.asarray(fn(weights @ a.rows, a.n)[metric])
+        low, high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
+        p_value = min(1.0, 2 * min(float((diffs <= 0).mean()), float((diffs >= 0).mean())))
+        diff = point_b - point_a
+        out[task.id] = {
+            "metric": metric, "a": point_a, "b": point_b, "diff": diff, "ci95": [low, high],
+            "p_value": p_value, "better": None if diff == 0 else ("b" if diff > 0 else "a"),
+            "significant": bool(low > 0 or high < 0),
+        }
+    return out
+
+
+def render_text(result: dict, protocol: str) -> str:
+    """A readable six-task table of one protocol, with the validation report above it."""
+    lines = [f"split {result['split']['sha256'][:12]}"
+             f"{'' if result['split']['official'] else ' (NOT the published split)'}"
+             f"  scorer {result['scorer_version']}  protocol {protocol}", "",
+             f"{'task':<24}{'expected':>9}{'matched':>9}{'missing':>9}{'unknown':>9}{'unparsed':>9}"]
+    for task in TASKS:
+        v = result["validation"][task.id]
+        lines.append(f"{task.id:<24}{v['expected']:>9}{v['matched']:>9}{v['missing']:>9}"
+                     f"{v['unknown']:>9}{v['unparseable']:>9}")
+    lines.append("")
+    proto = result["protocols"][protocol]
+    for task in TASKS:
+        values = proto["tasks"][task.id]
+        ci = proto["ci95"].get(task.id, {})
+        cells = []
+        for key in task.headline + (("sacrebleu",) if task.kind == "text" else ()):
+            value = values.get(key)
+            text = "n/a" if value is None else f"{value:.4f}"
+            if key in ci:
+                text += f" [{ci[key][0]:.4f}, {ci[key][1]:.4f}]"
+            cells.append(f"{key} {text}")
+        lines.append(f"{task.title} (n={values['n']})")
+        lines.extend(f"    {cell}" for cell in cells)
+    return "\n".join(lines)
+
