@@ -397,7 +397,7 @@ def compare_table(result: Mapping[str, Mapping], name_a: str, name_b: str) -> pd
             "—" if c.get("p_value") is None else f"{c['p_value']:.4f}",
             better, "yes" if c.get("significant") else "no",
         ])
-    return pd.DataFrame(records, columns=["Task", "Metric", "A", "B", "A − B", "95% CI of A − B",
+    return pd.DataFrame(records, columns=["Task", "Metric", "A", "B", "B − A", "95% CI of B − A",
                                           "p", "Better", "Significant (95%)"])
 
 
