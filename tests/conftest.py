@@ -17,3 +17,19 @@ def split_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"the shared test split is not at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def crash_clip(tmp_path_factory) -> Path:
+    """A 3 s, 10 fps, 64x64 synthetic h264 dashcam clip; the cars collide at 1.8 s (`synthetic.crash_time`)."""
+    from crashchat.synthetic import write_clip
+
+    return write_clip(tmp_path_factory.mktemp("clips") / "crash_synthetic.mp4", seconds=3.0, scene="crash")
+
+
+@pytest.fixture(scope="session")
+def normal_clip(tmp_path_factory) -> Path:
+    """A 3 s, 10 fps, 64x64 synthetic h264 clip where nothing happens (the left car overtakes)."""
+    from crashchat.synthetic import write_clip
+
+    return write_clip(tmp_path_factory.mktemp("clips") / "normal_synthetic.mp4", seconds=3.0, scene="normal")
