@@ -187,7 +187,7 @@ def read_frame_number(frame: np.ndarray) -> int:
 def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tuple[int, int] = (64, 64),
                scene: str = "crash", seed: int = 0, *, times: Sequence[float] | None = None,
                crf: int = 18) -> Path:
-    """Render and encode an h264 clip; returns its path.
+    """Render and encode a clip (h264; VP9 for .webm); returns its path.
 
     size is (width, height), both even (h264 4:2:0). ``times`` gives explicit presentation times
     in seconds for a variable-frame-rate clip (then ``fps`` only sets the encoder's nominal rate).
@@ -200,6 +200,9 @@ def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tu
     width, height = size
     if width < 16 or height < 16 or width % 2 or height % 2:
         raise ValueError(f"size must be even and at least 16x16, got {width}x{height}")
+    vfr = times is not None
+    if vfr and path_suffix(path) == ".avi":
+        raise ValueError("AVI stores no presentation times: variable-frame-rate clips need .mp4/.mov/.mkv/.webm")
     if times is None:
         count = max(int(round(seconds * fps)), 1)
         times = [i / fps for i in range(count)]
@@ -209,22 +212,31 @@ def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tu
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    # Millisecond time base: exact for the 10/25/30 fps grids used here and for VFR times.
-    time_base = fractions.Fraction(1, 1000)
+    rate = fractions.Fraction(fps).limit_denominator(1001)
+    # A constant rate gets the 1/fps time base (the only one AVI can store); explicit VFR times
+    # get milliseconds.
+    time_base = fractions.Fraction(1, 1000) if vfr else 1 / rate
     cache: dict = {}
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001))
+        # WebM only holds VP8/VP9/AV1; every other container here takes h264.
+        webm = path.suffix.lower() == ".webm"
+        codec = "libvpx-vp9" if webm else "libx264"
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        stream.options = {"crf": str(crf), "b": "0", "deadline": "realtime"} if webm else {"crf": str(crf), "preset": "veryfast"}
         for i, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(render_frame(i, t, seconds, size, scene, rng, cache), format="rgb24")
-            frame.pts = int(round(t * 1000))
+            frame.pts = int(round(t / time_base))
             frame.time_base = time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def path_suffix(path: str | Path) -> str:
+    return Path(path).suffix.lower()
 
 
 def write_broken(path: str | Path, kind: str) -> Path:

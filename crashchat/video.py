@@ -211,7 +211,8 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> tuple
     """(duration_s, fps, width, height) from the container header, after checking the limits.
 
     Reads no frames, so it is cheap and safe to run on anything; raises `VideoError`.
-    Width and height are as displayed (after rotation metadata).
+    Width and height are as stored: a clip with 90-degree rotation metadata is returned by
+    `load_video` upright, i.e. with the two swapped (the side limits do not care).
     """
     import av
 
@@ -225,13 +226,10 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> tuple
             duration = _stream_duration(container, stream)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             width, height = stream.codec_context.width, stream.codec_context.height
-            rotation = _stream_rotation(stream)
     except VideoError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise VideoError(f"{p}: not a readable video ({_first_line(exc)})") from None
-    if rotation % 180:
-        width, height = height, width
     if duration is None:
         raise VideoError(f"{p}: the container does not say how long the video is")
     if duration <= 0:
@@ -255,23 +253,6 @@ def _stream_duration(container: Any, stream: Any) -> float | None:
     if stream.frames and stream.average_rate:
         return float(stream.frames / stream.average_rate)
     return None
-
-
-def _stream_rotation(stream: Any) -> int:
-    """Display rotation in degrees (counter-clockwise), 0 when the stream has none."""
-    try:
-        from av.sidedata.displaymatrix import get_display_rotation  # type: ignore[import-not-found]
-    except ImportError:
-        get_display_rotation = None
-    matrix = None
-    side_data = getattr(stream.codec_context, "side_data", None) or getattr(stream, "side_data", None)
-    if get_display_rotation is not None and side_data:
-        for entry in side_data:
-            if "DISPLAYMATRIX" in str(getattr(entry, "type", "")).upper():
-                matrix = entry
-        if matrix is not None:
-            return int(round(get_display_rotation(matrix))) % 360
-    return 0
 
 
 def load_video(path: str | os.PathLike, *, fps: float = PAPER_FPS, max_frames: int = PAPER_MAX_FRAMES,
@@ -313,10 +294,9 @@ def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
             notes.append(f"decord: {_coverage_problem(path, targets, times, duration, native_fps)}; decoded with PyAV")
             frames = None
     if frames is None:
-        frames, times, damaged = _decode_pyav(path, targets)
+        frames, times, pyav_notes = _decode_pyav(path, targets)
         backend = "pyav"
-        if damaged:
-            notes.append(f"{damaged} damaged packet(s) skipped; nearby frames may show artifacts")
+        notes.extend(pyav_notes)
         if len(frames) != len(targets):
             raise VideoError(f"{path}: decoded {len(frames)} of {len(targets)} frames (damaged or truncated file)")
         problem = _coverage_problem(path, targets, times, duration, native_fps)
@@ -353,6 +333,9 @@ def _decode_decord(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, l
         raise VideoError(f"{path}: the video stream has no frames")
     # Start times of every frame in presentation order, relative to the stream start.
     starts = reader.get_frame_timestamp(list(range(count)))[:, 0]
+    if not (np.all(np.isfinite(starts)) and starts.min() >= -_TIE and np.all(np.diff(starts) > 0)):
+        # AVI has no presentation times and decord reports AV_NOPTS_VALUE; PyAV counts frames instead.
+        raise RuntimeError("no usable frame timestamps")
     picker = _Picker(targets)
     for i, t in enumerate(starts.tolist()):
         picker.feed(t, i)
@@ -362,18 +345,28 @@ def _decode_decord(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, l
     return frames, [t for t, _ in chosen]
 
 
-def _decode_pyav(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, list[float], int]:
-    """Sequential, tolerant decode: a packet that fails is counted and skipped, not fatal."""
+def _decode_pyav(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, list[float], list[str]]:
+    """Sequential, tolerant decode: a packet that fails is counted and skipped, not fatal.
+
+    Returns the frames, the times of the frames chosen, and notes on what was skipped.
+    """
     import av
 
-    damaged = 0
+    damaged = untimed = 0
     picker = _Picker(targets)
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # AVI stores no presentation times (packet times are decode times), but it is
+            # constant-rate by design: frame n is shown at n / rate.
+            by_count = "avi" in container.format.name.split(",")
+            rate = stream.average_rate or stream.guessed_rate
+            if by_count and not rate:
+                raise VideoError(f"{path}: an AVI file without a frame rate")
             origin = stream.start_time
             last_pts = None
+            shown = 0
             for packet in container.demux(stream):
                 try:
                     decoded = packet.decode()
@@ -381,26 +374,36 @@ def _decode_pyav(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, lis
                     damaged += 1
                     continue
                 for frame in decoded:
-                    if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
-                        continue  # no usable time, or out of order after damage: cannot be placed
-                    if origin is None:
-                        origin = frame.pts
-                    last_pts = frame.pts
-                    # Kept as undecoded-to-RGB frames: only the chosen ones get converted below.
-                    picker.feed(float((frame.pts - origin) * frame.time_base), frame)
+                    if by_count:
+                        t = float(shown / rate)
+                    elif frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
+                        untimed += 1  # no usable time, or out of order after damage: cannot be placed
+                        continue
+                    else:
+                        if origin is None:
+                            origin = frame.pts
+                        last_pts = frame.pts
+                        t = float((frame.pts - origin) * frame.time_base)
+                    shown += 1
+                    # Kept in YUV: only the chosen frames get converted below.
+                    picker.feed(t, frame)
             chosen = picker.finish()
-            arrays = {}
+            arrays: dict[int, np.ndarray] = {}
             frames = []
             for _, frame in chosen:
-                key = id(frame)
-                if key not in arrays:
-                    arrays[key] = _to_rgb(frame)
-                frames.append(arrays[key])
+                if id(frame) not in arrays:
+                    arrays[id(frame)] = _to_rgb(frame)
+                frames.append(arrays[id(frame)])
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"{path}: not a readable video ({_first_line(exc)})") from None
     if not frames:
         raise VideoError(f"{path}: no frame could be decoded (truncated or damaged file)")
-    return np.stack(frames), [t for t, _ in chosen], damaged
+    notes = []
+    if damaged:
+        notes.append(f"{damaged} damaged packet(s) skipped; nearby frames may show artifacts")
+    if untimed:
+        notes.append(f"{untimed} frame(s) without a usable timestamp skipped")
+    return np.stack(frames), [t for t, _ in chosen], notes
 
 
 def _to_rgb(frame: Any) -> np.ndarray:
