@@ -1,0 +1,323 @@
+"""Training examples from the authors' JSON layout, encoded exactly as CrashChat is asked at inference.
+
+A split file is a JSON list of records::
+
+    {"video": ["videos/x.mp4"],
+     "conversations": [{"from": "human", "value": "<video>\\n<question>"},
+                       {"from": "gpt", "value": "<answer>"}],
+     "source": "MM-AU-CAP"}
+
+`read_split` turns one file into `Record`s (any number of files, one per task, are simply
+concatenated and shuffled by the loader), `Encoder` turns a record's decoded clip into model
+inputs whose labels cover only the answer and its `<|im_end|>`, and `Collator` pads a batch of
+clips. Frames are sampled as at inference (`crashchat.video.load_video`: 10 fps, at most 96);
+the training visual budget is 10240 merged tokens per clip (16384 at evaluation).
+
+Bad input is never skipped silently: by default a malformed record or a missing video raises
+`DataError` naming the file and the record's index; with `skip_bad` it is left out, counted and
+reported (`Split.skipped`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from crashchat.tasks import Task
+
+if TYPE_CHECKING:
+    import torch
+
+IGNORE_INDEX = -100
+"""Label value that the causal-LM loss ignores (prompt, video and padding positions)."""
+TRAIN_TOKEN_BUDGET = 10240
+"""Merged visual tokens per clip in training (the authors' scripts; 16384 at evaluation)."""
+VIDEO_TAG = "<video>"
+
+
+class DataError(ValueError):
+    """A record or a video cannot be used; the message names the file and the record index."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How clips become model inputs; the defaults are the paper's training settings."""
+
+    fps: float = 10.0
+    """Frames sampled per second (as at inference)."""
+    max_frames: int = 96
+    """At most this many frames per clip; longer clips are thinned uniformly."""
+    token_budget: int | None = TRAIN_TOKEN_BUDGET
+    """Merged visual tokens per clip; None keeps the processor's own budget."""
+    skip_bad: bool = False
+    """Leave out (and count) malformed records and unreadable videos instead of stopping."""
+
+    def __post_init__(self):
+        if self.fps <= 0:
+            raise ValueError(f"--fps must be positive, got {self.fps}")
+        if self.max_frames < 1:
+            raise ValueError(f"--max-frames must be at least 1, got {self.max_frames}")
+        if self.token_budget is not None and self.token_budget < 1:
+            raise ValueError(f"--token-budget must be positive, got {self.token_budget}")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One question/answer pair about one video, with where it came from."""
+
+    file: str
+    index: int
+    """Position of the record in its file's list (0-based)."""
+    video: Path
+    question: str
+    """The human turn without the `<video>` tag (the video goes first, as at inference)."""
+    answer: str
+    source: str | None = None
+    task: str | None = None
+    """Task id when the record came from a task's split file."""
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}: record {self.index}"
+
+
+@dataclass
+class Split:
+    """The usable records of one or more files, and what was left out (with `skip_bad`)."""
+
+    records: list[Record] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """One line per record left out: file, index and reason."""
+
+    def extend(self, other: "Split") -> "Split":
+        self.records.extend(other.records)
+        self.skipped.extend(other.skipped)
+        return self
+
+    def count_by_task(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for rec in self.records:
+            counts[rec.task or "-"] = counts.get(rec.task or "-", 0) + 1
+        return counts
+
+
+def resolve_video(videos_dir: Path, relative: str) -> Path | None:
+    """`videos_dir/relative`, or `videos_dir/<file name>` so the folder of the mp4s works too.
+
+    The authors' records say `videos/x.mp4`, relative to their data root; users often point at
+    the `videos/` folder itself. Nothing else is guessed.
+    """
+    for candidate in (videos_dir / relative, videos_dir / Path(relative).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def parse_record(raw: object, *, file: str, index: int, videos_dir: Path, task: Task | None = None) -> Record:
+    """Validate one raw record; raises `DataError` naming file, index and field."""
+    where = f"{file}: record {index}"
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}: expected an object, got {type(raw).__name__}")
+    video = raw.get("video")
+    if isinstance(video, list) and len(video) == 1:
+        video = video[0]
+    if not isinstance(video, str) or not video:
+        raise DataError(f"{where}: field 'video' must be one path (a string or a one-element list), got {video!r}")
+    turns = raw.get("conversations")
+    if not isinstance(turns, list) or len(turns) != 2:
+        raise DataError(f"{where}: field 'conversations' must be a list of two turns (human, gpt)")
+    for i, (turn, speaker) in enumerate(zip(turns, ("human", "gpt"))):
+        if not isinstance(turn, dict) or turn.get("from") != speaker:
+            raise DataError(f"{where}: conversations[{i}] must be a {{'from': '{speaker}', 'value': ...}} turn")
+        if not isinstance(turn.get("value"), str) or not turn["value"].strip():
+            raise DataError(f"{where}: conversations[{i}].value must be a non-empty string")
+    question = turns[0]["value"].replace(VIDEO_TAG, "").strip()
+    if not question:
+        raise DataError(f"{where}: conversations[0].value has no question besides {VIDEO_TAG}")
+    source = raw.get("source")
+    if source is not None and not isinstance(source, str):
+        raise DataError(f"{where}: field 'source' must be a string, got {source!r}")
+    path = resolve_video(videos_dir, video)
+    if path is None:
+        raise DataError(f"{where}: video {video} not found under {videos_dir}")
+    return Record(file=file, index=index, video=path, question=question, answer=turns[1]["value"].strip(),
+                  source=source, task=task.id if task else None)
+
+
+def read_split(path: str | Path, *, videos_dir: str | Path, task: Task | None = None,
+               skip_bad: bool = False) -> Split:
+    """All records of one split file; bad ones raise `DataError`, or with `skip_bad` are counted."""
+    path, videos_dir = Path(path), Path(videos_dir)
+    if not path.is_file():
+        raise DataError(f"{path}: no such split file")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    if not isinstance(raw, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
+    split = Split()
+    for index, item in enumerate(raw):
+        try:
+            split.records.append(parse_record(item, file=str(path), index=index, videos_dir=videos_dir, task=task))
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            split.skipped.append(str(exc))
+    return split
+
+
+def split_path(split_dir: str | Path, task: Task, split: str) -> Path:
+    """`crashchat_dada_video_total_<name>_<split>.json` in `split_dir` (the authors' naming)."""
+    return Path(split_dir) / task.split_file(split)
+
+
+def read_tasks(split_dir: str | Path, tasks: Sequence[Task], split: str, *, videos_dir: str | Path,
+               skip_bad: bool = False) -> Split:
+    """The mixture of several tasks' files of one split (train or val)."""
+    mixed = Split()
+    for task in tasks:
+        mixed.extend(read_split(split_path(split_dir, task, split), videos_dir=videos_dir, task=task,
+                                skip_bad=skip_bad))
+    if not mixed.records:
+        raise DataError(f"{split_dir}: no usable {split} records for {', '.join(t.id for t in tasks)}")
+    return mixed
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+
+class Encoder:
+    """Clip + question + answer -> input ids, labels and video tensors, formatted as at inference.
+
+    The prompt is built by the inference code itself (`crashchat.model.CrashChat.prepare` and
+    `.prompt`), so training and serving cannot drift apart; the answer and `<|im_end|>` are
+    tokenized separately and appended, which is exactly the sequence the model must generate.
+    """
+
+    def __init__(self, processor, token_budget: int | None = TRAIN_TOKEN_BUDGET):
+        from crashchat.model import CrashChat, build_processor
+
+        if token_budget is not None:
+            processor = build_processor(processor.tokenizer, token_budget=token_budget)
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        # CrashChat's formatting methods use only the processor; no model is attached here.
+        self._format = CrashChat(model=None, processor=processor, name="training-data", random_weights=False,
+                                 device="cpu", groups=())
+        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        assert self.end_id is not None and self.end_id != self.tokenizer.unk_token_id, "tokenizer lacks <|im_end|>"
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.end_id
+
+    def prompt_ids(self, clip, question: str) -> tuple[list[int], dict]:
+        prepared = self._format.prepare(clip)
+        text = self._format.prompt(question).replace(self.processor.video_token, prepared.placeholder, 1)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return list(ids), prepared.video_inputs
+
+    def encode(self, clip, question: str, answer: str) -> dict:
+        """One example: 1-D `input_ids`/`labels` and the clip's video tensors."""
+        import torch
+
+        prompt, video_inputs = self.prompt_ids(clip, question)
+        target = list(self.tokenizer(answer, add_special_tokens=False)["input_ids"]) + [self.end_id]
+        return {
+            "input_ids": torch.tensor(prompt + target, dtype=torch.long),
+            "labels": torch.tensor([IGNORE_INDEX] * len(prompt) + target, dtype=torch.long),
+            **video_inputs,
+        }
+
+
+class TrainingData:
+    """A `torch` map-style dataset over records: decodes, samples and encodes one clip per item.
+
+    With `skip_bad`, an unreadable video is replaced by the next record that decodes, and the
+    replacement is reported in the item (`"skipped"`) so the loop counts it: every process must
+    still receive a full batch, or data-parallel training would hang.
+    """
+
+    def __init__(self, records: Sequence[Record], encoder: Encoder, cfg: DataConfig = DataConfig(),
+                 limits=None):
+        if not records:
+            raise DataError("no records to train on")
+        self.records = list(records)
+        self.encoder = encoder
+        self.cfg = cfg
+        self.limits = limits
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, record: Record):
+        from crashchat.video import VideoError, load_video
+
+        kwargs = {"limits": self.limits} if self.limits is not None else {}
+        try:
+            return load_video(record.video, fps=self.cfg.fps, max_frames=self.cfg.max_frames, **kwargs)
+        except VideoError as exc:
+            raise DataError(f"{record.where}: video {record.video}: {exc}") from None
+
+    def __getitem__(self, index: int) -> dict:
+        skipped: list[str] = []
+        for attempt in range(len(self.records)):
+            record = self.records[(index + attempt) % len(self.records)]
+            try:
+                clip = self.load(record)
+            except DataError as exc:
+                if not self.cfg.skip_bad:
+                    raise
+                skipped.append(str(exc))
+                continue
+            example = self.encoder.encode(clip, record.question, record.answer)
+            example["skipped"] = skipped
+            return example
+        raise DataError(f"none of the {len(self.records)} videos could be decoded; first error: {skipped[0]}")
+
+
+@dataclass(frozen=True)
+class Collator:
+    """Pads a list of examples into one batch (right padding; video tensors concatenated in order)."""
+
+    pad_id: int
+
+    def __call__(self, examples: Sequence[dict]) -> dict:
+        import torch
+
+        assert examples, "empty batch"
+        length = max(len(e["input_ids"]) for e in examples)
+        ids = torch.full((len(examples), length), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(examples), length), dtype=torch.long)
+        for row, example in enumerate(examples):
+            n = len(example["input_ids"])
+            ids[row, :n] = example["input_ids"]
+            labels[row, :n] = example["labels"]
+            mask[row, :n] = 1
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        # The model consumes the videos of a batch as one flat sequence of patches, in row order.
+        for key in ("pixel_values_videos", "video_grid_thw", "video_merge_sizes", "video_compression_mask"):
+            batch[key] = torch.cat([e[key] for e in examples], dim=0)
+        batch["skipped"] = [line for e in examples for line in e.get("skipped", ())]
+        return batch
+
+
+def model_inputs(batch: dict) -> dict:
+    """The batch without bookkeeping keys, ready for `model(**...)`."""
+    return {k: v for k, v in batch.items() if k != "skipped"}
+
+
+def answer_text(tokenizer, example: dict) -> str:
+    """The labelled tokens of an example, decoded (what the loss is computed on).
+
+    Useful to check masking by eye: it is the answer followed by `<|im_end|>`.
+    """
+    labels = example["labels"]
+    return tokenizer.decode([int(t) for t in labels if int(t) != IGNORE_INDEX])

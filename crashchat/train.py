@@ -1,0 +1,584 @@
+"""LoRA instruction tuning with task decoupling and grouping (the paper's training strategies).
+
+    python -m crashchat train --strategy heterogeneous --split-dir SPLITS --videos-dir DATA --out runs/het
+    accelerate launch -m crashchat train --strategy homogeneous:perception ...   # several GPUs (DDP)
+
+A strategy picks the tasks whose `crashchat_dada_video_total_<name>_{train,val}.json` files are
+mixed: `independent:<task>` (one task), `homogeneous:linguistic` / `homogeneous:perception` (one
+group), `heterogeneous` (all six) or an explicit comma-separated task list. The result,
+`OUT/adapter`, is a native peft adapter with its own projector copy: the adapter that `analyze`
+loads with `--linguistic OUT/adapter` or `--perception OUT/adapter`, as `OUT/crashchat_train.json`
+says (the paper serves the linguistic tasks from the heterogeneous model and the perception tasks
+from the homogeneous perception model).
+
+The loop is a plain accelerate loop: LoRA on the LLM's projections, the projector trained, the
+vision encoder and the LLM frozen; AdamW, cosine schedule with warmup; evaluation on the val split
+every `eval_steps` with early stopping on its loss; a checkpoint every `save_steps` that `--resume`
+continues from (trainable weights, optimizer, scheduler, RNG and data position).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+from crashchat.data import DataConfig, DataError
+from crashchat.tasks import GROUPS, TASK_IDS, TASKS, Task, get_task, tasks_in_group
+
+STRATEGIES = ("independent:<task>", "homogeneous:linguistic", "homogeneous:perception", "heterogeneous",
+              "<task>,<task>,...")
+STATE_FILE = "trainer_state.json"
+SUMMARY_FILE = "crashchat_train.json"
+
+
+# --- strategies -----------------------------------------------------------------------------------
+
+
+def resolve_strategy(spec: str) -> tuple[Task, ...]:
+    """The tasks a strategy trains on, in the table's order.
+
+    >>> [t.id for t in resolve_strategy("homogeneous:perception")]
+    ['crash_localization', 'pre_crash_localization']
+    >>> len(resolve_strategy("heterogeneous"))
+    6
+    >>> [t.id for t in resolve_strategy("independent:cause_reasoning")]
+    ['causal_reasoning']
+    """
+    spec = spec.strip()
+    if spec == "heterogeneous":
+        return TASKS
+    kind, _, arg = spec.partition(":")
+    if kind == "homogeneous" and arg:
+        if arg not in GROUPS:
+            raise ValueError(f"--strategy {spec}: unknown group {arg!r}; choose from {', '.join(GROUPS)}")
+        return tasks_in_group(arg)  # type: ignore[arg-type]
+    if kind == "independent" and arg:
+        return (_task(arg, spec),)
+    if ":" in spec or not spec:
+        raise ValueError(f"--strategy {spec!r}: expected one of {', '.join(STRATEGIES)}")
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    chosen = {_task(n, spec).id for n in names}
+    if len(chosen) != len(names):
+        raise ValueError(f"--strategy {spec}: a task is listed twice")
+    return tuple(t for t in TASKS if t.id in chosen)
+
+
+def _task(name: str, spec: str) -> Task:
+    try:
+        return get_task(name)
+    except KeyError:
+        raise ValueError(f"--strategy {spec}: unknown task {name!r}; tasks: {', '.join(TASK_IDS)}") from None
+
+
+def serves(tasks: Sequence[Task]) -> str:
+    """The `analyze` flag the adapter is meant for: its tasks' group, or linguistic when mixed.
+
+    Mixed strategies (heterogeneous) serve the linguistic tasks in the paper's best configuration.
+
+    >>> serves(resolve_strategy("heterogeneous")), serves(resolve_strategy("homogeneous:perception"))
+    ('linguistic', 'perception')
+    """
+    groups = {t.group for t in tasks}
+    return groups.pop() if len(groups) == 1 else "linguistic"
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """One training run; the defaults are the paper's settings (`reference/model.md`)."""
+
+    strategy: str
+    """Which tasks are mixed (see `resolve_strategy`)."""
+    split_dir: Path
+    """Folder of `crashchat_dada_video_total_<name>_{train,val}.json`."""
+    videos_dir: Path
+    """Folder the records' `video` paths are relative to (or the folder of the mp4s itself)."""
+    out: Path
+    """Run folder: `adapter/` (the result), `checkpoints/`, `tensorboard/`, `crashchat_train.json`."""
+    model: str = "videollama3"
+    """`videollama3` (the base, `--base` or the hub's) or `tiny-random` (CPU runs in seconds)."""
+    base: str | None = None
+    """Hub id or local dir of the base (native or the authors' layout, converted once)."""
+    cache_dir: str | None = None
+    """Where a converted base goes (see `crashchat.model.ModelConfig`)."""
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lr: float = 1e-5
+    """Learning rate of the LoRA weights and the projector."""
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    """Linear warmup over this fraction of the steps, then cosine decay to zero."""
+    epochs: float = 10.0
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides `epochs` for the schedule too)."""
+    global_batch: int = 24
+    """Examples per optimizer step over all processes (batch_size x processes x accumulation)."""
+    batch_size: int = 1
+    """Clips per forward pass on each process."""
+    max_grad_norm: float = 1.0
+    bf16: bool = True
+    """bf16 weights and autocast on GPU (ignored on CPU, which trains in float32)."""
+    gradient_checkpointing: bool = True
+    eval: bool = True
+    """Evaluate on the val split and stop early on its loss; needs the `_val.json` files."""
+    eval_steps: int = 50
+    save_steps: int = 50
+    log_steps: int = 10
+    patience: int = 3
+    """Evaluations without an improvement of more than `threshold` before stopping."""
+    threshold: float = 0.001
+    keep_checkpoints: int = 2
+    """Checkpoints kept in `OUT/checkpoints` (the oldest are deleted)."""
+    resume: bool = False
+    seed: int = 42
+    num_workers: int = 2
+    """Data-loader processes per GPU process (video decoding runs there)."""
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self):
+        self.split_dir, self.videos_dir, self.out = Path(self.split_dir), Path(self.videos_dir), Path(self.out)
+        resolve_strategy(self.strategy)  # fail before any loading
+        if self.model not in ("videollama3", "tiny-random"):
+            raise ValueError(f"--model {self.model}: training starts from 'videollama3' (the base) or 'tiny-random'")
+        for name in ("lora_r", "lora_alpha", "global_batch", "batch_size", "eval_steps", "save_steps", "log_steps",
+                     "patience", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr <= 0 or self.epochs <= 0:
+            raise ValueError("--lr and --epochs must be positive")
+        if not self.split_dir.is_dir():
+            raise ValueError(f"--split-dir {self.split_dir}: no such directory")
+        if not self.videos_dir.is_dir():
+            raise ValueError(f"--videos-dir {self.videos_dir}: no such directory")
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return resolve_strategy(self.strategy)
+
+    def accumulation(self, processes: int) -> int:
+        """Micro-batches per optimizer step so that the global batch is kept."""
+        per_step = self.batch_size * processes
+        if self.global_batch % per_step:
+            raise ValueError(f"--global-batch {self.global_batch} is not a multiple of --batch-size {self.batch_size}"
+                             f" x {processes} process(es)")
+        return self.global_batch // per_step
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        for key in ("split_dir", "videos_dir", "out"):
+            out[key] = str(out[key])
+        return out
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (also written to `OUT/crashchat_train.json`)."""
+
+    adapter: str
+    serves: str
+    """`linguistic` or `perception`: pass the adapter to `analyze --<serves>`."""
+    tasks: list[str]
+    steps: int
+    stopped: str
+    """`max_steps`, `epochs` or `early_stopping`."""
+    best_eval_loss: float | None
+    best_step: int | None
+    last_train_loss: float | None
+    train_examples: int
+    val_examples: int
+    skipped_records: list[str]
+    skipped_videos: list[str]
+
+
+# --- model ----------------------------------------------------------------------------------------
+
+
+def load_base(cfg: TrainConfig, device: str):
+    """The frozen base and its processor (bf16 on GPU), from `crashchat.model`."""
+    from crashchat.model import ModelConfig, build_tiny_random, load_model
+
+    if cfg.model == "tiny-random" and cfg.base is None:
+        model, processor = build_tiny_random()  # seed 0: the base `analyze` rebuilds
+        return model.to(device), processor
+    loaded = load_model(ModelConfig(name="videollama3", base=cfg.base, device=device, cache_dir=cfg.cache_dir))
+    model = loaded.model
+    if not (cfg.bf16 and device.startswith("cuda")):
+        model = model.float()
+    return model, loaded.processor
+
+
+def attach_lora(base, cfg: TrainConfig):
+    """Wrap the base with a fresh trainable adapter (LoRA on the LLM, projector copy trained).
+
+    Trainable weights are kept in float32 even on a bf16 base: at lr 1e-5 a bf16 weight would
+    round most updates away (DeepSpeed's bf16 mode, which the authors used, keeps fp32 masters).
+    """
+    import warnings
+
+    from peft import get_peft_model
+
+    from crashchat.model import lora_config
+
+    with warnings.catch_warnings():
+        # transformers 5.2x renamed gradient checkpointing to activation checkpointing; the old
+        # name still works on every version this project supports (5.17 on the GPU image).
+        warnings.simplefilter("ignore", FutureWarning)
+        if cfg.gradient_checkpointing:
+            # Non-reentrant checkpointing needs no input grads, so the frozen embeddings stay frozen.
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = get_peft_model(base, lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout))
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    return model
+
+
+def trainable_names(model) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _to_device(batch: dict, device, dtype) -> dict:
+    import torch
+
+    return {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device))
+            for k, v in batch.items() if k != "skipped"}
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (the state file is written last)."""
+    root = out / "checkpoints"
+    found = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_adapter(accelerator, model, target: Path) -> None:
+    """The adapter in the native peft layout that `analyze` loads (adapter + projector copy)."""
+    unwrapped = accelerator.unwrap_model(model)
+    state = accelerator.get_state_dict(model)  # gathers full weights under FSDP
+    if accelerator.is_main_process:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # never leave a half-written adapter where analyze would find it
+    accelerator.wait_for_everyone()
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    """Counters saved with each checkpoint so that `--resume` continues where the run stopped."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    best_eval_loss: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    last_eval_step: int | None = None
+    skipped_videos: list[str] = field(default_factory=list)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    import torch
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from transformers import get_cosine_schedule_with_warmup
+
+    from crashchat.data import Collator, Encoder, TrainingData, read_tasks
+
+    use_bf16 = cfg.bf16 and torch.cuda.is_available()
+    accelerator = Accelerator(
+        mixed_precision="bf16" if use_bf16 else "no",
+        log_with="tensorboard", project_dir=str(cfg.out),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    accumulation = cfg.accumulation(accelerator.num_processes)
+    accelerator.gradient_accumulation_steps = accumulation
+    main = accelerator.is_main_process
+    say = accelerator.print
+
+    found = checkpoints(cfg.out)
+    if found and not cfg.resume:
+        raise ValueError(f"--out {cfg.out} already holds checkpoints; pass --resume to continue or pick a new --out")
+    set_seed(cfg.seed)
+
+    tasks = cfg.tasks
+    train_split = read_tasks(cfg.split_dir, tasks, "train", videos_dir=cfg.videos_dir, skip_bad=cfg.data.skip_bad)
+    val_split = (read_tasks(cfg.split_dir, tasks, "val", videos_dir=cfg.videos_dir, skip_bad=cfg.data.skip_bad)
+                 if cfg.eval else None)
+    for line in train_split.skipped + (val_split.skipped if val_split else []):
+        say(f"skipped: {line}")
+    say(f"strategy {cfg.strategy}: {len(train_split.records)} train examples {train_split.count_by_task()}"
+        + (f", {len(val_split.records)} val" if val_split else ", no validation"))
+
+    base, processor = load_base(cfg, str(accelerator.device))
+    model = attach_lora(base, cfg)
+    names = trainable_names(model)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"trainable parameters: {n_train:,} (LoRA r={cfg.lora_r} on the LLM + projector); vision and LLM frozen")
+
+    encoder = Encoder(processor, token_budget=cfg.data.token_budget)
+    collate = Collator(encoder.pad_id)
+    loader_kwargs = dict(batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.num_workers,
+                         persistent_workers=False)
+    train_loader = DataLoader(TrainingData(train_split.records, encoder, cfg.data), shuffle=True, **loader_kwargs)
+    val_loader = (DataLoader(TrainingData(val_split.records, encoder, cfg.data), shuffle=False, **loader_kwargs)
+                  if val_split else None)
+
+    steps_per_epoch = math.ceil(math.ceil(len(train_split.records) / (cfg.batch_size * accelerator.num_processes))
+                                / accumulation)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    # Not passed to `prepare`: accelerate would step it once per process per step.
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    accelerator.register_for_checkpointing(scheduler)
+
+    # Checkpoints hold only the trainable weights: the frozen base is gigabytes and never changes.
+    def keep_trainable(models, weights, output_dir):
+        for i, state in enumerate(weights):
+            weights[i] = {k: v for k, v in state.items() if _strip(k) in names}
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+
+    progress = _Progress()
+    if found:
+        last = found[-1]
+        saved = json.loads((last / STATE_FILE).read_text())
+        if saved.get("tasks") != [t.id for t in tasks]:
+            raise ValueError(f"--resume: {last} trained {saved.get('tasks')}, not --strategy {cfg.strategy}")
+        accelerator.load_state(str(last), strict=False)
+        progress = _Progress(**saved["progress"])
+        say(f"resumed from {last} at step {progress.step} (epoch {progress.epoch}, batch {progress.batches_in_epoch})")
+    elif cfg.resume:
+        say(f"--resume: no checkpoint in {cfg.out}/checkpoints yet; starting from the beginning")
+
+    if main:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        (cfg.out / "train_config.json").write_text(json.dumps(cfg.to_json(), indent=2, default=str))
+    accelerator.init_trackers("tensorboard", config={k: v for k, v in cfg.to_json().items()
+                                                     if isinstance(v, (int, float, str, bool))})
+    dtype = torch.bfloat16 if use_bf16 else torch.float32
+    say(f"{total_steps} steps of {cfg.global_batch} examples ({accumulation} accumulation x {cfg.batch_size} "
+        f"x {accelerator.num_processes} process(es)), {steps_per_epoch} steps per epoch, device {accelerator.device}")
+
+    def evaluate() -> float:
+        model.eval()
+        total = torch.zeros((), device=accelerator.device)
+        count = torch.zeros((), device=accelerator.device)
+        with torch.no_grad():
+            for batch in val_loader:
+                progress.skipped_videos.extend(batch["skipped"])
+                out = model(**_to_device(batch, accelerator.device, dtype), use_cache=False)
+                tokens = (batch["labels"][:, 1:] != -100).sum().to(accelerator.device)
+                total += out.loss.detach().float() * tokens
+                count += tokens
+        model.train()
+        total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
+        return float(total / count.clamp(min=1))
+
+    def checkpoint() -> None:
+        target = cfg.out / "checkpoints" / f"step-{progress.step:06d}"
+        accelerator.save_state(str(target))
+        save_adapter(accelerator, model, target / "adapter")
+        if main:
+            state = {"tasks": [t.id for t in tasks], "progress": asdict(progress)}
+            (target / STATE_FILE).write_text(json.dumps(state, indent=2))
+            for old in checkpoints(cfg.out)[:-cfg.keep_checkpoints]:
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+
+    def run_eval() -> bool:
+        """Evaluate, keep the best adapter; True when early stopping says stop."""
+        loss = evaluate()
+        progress.last_eval_step = progress.step
+        best = progress.best_eval_loss
+        improved = best is None or (loss < best and best - loss > cfg.threshold)
+        if improved:
+            progress.best_eval_loss, progress.best_step, progress.bad_evals = loss, progress.step, 0
+            save_adapter(accelerator, model, cfg.out / "adapter")
+        else:
+            progress.bad_evals += 1
+        accelerator.log({"eval/loss": loss}, step=progress.step)
+        say(f"step {progress.step}: eval loss {loss:.4f} (best {progress.best_eval_loss:.4f} at step "
+            f"{progress.best_step}; {progress.bad_evals}/{cfg.patience} without improvement)")
+        return progress.bad_evals >= cfg.patience
+
+    model.train()
+    stopped = "epochs"
+    window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+    last_train_loss = None
+    done = progress.step >= total_steps
+    if done:
+        stopped = "max_steps"
+    max_epochs = math.ceil(total_steps / steps_per_epoch) + 1
+    while not done and progress.epoch < max_epochs:
+        train_loader.set_epoch(progress.epoch)
+        loader = (accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
+                  if progress.batches_in_epoch else train_loader)
+        for batch in loader:
+            progress.skipped_videos.extend(batch["skipped"])
+            for line in batch["skipped"]:
+                say(f"skipped (replaced by the next readable record): {line}")
+            with accelerator.accumulate(model):
+                out = model(**_to_device(batch, accelerator.device, dtype), use_cache=False)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            progress.batches_in_epoch += 1
+            window_loss += out.loss.detach().float().item()
+            window_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            progress.step += 1
+            if progress.step % cfg.log_steps == 0 or progress.step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                loss = accelerator.reduce(torch.tensor(window_loss / window_batches, device=accelerator.device),
+                                          "mean").item()
+                samples = window_batches * cfg.batch_size * accelerator.num_processes
+                lr = scheduler.get_last_lr()[0]
+                accelerator.log({"train/loss": loss, "train/lr": lr, "train/samples_per_s": samples / elapsed},
+                                step=progress.step)
+                say(f"step {progress.step}/{total_steps} epoch {progress.epoch} loss {loss:.4f} lr {lr:.3g} "
+                    f"{samples / elapsed:.2f} samples/s")
+                last_train_loss = loss
+                window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+            if val_loader is not None and progress.step % cfg.eval_steps == 0 and run_eval():
+                stopped, done = "early_stopping", True
+            if progress.step >= total_steps:
+                stopped, done = "max_steps" if cfg.max_steps else "epochs", True
+            if progress.step % cfg.save_steps == 0 or done:
+                checkpoint()
+            if progress.step % cfg.eval_steps == 0 or progress.step % cfg.save_steps == 0:
+                window_start = time.perf_counter()  # samples/s measures training alone
+            if done:
+                break
+        else:
+            progress.epoch += 1
+            progress.batches_in_epoch = 0
+
+    if val_loader is not None and progress.last_eval_step != progress.step:
+        run_eval()  # the final weights are compared too; the best adapter stays in OUT/adapter
+    if val_loader is None:
+        save_adapter(accelerator, model, cfg.out / "adapter")
+    accelerator.end_training()
+
+    result = TrainResult(
+        adapter=str(cfg.out / "adapter"), serves=serves(tasks), tasks=[t.id for t in tasks],
+        steps=progress.step, stopped=stopped, best_eval_loss=progress.best_eval_loss,
+        best_step=progress.best_step, last_train_loss=last_train_loss,
+        train_examples=len(train_split.records), val_examples=len(val_split.records) if val_split else 0,
+        skipped_records=train_split.skipped + (val_split.skipped if val_split else []),
+        skipped_videos=progress.skipped_videos,
+    )
+    if main:
+        (cfg.out / SUMMARY_FILE).write_text(json.dumps(asdict(result), indent=2))
+    skipped = len(result.skipped_records) + len(result.skipped_videos)
+    say(f"done after {result.steps} steps ({stopped}); {skipped} bad record(s) skipped"
+        + (f"; best eval loss {result.best_eval_loss:.4f} at step {result.best_step}"
+           if result.best_eval_loss is not None else ""))
+    say(f"adapter for the {result.serves} tasks: python -m crashchat analyze VIDEO --{result.serves} {result.adapter}")
+    return result
+
+
+def _strip(key: str) -> str:
+    """A parameter name without the DDP wrapper's prefix."""
+    return key[len("module."):] if key.startswith("module.") else key
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m crashchat train",
+        description="LoRA instruction tuning of VideoLLaMA3 on CrashChat tasks (paper defaults).",
+    )
+    p.add_argument("--strategy", required=True,
+                   help="independent:<task> | homogeneous:linguistic | homogeneous:perception | heterogeneous"
+                        f" | comma-separated tasks ({', '.join(TASK_IDS)})")
+    p.add_argument("--split-dir", required=True, type=Path, help="folder of the *_train.json / *_val.json files")
+    p.add_argument("--videos-dir", required=True, type=Path, help="folder the records' video paths are relative to")
+    p.add_argument("--out", required=True, type=Path, help="run folder (adapter/, checkpoints/, tensorboard/)")
+    p.add_argument("--model", default="videollama3", choices=("videollama3", "tiny-random"))
+    p.add_argument("--base", help="base hub id or local dir (default DAMO-NLP-SG/VideoLLaMA3-7B)")
+    p.add_argument("--cache-dir")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT/checkpoints")
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    numeric = {
+        "lora_r": int, "lora_alpha": int, "lora_dropout": float, "lr": float, "weight_decay": float,
+        "warmup_ratio": float, "epochs": float, "global_batch": int, "batch_size": int, "max_grad_norm": float,
+        "eval_steps": int, "save_steps": int, "log_steps": int, "patience": int, "threshold": float,
+        "keep_checkpoints": int, "seed": int, "num_workers": int,
+    }
+    for name, kind in numeric.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=defaults[name], help=f"default {defaults[name]}")
+    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
+    p.add_argument("--no-eval", action="store_true", help="no val split: no evaluation, no early stopping")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32 on GPU too")
+    p.add_argument("--no-gradient-checkpointing", action="store_true")
+    data = DataConfig()
+    p.add_argument("--fps", type=float, default=data.fps, help=f"frames sampled per second (default {data.fps})")
+    p.add_argument("--max-frames", type=int, default=data.max_frames, help=f"default {data.max_frames}")
+    p.add_argument("--token-budget", type=int, default=data.token_budget,
+                   help=f"merged visual tokens per clip (default {data.token_budget})")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out and count malformed records and unreadable videos instead of stopping")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    numeric = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+               if hasattr(args, f.name) and f.name not in ("data", "eval", "bf16", "gradient_checkpointing")}
+    return TrainConfig(
+        **numeric,
+        eval=not args.no_eval, bf16=not args.no_bf16, gradient_checkpointing=not args.no_gradient_checkpointing,
+        data=DataConfig(fps=args.fps, max_frames=args.max_frames, token_budget=args.token_budget,
+                        skip_bad=args.skip_bad),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from crashchat.model import ModelLoadError
+
+    try:
+        cfg = config_from_args(args)
+        train(cfg)
+    except (DataError, ValueError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
