@@ -71,7 +71,8 @@ class _TextCache:
             # once lets every subset be scored by summing (see `_sacrebleu`).
             stats = _sacrebleu_metric()._extract_corpus_statistics(list(hyps), [list(refs)])
             self.sacre.update(zip(todo, stats))
-        return np.asarray([self.sacre[p] for p in pairs], float).reshape(len(pairs), -1)
+        width = 2 + 2 * _sacrebleu_metric().max_ngram_order  # lengths, then correct and total per order
+        return np.asarray([self.sacre[p] for p in pairs], float).reshape(len(pairs), width)
 
     def row(self, hyp: str, ref: str) -> tuple:
         key = (hyp, ref)
