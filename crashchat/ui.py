@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -149,6 +149,8 @@ class View:
     md_file: Any = KEEP
     chat: Any = KEEP
     session: Any = KEEP
+    error: str | None = None
+    """Also shown as a warning toast (bad upload, no GPU, time limit)."""
 
 
 # --- the model, loaded once per process ------------------------------------------------------------
@@ -358,6 +360,7 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
         clip = open_clip(path, cfg)
     except VideoError as exc:
         view.status = f"**Cannot use this file.** {exc}"
+        view.error = f"Cannot use this file. {exc}"
         return view
     session.video = path
     view.status = f"Ready: {clip_summary(clip)}. Click **Analyze**, or ask a question below."
@@ -384,7 +387,7 @@ def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple[
     try:
         clip = open_clip(session.video, cfg)
     except VideoError as exc:
-        yield View(status=f"**Cannot use this file.** {exc}")
+        yield View(status=f"**Cannot use this file.** {exc}", error=f"Cannot use this file. {exc}")
         return
     if loaded_model(cfg.model) is None:
         yield View(model_status=f"**Loading the model `{cfg.model}` (first use)…**")
@@ -436,7 +439,7 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
                        if get_task(task_id).group == "perception" else KEEP)
             deadline.check()
     except TimeLimitExceeded as exc:
-        yield View(status=f"**{exc}** The answers so far are shown.")
+        yield View(status=f"**{exc}** The answers so far are shown.", error=str(exc))
         return
     report = build_report(clip, model, results)
     session = replace(session, report=report)
@@ -578,23 +581,23 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             video = gr.Video(label="Dashcam video", sources=["upload"], elem_id="cc-video", height=320)
+            timeline_plot = gr.Plot(label="Timeline: crash window, pre-crash moment, times from chat answers",
+                                    elem_id="cc-timeline", format="png")
             upload_md = gr.Markdown(elem_id="cc-upload-status")
             analyze_btn = gr.Button("Analyze", variant="primary", interactive=not blocked, elem_id="cc-analyze")
-            gr.Examples([[str(p)] for p in example_clips(cfg)], inputs=[video],
+            examples = example_clips(cfg)
+            gr.Examples([[str(p)] for p in examples], inputs=[video],
                         label="Synthetic example clips (rendered by crashchat.synthetic, not real footage)",
-                        example_labels=[p.stem.replace("_", " ") for p in example_clips(cfg)])
+                        example_labels=[p.stem.replace("_", " ") for p in examples])
         with gr.Column(scale=2):
             verdict_md = gr.Markdown(elem_id="cc-verdict")
-            timeline_plot = gr.Plot(label="Timeline (crash window, pre-crash moment, times from chat answers)",
-                                    elem_id="cc-timeline", format="png")
-            frames_gallery = gr.Gallery(label="Key frames", columns=3, height=200, elem_id="cc-keyframes",
-                                        show_label=True)
+            frames_gallery = gr.Gallery(label="Key frames at the crash window and the pre-crash moment", columns=3,
+                                        height=220, elem_id="cc-keyframes")
     section_mds = {}
-    with gr.Row():
-        for task_id in TASK_IDS[:3]:
-            section_mds[task_id] = gr.Markdown(section_markdown(task_id, None), elem_id=f"cc-section-{task_id}")
-    for task_id in TASK_IDS[3:]:
-        section_mds[task_id] = gr.Markdown(section_markdown(task_id, None), elem_id=f"cc-section-{task_id}")
+    for row in (TASK_IDS[:3], TASK_IDS[3:]):
+        with gr.Row(equal_height=False):
+            for task_id in row:
+                section_mds[task_id] = gr.Markdown(section_markdown(task_id, None), elem_id=f"cc-section-{task_id}")
     with gr.Accordion("Raw answers", open=False):
         raw_json = gr.JSON(elem_id="cc-raw")
     with gr.Row():
@@ -617,6 +620,8 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
     outputs = list(components.values()) + [section_mds[t] for t in TASK_IDS]
 
     def render(view: View) -> list:
+        if view.error:
+            gr.Warning(view.error)
         values = []
         for name in components:
             value = getattr(view, name)
