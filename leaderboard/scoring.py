@@ -218,20 +218,39 @@ def bootstrap_ci(table: TaskTable, resamples: int, seed: int) -> dict[str, list[
     return {k: [float(x) for x in np.percentile(v, [2.5, 97.5])] for k, v in values.items()}
 
 
+BERTSCORE_MODEL = "roberta-large"  # what bert_score picks for lang="en"
+
+
 def _bertscore(pairs: list[tuple[str, str]]) -> tuple[float | None, str | None]:
-    """Mean BERTScore F1 (roberta-large, defaults as the paper), or None and why not."""
+    """Mean BERTScore F1 (roberta-large, no idf, no rescaling: the paper's call), or None and why."""
     if not pairs:
         return None, None
     try:
         import bert_score
+        from huggingface_hub import constants, try_to_load_from_cache
     except ImportError:
         return None, "bert-score is not installed (pip install bert-score)"
+    if not isinstance(try_to_load_from_cache(BERTSCORE_MODEL, "config.json"), str) and not _reachable(constants.ENDPOINT):
+        # Fail in seconds rather than after the hub client's minute of retries.
+        return None, f"{BERTSCORE_MODEL} is not cached and {constants.ENDPOINT} cannot be reached"
     hyps, refs = zip(*pairs)
     try:
         _, _, f1 = bert_score.score(list(hyps), list(refs), lang="en", verbose=False)
-    except Exception as exc:  # noqa: BLE001 - any load/download failure means "unavailable", said below
-        return None, f"BERTScore model could not be loaded ({type(exc).__name__}: {str(exc)[:120]})"
+    except Exception as exc:  # noqa: BLE001 - any load failure means "unavailable", and says why
+        return None, f"BERTScore model could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
     return float(f1.mean()), None
+
+
+def _reachable(url: str, timeout: float = 5.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    parts = urlparse(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def score(submission: Submission, split: Split, *, bootstrap: int = 1000, bertscore: bool = False,

@@ -183,3 +183,14 @@ def test_values_are_finite(result):
         for metrics in proto["tasks"].values():
             for value in metrics.values():
                 assert value is None or math.isfinite(value)
+
+
+def test_bertscore_unavailable_is_null_not_zero(split, monkeypatch):
+    from leaderboard import scoring
+
+    monkeypatch.setattr(scoring, "_reachable", lambda url, timeout=5.0: False)
+    first = split.records["crash_description"][0]
+    sub = read_submission([("d.jsonl", _jsonl({("crash_description", first.video): "a car hits"}))], split)
+    result = score(sub, split, bootstrap=0, bertscore=True)
+    assert result["protocols"]["paper"]["tasks"]["crash_description"]["bertscore_f1"] is None
+    assert "cannot be reached" in result["bertscore"] or "not installed" in result["bertscore"]
