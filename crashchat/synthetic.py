@@ -125,16 +125,18 @@ def render_frame(index: int, t: float, seconds: float, size: tuple[int, int], sc
     width, height = size
     cache = _cache if _cache is not None else {}
     if "bg" not in cache:
-        cache["bg"] = _background(width, height)
-    bg, depth, lateral = cache["bg"]
+        bg, depth, lateral = _background(width, height)
+        horizon = int(0.42 * height)
+        line = (np.abs(lateral + _LANE_WIDTH / 2) <= 0.1) & (depth[:, None] < 200)
+        line[: horizon + 1] = False
+        cache["bg"] = bg, depth, np.nonzero(line)  # the centre line's pixels, painted per frame
+    bg, depth, (line_y, line_x) = cache["bg"]
     img = bg.copy()
     # Dashed centre line: paint where (depth + distance travelled) falls on a dash.
     travelled = _EGO_SPEED * (t if scene == "normal" or t < crash_time(seconds) else crash_time(seconds))
     dash_rows = ((depth + travelled) % _DASH_PERIOD) < _DASH_LENGTH
-    centre = (np.abs(lateral + _LANE_WIDTH / 2) <= 0.1) & dash_rows[:, None] & (depth[:, None] < 200)
-    horizon = int(0.42 * height)
-    centre[: horizon + 1] = False
-    img[centre] = (240, 240, 240)
+    on = dash_rows[line_y]
+    img[line_y[on], line_x[on]] = (240, 240, 240)
     cars = _car_states(scene, t, seconds, rng)
     # Far car first so the nearer one hides it.
     colors = [(30, 90, 200), (200, 170, 40)]
@@ -146,8 +148,11 @@ def render_frame(index: int, t: float, seconds: float, size: tuple[int, int], sc
             # Impact flash where the cars meet.
             x, y, s = _project(-_CAR_WIDTH * 0.45, cars[0][1], width, height)
             r = max(int(1.2 * s * (1 - (t - tc) / 0.4)), 2)
-            yy, xx = np.ogrid[:height, :width]
-            img[(yy - (y - s)) ** 2 + (xx - x) ** 2 <= r * r] = (255, 200, 60)
+            cy = y - s
+            y0, y1 = max(int(cy - r), 0), min(int(cy + r) + 1, height)
+            x0, x1 = max(int(x - r), 0), min(int(x + r) + 1, width)
+            yy, xx = np.ogrid[y0:y1, x0:x1]
+            img[y0:y1, x0:x1][(yy - cy) ** 2 + (xx - x) ** 2 <= r * r] = (255, 200, 60)
     _burn_frame_number(img, index)
     return img
 
