@@ -333,6 +333,16 @@ def _add_random_adapter(model, group: str):
     return model
 
 
+def _cache_kwarg() -> str:
+    """transformers renamed `past_key_values` to `cache` (5.2x); the GPU image has 5.17."""
+    import inspect
+
+    from transformers import VideoLlama3ForConditionalGeneration
+
+    params = inspect.signature(VideoLlama3ForConditionalGeneration.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 # --- inference ------------------------------------------------------------------------------------
 
 
@@ -357,7 +367,7 @@ class CrashChat:
     random_weights: bool
     device: str
     groups: tuple[str, ...]
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def label(self) -> str:
@@ -405,9 +415,12 @@ class CrashChat:
         if group not in GROUPS:
             raise ValueError(f"unknown group {group!r}; expected one of {', '.join(GROUPS)}")
         with self._lock:  # one adapter at a time: a chat stream and a report must not interleave
-            if self.groups:
-                self.model.set_adapter(group)
+            self._activate(group)
             yield
+
+    def _activate(self, group: str) -> None:
+        if self.groups and self.model.active_adapter != group:
+            self.model.set_adapter(group)
 
     def _generation_kwargs(self, max_new_tokens: int) -> dict:
         tok = self.processor.tokenizer
@@ -451,6 +464,52 @@ class CrashChat:
         thread.join()
         if errors:
             raise errors[0]
+
+    @contextlib.contextmanager
+    def session(self, clip, *, group: str):
+        """Ask several questions about one clip on one group, sharing a single prefill of the video.
+
+        Every prompt starts with `<|im_start|>user\n<video>\n`, which is ~15k tokens for a
+        96-frame clip: its key/value cache is computed once and cropped back after each answer,
+        so a question costs only its own tokens plus decoding. Yields `ask(question,
+        max_new_tokens=256, streamer=None) -> str`; answers equal `generate`'s (greedy).
+        """
+        import torch
+
+        prepared = self.prepare(clip)
+        with self.using(group), torch.inference_mode():
+            text = self.prompt("")
+            cut = text.index(self.processor.video_token) + len(self.processor.video_token) + 1
+            prefix = self.inputs(prepared, "")  # video inputs + ids; the ids are cut below
+            prefix_ids = self.processor.tokenizer(
+                text[:cut].replace(self.processor.video_token, prepared.placeholder, 1),
+                return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
+            video = {k: v for k, v in prefix.items() if k not in ("input_ids", "attention_mask")}
+            out = self.model(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True, **video)
+            cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else out.cache
+            length = prefix_ids.shape[1]
+
+            def ask(question: str, max_new_tokens: int = 256, streamer=None) -> str:
+                self._activate(group)  # a nested call in this thread may have switched adapters
+                inputs = self.inputs(prepared, question)
+                ids = inputs["input_ids"]
+                kwargs = self._generation_kwargs(max_new_tokens)
+                if streamer is not None:
+                    kwargs["streamer"] = streamer
+                if ids.shape[1] > length and torch.equal(ids[:, :length], prefix_ids):
+                    kwargs[_cache_kwarg()] = cache
+                    try:
+                        out = self.model.generate(input_ids=ids, attention_mask=inputs["attention_mask"], **kwargs)
+                    finally:  # back to the shared video prefix for the next question; a negative
+                        # count removes tokens in both the 5.17 and the 5.24 `crop` APIs
+                        extra = cache.get_seq_length() - length
+                        if extra > 0:
+                            cache.crop(-extra)
+                else:  # the question's tokens merged with the prefix's last one: no sharing
+                    out = self.model.generate(**inputs, **kwargs)
+                return self.processor.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+            yield ask
 
     def logits(self, clip, question: str, *, group: str):
         """Next-token logits after the prompt (for tests and checks; float32 on CPU)."""
