@@ -20,6 +20,7 @@ caller down with it.
 
 from __future__ import annotations
 
+import errno
 import math
 import multiprocessing.connection
 import os
@@ -66,9 +67,11 @@ class VideoLimits:
     """Largest width or height, in pixels (96 frames of 4096x2160 RGB are already 2.5 GB)."""
     timeout_s: float = 120.0
     """With ``isolate=True``: the decoding child is killed after this many seconds."""
+    max_memory_bytes: int = 12 * 1024**3
+    """With ``isolate=True``: the decoding child's address-space limit (96 4K frames need ~6 GB)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_duration_s", "min_side", "max_side", "timeout_s"):
+        for name in ("max_bytes", "max_duration_s", "min_side", "max_side", "timeout_s", "max_memory_bytes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)!r}")
         if self.min_side > self.max_side:
@@ -270,7 +273,8 @@ def load_video(path: str | os.PathLike, *, fps: float = PAPER_FPS, max_frames: i
         raise ValueError(f"max_frames must be at least 1, got {max_frames!r}")
     p = check_file(path, limits)
     if isolate:
-        return run_isolated(p, limits.timeout_s, _load, (str(p), fps, max_frames, limits))
+        return run_isolated(p, limits.timeout_s, _load, (str(p), fps, max_frames, limits),
+                            memory_bytes=limits.max_memory_bytes)
     return _load(str(p), fps, max_frames, limits)
 
 
@@ -398,6 +402,8 @@ def _decode_pyav(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, lis
                     arrays[id(frame)] = _to_rgb(frame)
                 frames.append(arrays[id(frame)])
     except (av.FFmpegError, OSError) as exc:
+        if getattr(exc, "errno", None) in (errno.ENOMEM, errno.EAGAIN):
+            raise VideoError(f"{path}: ran out of memory or threads while decoding ({_first_line(exc)})") from None
         raise VideoError(f"{path}: not a readable video ({_first_line(exc)})") from None
     if not frames:
         raise VideoError(f"{path}: no frame could be decoded (truncated or damaged file)")
@@ -430,13 +436,26 @@ _CHILD_CODE = "import sys; from crashchat.video import _child_main; _child_main(
 
 
 def _child_main(fd: int) -> None:
-    """Entry point of the decoding child: (target, args) pickled on stdin, answers on fd."""
+    """Entry point of the decoding child: (path, target, args, memory) pickled on stdin, answers on fd."""
     conn = multiprocessing.connection.Connection(fd)
+    path, target, args, memory_bytes = pickle.load(sys.stdin.buffer)
     try:
-        target, args = pickle.load(sys.stdin.buffer)
+        if memory_bytes:
+            import resource
+
+            # The decoders are loaded first, so the limit bounds decoding, not library loading.
+            import av  # noqa: F401
+            try:
+                import decord  # noqa: F401
+            except ImportError:
+                pass  # load_video falls back to PyAV and says so in the clip's notes
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         clip = target(*args)
     except VideoError as exc:
         conn.send(("error", str(exc)))
+    except MemoryError:
+        conn.send(("error", f"{path}: decoding needs more than {memory_bytes / 1024**3:.1f} GiB of memory "
+                            "(VideoLimits.max_memory_bytes)"))
     except BaseException:  # noqa: BLE001 - reported to the parent, which re-raises it
         conn.send(("crash", traceback.format_exc()))
     else:
@@ -448,11 +467,12 @@ def _child_main(fd: int) -> None:
         conn.close()
 
 
-def run_isolated(path: str | os.PathLike, timeout_s: float, target: Any, args: tuple) -> Clip:
+def run_isolated(path: str | os.PathLike, timeout_s: float, target: Any, args: tuple,
+                 memory_bytes: int | None = None) -> Clip:
     """Run ``target(*args) -> Clip`` in a child Python process; frames come back through a pipe.
 
     A timeout kills the child; a child that dies (segfault, abort, out of memory) or hangs
-    becomes a `VideoError` naming the file. target must be picklable (a module-level function).
+    becomes a `VideoError` naming the file. memory_bytes caps the child's address space. target must be picklable (a module-level function).
     POSIX only (the answer pipe is passed by file descriptor).
     """
     package_root = str(Path(__file__).resolve().parents[1])
@@ -467,7 +487,7 @@ def run_isolated(path: str | os.PathLike, timeout_s: float, target: Any, args: t
     receiver = multiprocessing.connection.Connection(read_fd)
     try:
         try:
-            child.stdin.write(pickle.dumps((target, args)))
+            child.stdin.write(pickle.dumps((str(path), target, args, memory_bytes)))
             child.stdin.close()
         except BrokenPipeError:
             pass  # the child is already gone; the EOF below reports how

@@ -269,6 +269,13 @@ def test_timeout_becomes_a_video_error(clips):
     assert time.perf_counter() - start < 10
 
 
+def test_memory_limit_becomes_a_video_error(clips):
+    # Under a 1-byte address-space cap decoders fail in their own ways (MemoryError, std::bad_alloc,
+    # even a segfault): in the child process every one of them is a VideoError for the caller.
+    with pytest.raises(VideoError, match="memory|died"):
+        load_video(clips["20s"], isolate=True, limits=VideoLimits(max_memory_bytes=1))
+
+
 @pytest.mark.parametrize("target,args,how", [(os._exit, (3,), "exit code 3"), (os.abort, (), "signal 6")])
 def test_a_dying_decoder_becomes_a_video_error(target, args, how):
     with pytest.raises(VideoError, match=f"x.mp4: the decoder process died \\({how}\\)"):
