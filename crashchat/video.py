@@ -341,8 +341,12 @@ def _decode_decord(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, l
     # Start times of every frame in presentation order, relative to the stream start.
     starts = reader.get_frame_timestamp(list(range(count)))[:, 0]
     if not (np.all(np.isfinite(starts)) and starts.min() >= -_TIE and np.all(np.diff(starts) > 0)):
-        # AVI has no presentation times and decord reports AV_NOPTS_VALUE; PyAV counts frames instead.
-        raise RuntimeError("no usable frame timestamps")
+        # AVI (h264 with B-frames) has no presentation times and decord reports AV_NOPTS_VALUE,
+        # yet its frame order is right: AVI is constant-rate, so frame i is shown at i / fps.
+        fps = reader.get_avg_fps()
+        if Path(path).suffix.lower() != ".avi" or not fps > 0:
+            raise RuntimeError("no usable frame timestamps")
+        starts = np.arange(count) / fps
     picker = _Picker(targets)
     for i, t in enumerate(starts.tolist()):
         picker.feed(t, i)
