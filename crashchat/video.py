@@ -78,7 +78,7 @@ class VideoLimits:
             raise ValueError(f"VideoLimits.min_side ({self.min_side}) exceeds max_side ({self.max_side})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: comparing frame arrays field-wise is ambiguous
 class Clip:
     """Frames sampled from one video, with the times the model is told they were taken."""
 
@@ -295,9 +295,9 @@ def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
         if len(frames) != len(targets):
             notes.append(f"decord returned {len(frames)} of {len(targets)} frames; decoded with PyAV")
             frames = None
-        elif _coverage_problem(path, targets, times, duration, native_fps) is not None:
+        elif (problem := _coverage_problem(targets, times, duration, native_fps)) is not None:
             # decord may stop early on a damaged file; the tolerant PyAV pass gets a second look.
-            notes.append(f"decord: {_coverage_problem(path, targets, times, duration, native_fps)}; decoded with PyAV")
+            notes.append(f"decord: {problem}; decoded with PyAV")
             frames = None
     if frames is None:
         frames, times, pyav_notes = _decode_pyav(path, targets)
@@ -305,7 +305,7 @@ def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
         notes.extend(pyav_notes)
         if len(frames) != len(targets):
             raise VideoError(f"{path}: decoded {len(frames)} of {len(targets)} frames (damaged or truncated file)")
-        problem = _coverage_problem(path, targets, times, duration, native_fps)
+        problem = _coverage_problem(targets, times, duration, native_fps)
         if problem is not None:
             raise VideoError(f"{path}: {problem}")
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -315,7 +315,7 @@ def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
                 notes=tuple(notes))
 
 
-def _coverage_problem(path: str, targets: tuple[float, ...], times: list[float], duration: float,
+def _coverage_problem(targets: tuple[float, ...], times: list[float], duration: float,
                       native_fps: float) -> str | None:
     """Why the chosen frames do not stand for their target times, or None when they do.
 
