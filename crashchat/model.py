@@ -486,7 +486,7 @@ class CrashChat:
                 return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
             video = {k: v for k, v in prefix.items() if k not in ("input_ids", "attention_mask")}
             out = self.model(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True, **video)
-            cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else out.cache
+            cache = out["cache"] if "cache" in out else out["past_key_values"]  # renamed in 5.2x
             length = prefix_ids.shape[1]
 
             def ask(question: str, max_new_tokens: int = 256, streamer=None) -> str:

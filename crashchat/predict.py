@@ -1,0 +1,288 @@
+"""`python -m crashchat predict --split-dir DIR --videos-dir DIR --out FILE.jsonl [--tasks ...] [--model ...] [--resume]`
+
+Answer the test split's prompts for every video and write a leaderboard submission: one JSON row
+`{"video": <basename>, "task": <task id>, "response": <raw text>}` per question. Every prompt of
+the split is asked (no recognition gate: the benchmark scores each task on its own records).
+
+- Resumable: with `--resume`, rows already in the output (or in parts left by a stopped run) are
+  kept and not asked again.
+- A missing or unreadable video is recorded in `<out>.errors.jsonl` (one row per video with the
+  reason), counted at the end and skipped; nothing is dropped silently.
+- The next video is decoded (and patched by the processor) in a background thread while the model
+  answers the current one; each group's questions share one prefill of the video.
+- Several GPUs: `accelerate launch --num_processes N -m crashchat predict ...`. Videos are split
+  across processes by index; each writes `<out>.part<rank>.jsonl`, and rank 0 merges the parts
+  into `<out>` once every rank has written its `.done` marker (a file, so that ranks finishing far
+  apart never hit a collective timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from crashchat.tasks import GROUPS, TASKS, TASK_IDS, get_task
+
+VIDEO_TAG = "<video>"
+
+
+class SplitFileError(ValueError):
+    """A split file cannot be read; the message names the file and the record."""
+
+
+@dataclass
+class VideoJob:
+    """Every question the split asks about one video."""
+
+    name: str
+    """Basename: the key of the submission rows."""
+    relative: str
+    """`video[0]` as written in the split (`videos/x.mp4`)."""
+    questions: list[tuple[str, str]] = field(default_factory=list)
+    """(task id, prompt) in task order."""
+
+
+def read_jobs(split_dir: Path, tasks: Sequence[str]) -> list[VideoJob]:
+    """The split's questions grouped per video, videos in first-seen order (recognition first)."""
+    jobs: dict[str, VideoJob] = {}
+    for task_id in tasks:
+        task = get_task(task_id)
+        path = split_dir / task.split_file()
+        if not path.is_file():
+            raise SplitFileError(f"{path}: no such split file (task {task.id}); pass --tasks to choose others")
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SplitFileError(f"{path}: not a UTF-8 JSON file ({exc})") from None
+        if not isinstance(items, list):
+            raise SplitFileError(f"{path}: expected a JSON list of records")
+        for index, item in enumerate(items):
+            try:
+                relative = item["video"][0]
+                human = item["conversations"][0]
+                assert human["from"] == "human"
+                prompt = human["value"]
+                assert isinstance(relative, str) and isinstance(prompt, str)
+            except (KeyError, IndexError, TypeError, AssertionError):
+                raise SplitFileError(
+                    f"{path}: record {index}: expected video[0] and a first human conversation turn") from None
+            prompt = prompt[len(VIDEO_TAG):].lstrip("\n") if prompt.startswith(VIDEO_TAG) else prompt
+            name = relative.replace("\\", "/").rsplit("/", 1)[-1]
+            job = jobs.setdefault(name, VideoJob(name, relative))
+            job.questions.append((task.id, prompt))
+    order = {t: i for i, t in enumerate(TASK_IDS)}
+    for job in jobs.values():
+        job.questions.sort(key=lambda q: order[q[0]])
+    return list(jobs.values())
+
+
+def find_video(videos_dir: Path, relative: str) -> Path | None:
+    """`videos_dir/relative` (the authors' data root) or `videos_dir/<basename>` (the videos folder)."""
+    for candidate in (videos_dir / relative, videos_dir / Path(relative.replace("\\", "/")).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a JSONL file; a torn last line (a run killed mid-write) is ignored, others are errors."""
+    if not path.is_file():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                continue
+            raise SplitFileError(f"{path}:{number}: not valid JSON; fix or delete the file") from None
+    return rows
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Which videos this process answers, from the variables `accelerate launch` sets."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Shard":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+    def part(self, out: Path, rank: int | None = None) -> Path:
+        return out.with_name(f"{out.name}.part{self.rank if rank is None else rank}")
+
+
+def errors_path(out: Path) -> Path:
+    return out.with_name(out.name + ".errors.jsonl")
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted(p for p in out.parent.glob(out.name + ".part*") if p.suffix != ".done" and "errors" not in p.name)
+
+
+def merge(out: Path) -> tuple[int, int]:
+    """Rank 0: append the parts' new rows to `out`, gather errors, remove the parts. Returns (rows, errors)."""
+    rows = read_rows(out)
+    seen = {(r["video"], r["task"]) for r in rows}
+    added = []
+    for part in _parts(out):
+        for row in read_rows(part):
+            key = (row["video"], row["task"])
+            if key not in seen:
+                seen.add(key)
+                added.append(row)
+    with out.open("a", encoding="utf-8") as fh:
+        for row in added:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    errors = []
+    for err in sorted(out.parent.glob(out.name + ".part*.errors.jsonl")):
+        errors += read_rows(err)
+        err.unlink()
+    errors = [e for e in errors if not any((e["video"], t) in seen for t in e.get("tasks", []))]
+    with errors_path(out).open("w", encoding="utf-8") as fh:
+        for e in errors:
+            fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+    for part in _parts(out) + sorted(out.parent.glob(out.name + ".part*.done")):
+        part.unlink()
+    return len(rows) + len(added), len(errors)
+
+
+def run(model, jobs: list[VideoJob], *, videos_dir: Path, out: Path, shard: Shard, video_kwargs: dict,
+        max_new_tokens: int, progress: bool = True) -> tuple[int, int]:
+    """Answer this shard's pending questions; returns (rows written, videos failed)."""
+    from tqdm import tqdm
+
+    from crashchat.video import VideoError, load_video
+
+    part = shard.part(out)
+    part_errors = Path(str(part) + ".errors.jsonl")
+    mine = jobs[shard.rank::shard.world]
+
+    def load(job: VideoJob):
+        """Decode and patch one video (runs in the background thread); errors become values."""
+        path = find_video(videos_dir, job.relative)
+        if path is None:
+            return job, None, f"missing: not found in {videos_dir} as {job.relative} or {job.name}"
+        try:
+            return job, model.prepare(load_video(path, **video_kwargs)), None
+        except VideoError as exc:
+            return job, None, f"unreadable: {exc}"
+
+    written = failed = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool, \
+            part.open("a", encoding="utf-8") as fh, part_errors.open("w", encoding="utf-8") as err_fh:
+        pending = pool.submit(load, mine[0]) if mine else None
+        bar = tqdm(total=len(mine), desc=f"predict[{shard.rank}]" if shard.world > 1 else "predict",
+                   unit="video", position=shard.rank, disable=not progress, file=sys.stderr)
+        for i in range(len(mine)):
+            job, prepared, error = pending.result()
+            pending = pool.submit(load, mine[i + 1]) if i + 1 < len(mine) else None  # overlap decode
+            if error is not None:
+                failed += 1
+                err_fh.write(json.dumps({"video": job.name, "tasks": [t for t, _ in job.questions],
+                                         "error": error}, ensure_ascii=False) + "\n")
+                err_fh.flush()
+                bar.set_postfix(failed=failed)
+            else:
+                for group in GROUPS:
+                    questions = [(t, q) for t, q in job.questions if get_task(t).group == group]
+                    if not questions:
+                        continue
+                    with model.session(prepared, group=group) as ask:
+                        for task_id, prompt in questions:
+                            row = {"video": job.name, "task": task_id,
+                                   "response": ask(prompt, max_new_tokens=max_new_tokens)}
+                            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                            written += 1
+                    fh.flush()  # one video's rows reach the disk together: a resume loses at most one
+            bar.update(1)
+        bar.close()
+    return written, failed
+
+
+def _pending(jobs: list[VideoJob], done: set[tuple[str, str]]) -> list[VideoJob]:
+    out = []
+    for job in jobs:
+        questions = [q for q in job.questions if (job.name, q[0]) not in done]
+        if questions:
+            out.append(VideoJob(job.name, job.relative, questions))
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    from crashchat.analysis import _tasks_arg, add_model_args, add_video_args, model_config, video_options
+
+    parser = argparse.ArgumentParser(prog="python -m crashchat predict", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--split-dir", type=Path, required=True, help="folder with crashchat_dada_video_total_<task>_test.json")
+    parser.add_argument("--videos-dir", type=Path, required=True, help="folder the split's video paths are relative to (or the videos folder itself)")
+    parser.add_argument("--out", type=Path, required=True, help="submission file to write (JSONL)")
+    parser.add_argument("--tasks", type=_tasks_arg, default=list(TASK_IDS), help="comma-separated task ids (default: all six)")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already written and answer the rest")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (default 256)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_args(parser)
+    add_video_args(parser)
+    args = parser.parse_args(list(argv))
+
+    from crashchat.model import ModelLoadError, load_model
+
+    shard = Shard.from_env()
+    out: Path = args.out
+    try:
+        if not args.split_dir.is_dir():
+            raise SplitFileError(f"--split-dir {args.split_dir}: no such folder")
+        if not args.videos_dir.is_dir():
+            raise SplitFileError(f"--videos-dir {args.videos_dir}: no such folder")
+        if not out.parent.is_dir():
+            raise SplitFileError(f"--out {out}: folder {out.parent} does not exist")
+        if shard.rank == 0 and not args.resume and (out.exists() or _parts(out)):
+            raise SplitFileError(f"--out {out} already exists (or parts of it); pass --resume to continue it, or remove it")
+        jobs = read_jobs(args.split_dir, args.tasks)
+        done = {(r["video"], r["task"]) for p in [out, *_parts(out)] for r in read_rows(p)} if args.resume else set()
+        video_kwargs = video_options(args)
+        cfg = model_config(args)
+    except (SplitFileError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    todo = _pending(jobs, done)
+    total = sum(len(j.questions) for j in jobs)
+    if shard.rank == 0:
+        print(f"{len(jobs)} videos, {total} questions; {total - sum(len(j.questions) for j in todo)} already answered",
+              file=sys.stderr)
+    Path(str(shard.part(out)) + ".done").unlink(missing_ok=True)
+    if todo:
+        if cfg.device is None and shard.world > 1:
+            cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', shard.rank))}"
+        try:
+            model = load_model(cfg)
+        except ModelLoadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if model.random_weights and shard.rank == 0:
+            print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
+        run(model, todo, videos_dir=args.videos_dir, out=out, shard=shard, video_kwargs=video_kwargs,
+            max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+    Path(str(shard.part(out)) + ".done").touch()
+    if shard.rank != 0:
+        return 0
+    waiting = [r for r in range(1, shard.world) if not Path(str(shard.part(out, r)) + ".done").exists()]
+    while waiting:  # the other ranks may still be answering: no collective, so no timeout
+        time.sleep(5)
+        waiting = [r for r in waiting if not Path(str(shard.part(out, r)) + ".done").exists()]
+    rows, failed = merge(out)
+    print(f"wrote {out}: {rows} rows", file=sys.stderr)
+    if failed:
+        print(f"{failed} video(s) missing or unreadable, skipped: see {errors_path(out)}", file=sys.stderr)
+    return 0
