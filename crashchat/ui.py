@@ -507,6 +507,21 @@ def chat_views(cfg: TabConfig, message: str, session: Session, group: str | None
     yield view
 
 
+def clear_chat_view(cfg: TabConfig, session: Session) -> View:
+    """The chat's clear button: forget the conversation and its timeline marks, keep the report."""
+    session = replace(session, turns=[], messages=[], chat_marks=[])
+    view = View(chat=[], session=session)
+    if session.video and Path(session.video).exists():
+        from crashchat.video import VideoError
+
+        try:
+            clip = open_clip(session.video, cfg)
+        except VideoError:  # already reported at upload; nothing to redraw
+            return view
+        view.timeline = report_figure(clip.duration_s, session.report, [], clip.timestamps)
+    return view
+
+
 def chat_mark(answer: str, group: str, turn: int) -> Mark | None:
     """The time a perception answer names, as a mark labelled by its turn (`Q3`); else None.
 
@@ -591,7 +606,7 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
                         example_labels=[p.stem.replace("_", " ") for p in examples])
         with gr.Column(scale=2):
             verdict_md = gr.Markdown(elem_id="cc-verdict")
-            frames_gallery = gr.Gallery(label="Key frames at the crash window and the pre-crash moment", columns=3,
+            frames_gallery = gr.Gallery(label="Key frames (at the crash window and the pre-crash moment, when found)", columns=3,
                                         height=220, elem_id="cc-keyframes")
     section_mds = {}
     for row in (TASK_IDS[:3], TASK_IDS[3:]):
@@ -663,8 +678,12 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
         except TimeLimitExceeded as exc:
             raise gr.Error(str(exc)) from None
 
+    def on_clear(state):
+        return render(clear_chat_view(cfg, state))
+
     gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
     video.change(on_video, [video], outputs, api_visibility="private", show_progress="minimal")
+    chatbot.clear(on_clear, [session], outputs, api_visibility="private", show_progress="hidden")
     analyze_btn.click(_gpu(on_analyze, cfg), [session], outputs, api_visibility="private",
                       show_progress="minimal", **gpu)
     for src in (question.submit, send_btn.click):

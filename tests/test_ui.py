@@ -264,3 +264,24 @@ def test_build_lays_out_the_tab_with_an_analyze_endpoint(cfg):
     assert examples and all("synthetic" in name for name in examples)
     gpu_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == ui.GPU_QUEUE]
     assert len(gpu_fns) >= 9 and all(fn.concurrency_limit == 1 for fn in gpu_fns)
+
+
+def test_clearing_the_chat_forgets_turns_and_marks_but_keeps_the_report(cfg, uploaded):
+    report = {"tasks": {"crash_localization": {"parsed": [1.0, 2.0], "skipped": False}}}
+    session = ui.Session(video=uploaded.video, report=report, turns=[("q", "a")],
+                         messages=[{"role": "user", "content": "q"}], chat_marks=[Mark("chat", "Q1", 1.5)])
+    view = ui.clear_chat_view(cfg, session)
+    assert view.chat == [] and view.session.turns == [] and view.session.chat_marks == []
+    assert view.session.report is report
+    texts = " ".join(t.get_text() for t in view.timeline.axes[0].texts)
+    assert "crash 1–2 s" in texts and "Q1" not in texts
+
+
+def test_limits_refuse_too_long_and_too_large_uploads(crash_clip):
+    from crashchat.video import VideoLimits
+
+    short = ui.TabConfig(model="tiny-random", limits=VideoLimits(max_duration_s=1.0))
+    assert "Cannot use this file" in ui.upload_view(short, str(crash_clip)).status
+    small = ui.TabConfig(model="tiny-random", limits=VideoLimits(max_bytes=100))
+    status = ui.upload_view(small, str(crash_clip)).status
+    assert "Cannot use this file" in status and "limit" in status
