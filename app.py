@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     demo = build_app(model=args.model)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=args.host, server_port=args.port)
+    # uploads over the video size limit are refused by Gradio before they are stored
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=chat_ui.max_upload_bytes())
 
 
 if __name__ == "__main__":

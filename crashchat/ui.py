@@ -555,6 +555,13 @@ def analyze_report(cfg: TabConfig, video: str | None) -> dict:
     return build_report(clip, model, results)
 
 
+def max_upload_bytes() -> int:
+    """For `launch(max_file_size=...)`: Gradio refuses a bigger upload before it is even stored."""
+    from crashchat.video import VideoLimits
+
+    return VideoLimits().max_bytes
+
+
 # --- examples -----------------------------------------------------------------------------------------
 
 
