@@ -73,9 +73,9 @@ def test_real_model_on_cpu_says_it_needs_a_gpu_and_loads_nothing(monkeypatch, cr
 
 def test_tiny_model_status_says_random_weights_before_and_after_loading(cfg):
     assert "RANDOM WEIGHTS" in ui.model_status(cfg)
-    ui.get_model(cfg.model)
+    model = ui.get_model(cfg.model)
     status = ui.model_status(cfg)
-    assert "RANDOM WEIGHTS" in status and "device `cpu`" in status and "linguistic, perception" in status
+    assert "RANDOM WEIGHTS" in status and f"device `{model.device}`" in status and "linguistic, perception" in status
 
 
 # --- uploads ------------------------------------------------------------------------------------------
