@@ -6,8 +6,9 @@ by plain generator functions of this module (`upload_view`, `analysis_views`, `c
 the same functions with the tiny random model and no browser.
 
 The model is chosen by `build(model=...)`, else `$CRASHCHAT_MODEL`, else `crashchat`; it loads on
-first use (one copy per process, shared by every browser session). The real model needs a GPU:
-on a CPU-only machine the tab says so and refuses model work, while the leaderboard tab works.
+first use (one copy per process, shared by every browser session; on ZeroGPU at startup, as that
+hardware requires). The real model needs a GPU: on a CPU-only machine the tab says so and refuses
+model work, while the leaderboard tab works.
 On a ZeroGPU Space (`SPACES_ZERO_GPU` set and `spaces` importable) the model work runs inside
 `spaces.GPU`; everywhere, model events share one queue slot (`concurrency_id="gpu"`) and each
 request stops at `$CRASHCHAT_TIME_LIMIT_S` seconds with a message saying so.
@@ -597,6 +598,10 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
 
     cfg = config or TabConfig.from_env(model)
     blocked = needs_gpu(cfg)
+    if zero_gpu():
+        # ZeroGPU attaches a GPU only inside `spaces.GPU` calls, whose duration could not cover a
+        # first download; it expects weights placed on "cuda" at startup, outside those calls.
+        get_model(cfg.model)
 
     session = gr.State(Session())
     status_md = gr.Markdown(model_status(cfg), elem_id="cc-model-status")
