@@ -279,15 +279,21 @@ def load_video(path: str | os.PathLike, *, fps: float = PAPER_FPS, max_frames: i
 
 
 def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
-    duration, native_fps, width, height = probe(path, limits)
-    targets = sample_times(duration, fps, max_frames)
+    header_duration, native_fps, width, height = probe(path, limits)
+
+    def plan(starts: np.ndarray) -> tuple[float, tuple[float, ...]]:
+        duration = _effective_duration(path, header_duration, starts, native_fps, limits)
+        return duration, sample_times(duration, fps, max_frames)
+
     notes: list[str] = []
     try:
-        frames, times = _decode_decord(path, targets)
+        frames, times, targets, duration = _decode_decord(path, plan)
         backend = "decord"
     except ImportError:
         frames = None
         notes.append("decord is not installed; decoded with PyAV")
+    except VideoError:
+        raise
     except Exception as exc:  # decord raises RuntimeError, DECORDError, IndexError... on bad input
         frames = None
         notes.append(f"decord failed ({_first_line(exc)}); decoded with PyAV")
@@ -300,7 +306,7 @@ def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
             notes.append(f"decord: {problem}; decoded with PyAV")
             frames = None
     if frames is None:
-        frames, times, pyav_notes = _decode_pyav(path, targets)
+        frames, times, targets, duration, pyav_notes = _decode_pyav(path, plan)
         backend = "pyav"
         notes.extend(pyav_notes)
         if len(frames) != len(targets):
@@ -313,6 +319,22 @@ def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
     return Clip(path=path, frames=frames, timestamps=targets, duration_s=duration, native_fps=native_fps,
                 width=int(frames.shape[2]), height=int(frames.shape[1]), backend=backend, sample_fps=float(fps),
                 notes=tuple(notes))
+
+
+def _effective_duration(path: str, header: float, starts: np.ndarray, native_fps: float, limits: VideoLimits) -> float:
+    """The header's duration, stretched to the last frame's end when frames run past it.
+
+    ffmpeg's mp4 muxer derives the duration from decode times, which undercounts a
+    variable-frame-rate stream with B-frames (a 2.95 s last frame under a 2.6 s header).
+    Both backends use this with the same frame start times, so they sample the same grid.
+    """
+    if len(starts) == 0:
+        return header
+    step = float(np.median(np.diff(starts))) if len(starts) > 1 else (1.0 / native_fps if native_fps > 0 else 0.0)
+    end = round(float(starts[-1]) + step, _TIME_DECIMALS)
+    if end > limits.max_duration_s:
+        raise VideoError(f"{path}: frames run to {end:.1f} s, over the {limits.max_duration_s:g} s duration limit")
+    return max(header, end)
 
 
 def _coverage_problem(targets: tuple[float, ...], times: list[float], duration: float,
@@ -330,51 +352,75 @@ def _coverage_problem(targets: tuple[float, ...], times: list[float], duration: 
     return None
 
 
-def _decode_decord(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, list[float]]:
+def _decode_decord(path: str, plan: Any) -> tuple[np.ndarray, list[float], tuple[float, ...], float]:
+    """decord: frame times from its index, then one batched read of the chosen frames."""
     import decord
 
     # decord's "auto" (0) threads measured 2.7x slower than 2 threads on a 2-core machine.
     reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=max(1, min(4, os.cpu_count() or 1)))
     count = len(reader)
     if count == 0:
-        raise VideoError(f"{path}: the video stream has no frames")
+        raise RuntimeError("no frames")
     # Start times of every frame in presentation order, relative to the stream start.
-    starts = reader.get_frame_timestamp(list(range(count)))[:, 0]
+    starts = reader.get_frame_timestamp(list(range(count)))[:, 0].astype(np.float64).round(_TIME_DECIMALS)
     if not (np.all(np.isfinite(starts)) and starts.min() >= -_TIE and np.all(np.diff(starts) > 0)):
         # AVI (h264 with B-frames) has no presentation times and decord reports AV_NOPTS_VALUE,
         # yet its frame order is right: AVI is constant-rate, so frame i is shown at i / fps.
         fps = reader.get_avg_fps()
         if Path(path).suffix.lower() != ".avi" or not fps > 0:
             raise RuntimeError("no usable frame timestamps")
-        starts = np.arange(count) / fps
+        starts = (np.arange(count) / fps).round(_TIME_DECIMALS)
+    duration, targets = plan(starts)
     picker = _Picker(targets)
     for i, t in enumerate(starts.tolist()):
         picker.feed(t, i)
     chosen = picker.finish()
-    indices = [i for _, i in chosen]
-    frames = reader.get_batch(indices).asnumpy()
-    return frames, [t for t, _ in chosen]
+    frames = reader.get_batch([i for _, i in chosen]).asnumpy()
+    return frames, [t for t, _ in chosen], targets, duration
 
 
-def _decode_pyav(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, list[float], list[str]]:
-    """Sequential, tolerant decode: a packet that fails is counted and skipped, not fatal.
+def _is_avi(container: Any) -> bool:
+    return "avi" in container.format.name.split(",")
 
-    Returns the frames, the times of the frames chosen, and notes on what was skipped.
+
+def _pyav_frame_starts(path: str) -> np.ndarray:
+    """Presentation times of every video packet, from a demux pass that decodes nothing."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        if _is_avi(container):
+            # AVI stores no presentation times (packet times are decode times), but it is
+            # constant-rate by design: frame n is shown at n / rate.
+            rate = stream.average_rate or stream.guessed_rate
+            if not rate:
+                raise VideoError(f"{path}: an AVI file without a frame rate")
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+            return (np.arange(count) / float(rate)).round(_TIME_DECIMALS)
+        pts = sorted({packet.pts for packet in container.demux(stream) if packet.pts is not None})
+        if not pts:
+            return np.zeros(0)
+        origin = stream.start_time if stream.start_time is not None else pts[0]
+        return np.array([round(float((p - origin) * stream.time_base), _TIME_DECIMALS) for p in pts])
+
+
+def _decode_pyav(path: str, plan: Any) -> tuple[np.ndarray, list[float], tuple[float, ...], float, list[str]]:
+    """PyAV, sequential and tolerant: a packet that fails to decode is counted and skipped.
+
+    Returns the frames, the times of the frames chosen, the target times, the duration and
+    notes on what was skipped.
     """
     import av
 
     damaged = untimed = 0
-    picker = _Picker(targets)
     try:
+        duration, targets = plan(_pyav_frame_starts(path))
+        picker = _Picker(targets)
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            # AVI stores no presentation times (packet times are decode times), but it is
-            # constant-rate by design: frame n is shown at n / rate.
-            by_count = "avi" in container.format.name.split(",")
+            by_count = _is_avi(container)
             rate = stream.average_rate or stream.guessed_rate
-            if by_count and not rate:
-                raise VideoError(f"{path}: an AVI file without a frame rate")
             origin = stream.start_time
             last_pts = None
             shown = 0
@@ -416,7 +462,7 @@ def _decode_pyav(path: str, targets: tuple[float, ...]) -> tuple[np.ndarray, lis
         notes.append(f"{damaged} damaged packet(s) skipped; nearby frames may show artifacts")
     if untimed:
         notes.append(f"{untimed} frame(s) without a usable timestamp skipped")
-    return np.stack(frames), [t for t, _ in chosen], notes
+    return np.stack(frames), [t for t, _ in chosen], targets, duration, notes
 
 
 def _to_rgb(frame: Any) -> np.ndarray:

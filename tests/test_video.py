@@ -117,6 +117,21 @@ def test_variable_frame_rate_uses_real_timestamps(clips):
     assert naive != expected
 
 
+def test_frames_past_an_undercounting_header_are_kept(tmp_path, monkeypatch):
+    # With B-frames, ffmpeg's mp4 muxer takes a VFR stream's duration from decode times: here the
+    # header says 2.6 s while the last frame starts at 2.95 s.
+    frame_times = [0.0, 0.05, 0.3, 0.33, 0.9, 1.0, 1.7, 2.2, 2.5, 2.95]
+    path = write_clip(tmp_path / "vfr_tail.mp4", seconds=3.0, times=frame_times)
+    assert probe(path)[0] < 2.95
+    clip = load_video(path)
+    assert clip.duration_s > 2.95 and clip.timestamps[-1] >= 2.9
+    assert numbers(clip.frames) == [brute_force_nearest(frame_times, t) for t in clip.timestamps]
+    monkeypatch.setattr(video, "_decode_decord", _no_decord)
+    fallback = load_video(path)
+    assert (fallback.duration_s, fallback.timestamps) == (clip.duration_s, clip.timestamps)
+    assert numbers(fallback.frames) == numbers(clip.frames)
+
+
 @pytest.mark.parametrize("name", ["3s", "20s", "25fps", "vfr"])
 def test_decord_and_pyav_give_the_same_frames(clips, name, monkeypatch):
     with_decord = load_video(clips[name])
@@ -129,7 +144,7 @@ def test_decord_and_pyav_give_the_same_frames(clips, name, monkeypatch):
     assert np.abs(with_pyav.frames.astype(int) - with_decord.frames).mean() < 1.0
 
 
-def _no_decord(path, targets):
+def _no_decord(path, plan):
     raise ImportError("No module named 'decord'")
 
 
