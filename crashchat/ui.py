@@ -610,7 +610,7 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
             video = gr.Video(label="Dashcam video", sources=["upload"], elem_id="cc-video", height=320)
             timeline_plot = gr.Plot(label="Timeline: crash window, pre-crash moment, times from chat answers",
                                     elem_id="cc-timeline", format="png")
-            upload_md = gr.Markdown(elem_id="cc-upload-status")
+            upload_md = gr.Markdown(upload_view(cfg, None).status, elem_id="cc-upload-status")
             analyze_btn = gr.Button("Analyze", variant="primary", interactive=not blocked, elem_id="cc-analyze")
             examples = example_clips(cfg)
             gr.Examples([[str(p)] for p in examples], inputs=[video],
