@@ -279,7 +279,7 @@ def load_video(path: str | os.PathLike, *, fps: float = PAPER_FPS, max_frames: i
 
 
 def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
-    header_duration, native_fps, width, height = probe(path, limits)
+    header_duration, native_fps, _, _ = probe(path, limits)
 
     def plan(starts: np.ndarray) -> tuple[float, tuple[float, ...]]:
         duration = _effective_duration(path, header_duration, starts, native_fps, limits)
