@@ -204,6 +204,13 @@ class TrainResult:
     val_examples: int
     skipped_records: list[str]
     skipped_videos: list[str]
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    """(step, mean training loss since the previous log line)."""
+    model: object = field(default=None, repr=False, compare=False)
+    """The trained peft model, in memory (for tests and notebooks; not written to JSON)."""
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
 
 
 # --- model ----------------------------------------------------------------------------------------
@@ -307,7 +314,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from torch.utils.data import DataLoader
     from transformers import get_cosine_schedule_with_warmup
 
-    from crashchat.data import Collator, Encoder, TrainingData, read_tasks
+    from crashchat.data import Collator, Encoder, TrainingData, read_tasks, split_path
 
     use_bf16 = cfg.bf16 and torch.cuda.is_available()
     accelerator = Accelerator(
@@ -326,6 +333,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     set_seed(cfg.seed)
 
     tasks = cfg.tasks
+    if cfg.eval:
+        missing = [str(p) for t in tasks if not (p := split_path(cfg.split_dir, t, "val")).is_file()]
+        if missing:
+            raise DataError(f"{missing[0]}: no such split file (pass --no-eval to train without validation)")
     train_split = read_tasks(cfg.split_dir, tasks, "train", videos_dir=cfg.videos_dir, skip_bad=cfg.data.skip_bad)
     val_split = (read_tasks(cfg.split_dir, tasks, "val", videos_dir=cfg.videos_dir, skip_bad=cfg.data.skip_bad)
                  if cfg.eval else None)
@@ -434,6 +445,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     stopped = "epochs"
     window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
     last_train_loss = None
+    losses: list[tuple[int, float]] = []
     done = progress.step >= total_steps
     if done:
         stopped = "max_steps"
@@ -471,6 +483,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 say(f"step {progress.step}/{total_steps} epoch {progress.epoch} loss {loss:.4f} lr {lr:.3g} "
                     f"{samples / elapsed:.2f} samples/s")
                 last_train_loss = loss
+                losses.append((progress.step, loss))
                 window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
             if val_loader is not None and progress.step % cfg.eval_steps == 0 and run_eval():
                 stopped, done = "early_stopping", True
@@ -498,10 +511,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         best_step=progress.best_step, last_train_loss=last_train_loss,
         train_examples=len(train_split.records), val_examples=len(val_split.records) if val_split else 0,
         skipped_records=train_split.skipped + (val_split.skipped if val_split else []),
-        skipped_videos=progress.skipped_videos,
+        skipped_videos=progress.skipped_videos, losses=losses, model=accelerator.unwrap_model(model),
     )
     if main:
-        (cfg.out / SUMMARY_FILE).write_text(json.dumps(asdict(result), indent=2))
+        (cfg.out / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2))
     skipped = len(result.skipped_records) + len(result.skipped_videos)
     say(f"done after {result.steps} steps ({stopped}); {skipped} bad record(s) skipped"
         + (f"; best eval loss {result.best_eval_loss:.4f} at step {result.best_step}"

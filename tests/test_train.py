@@ -1,0 +1,230 @@
+"""Training: strategies, a tiny overfitting run, what changes, the saved adapter, resume, the CLI.
+
+Every run uses the tiny random model on 1-second 64x64 clips written here, 2 frames per clip, the
+tiny processor's visual budget and LoRA r=8, so a step takes a fraction of a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from crashchat.data import DataConfig
+from crashchat.synthetic import write_clip
+from crashchat.tasks import TASKS, get_task
+from crashchat.train import TrainConfig, checkpoints, main, resolve_strategy, serves, train
+
+RECOGNITION = get_task("crash_recognition")
+
+
+def record(video: str, question: str, answer: str) -> dict:
+    return {"video": [video], "source": "MM-AU-CAP",
+            "conversations": [{"from": "human", "value": f"<video>\n{question}"}, {"from": "gpt", "value": answer}]}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """`root/videos/*.mp4`; `root/one/`: one crash-recognition example (train = val);
+    `root/all/`: train and val files for all six tasks."""
+    root = tmp_path_factory.mktemp("train")
+    write_clip(root / "videos" / "crash.mp4", seconds=1.0, scene="crash")
+    write_clip(root / "videos" / "normal.mp4", seconds=1.0, scene="normal", seed=1)
+    (root / "one").mkdir()
+    for split in ("train", "val"):
+        (root / "one" / RECOGNITION.split_file(split)).write_text(
+            json.dumps([record("videos/crash.mp4", RECOGNITION.prompt, "Yes")]))
+    (root / "all").mkdir()
+    for task in TASKS:
+        recs = [record("videos/crash.mp4", task.prompt, "a crash"), record("videos/normal.mp4", task.prompt, "none")]
+        for split in ("train", "val"):
+            (root / "all" / task.split_file(split)).write_text(json.dumps(recs))
+    return root
+
+
+def config(root: Path, out: Path, split: str = "one", **overrides) -> TrainConfig:
+    kwargs = dict(
+        strategy="independent:crash_recognition", split_dir=root / split, videos_dir=root, out=out,
+        model="tiny-random", max_steps=4, global_batch=1, lr=1e-2, lora_r=8, eval_steps=4, save_steps=4,
+        log_steps=1, num_workers=0, seed=0, data=DataConfig(max_frames=2, token_budget=None),
+    )
+    kwargs.update(overrides)
+    return TrainConfig(**kwargs)
+
+
+# --- strategies -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, tasks, group", [
+    ("independent:crash_localization", ["crash_localization"], "perception"),
+    ("independent:cause_reasoning", ["causal_reasoning"], "linguistic"),  # the split's file name works too
+    ("homogeneous:perception", ["crash_localization", "pre_crash_localization"], "perception"),
+    ("homogeneous:linguistic", ["crash_recognition", "crash_description", "causal_reasoning",
+                                "prevention_reasoning"], "linguistic"),
+    ("heterogeneous", [t.id for t in TASKS], "linguistic"),
+    ("prevention_reasoning, crash_recognition", ["crash_recognition", "prevention_reasoning"], "linguistic"),
+])
+def test_strategy_picks_the_tasks_and_the_group_served(spec, tasks, group):
+    chosen = resolve_strategy(spec)
+    assert [t.id for t in chosen] == tasks
+    assert serves(chosen) == group
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("homogeneous:vision", "unknown group"),
+    ("independent:crash", "unknown task"),
+    ("mixed", "unknown task"),
+    ("crash_recognition,crash_recognition", "listed twice"),
+    ("weird:thing", "expected one of"),
+])
+def test_bad_strategy_is_a_clear_error(spec, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_strategy(spec)
+
+
+def test_config_validates_flags(root, tmp_path):
+    with pytest.raises(ValueError, match="--global-batch 3 is not a multiple of --batch-size 2"):
+        config(root, tmp_path, global_batch=3, batch_size=2).accumulation(1)
+    with pytest.raises(ValueError, match="--videos-dir"):
+        config(root, tmp_path, videos_dir=tmp_path / "nowhere")
+    assert TrainConfig("heterogeneous", root, root, tmp_path).lora_r == 64  # paper defaults
+
+
+# --- a tiny run -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def overfit(root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("overfit")
+    return out, train(config(root, out, max_steps=8))
+
+
+def test_a_few_steps_overfit_one_example(overfit):
+    out, result = overfit
+    losses = [loss for _, loss in result.losses]
+    # Step 1 runs at warmup's lr 0. The tiny model's frozen lm_head (std 0.02) and final norm cap
+    # its logits near 1, so the loss cannot go far below ~5 (from ln 512 = 6.2): "falls" is the test.
+    assert len(losses) == 8 and losses[0] > losses[3] > losses[7], losses
+    assert losses[-1] < losses[0] - 0.7, losses
+    assert result.best_step == 8 and result.best_eval_loss < losses[0]
+    summary = json.loads((out / "crashchat_train.json").read_text())
+    assert summary["tasks"] == ["crash_recognition"] and summary["serves"] == "linguistic"
+    assert summary["stopped"] == "max_steps" and summary["steps"] == 8
+    assert list((out / "tensorboard").rglob("events.out.tfevents*")), "no TensorBoard log"
+
+
+def test_only_lora_and_projector_weights_change(overfit):
+    from crashchat.model import build_tiny_random
+
+    _, result = overfit
+    fresh = build_tiny_random()[0].state_dict()
+    changed_lora = changed_projector = 0
+    for name, tensor in result.model.base_model.model.state_dict().items():
+        if ".lora_" in name:
+            changed_lora += ".lora_B." in name and bool(tensor.abs().sum() > 0)  # B starts at zero
+            continue
+        if ".modules_to_save." in name:
+            original = name.replace(".modules_to_save.default.", ".")
+            changed_projector += not torch.equal(tensor.float(), fresh[original].float())
+            continue
+        original = name.replace(".base_layer.", ".").replace(".original_module.", ".")
+        assert torch.equal(tensor, fresh[original]), f"{name} changed"
+    assert changed_lora == 2 * 7  # 2 layers x q/k/v/o/gate/up/down
+    assert changed_projector == 4  # readout.{0,2}.{weight,bias}
+
+
+def test_saved_adapter_reloads_with_identical_logits(overfit, root):
+    from peft import PeftModel
+
+    from crashchat.model import CrashChat, build_tiny_random
+    from crashchat.video import load_video
+
+    out, result = overfit
+    saved = {p.name for p in (out / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= saved
+    base, processor = build_tiny_random()
+    reloaded = PeftModel.from_pretrained(base, out / "adapter", adapter_name="linguistic").eval()
+    clip = load_video(root / "videos" / "crash.mp4", max_frames=2)
+    logits = []
+    for model in (result.model.eval(), reloaded):
+        chat = CrashChat(model=model, processor=processor, name="t", random_weights=True, device="cpu", groups=())
+        logits.append(chat.logits(clip, RECOGNITION.prompt, group="linguistic"))
+    torch.testing.assert_close(logits[0], logits[1], atol=1e-5, rtol=1e-5)
+
+
+def test_analyze_loads_the_adapter(overfit, root, capsys):
+    pytest.importorskip("crashchat.convert", reason="analyze's adapter loading lives in crashchat.convert")
+    from crashchat.analysis import main as analyze
+    from crashchat.model import ModelConfig, load_model
+
+    out, result = overfit
+    chat = load_model(ModelConfig(name="tiny-random", linguistic=str(out / "adapter"), device="cpu"))
+    from crashchat.video import load_video
+
+    clip = load_video(root / "videos" / "crash.mp4", max_frames=2)
+    trained = result.model.eval()
+    from crashchat.model import CrashChat
+
+    ref = CrashChat(model=trained, processor=chat.processor, name="t", random_weights=True, device="cpu", groups=())
+    torch.testing.assert_close(chat.logits(clip, RECOGNITION.prompt, group="linguistic"),
+                               ref.logits(clip, RECOGNITION.prompt, group="linguistic"), atol=1e-5, rtol=1e-5)
+    report = out / "report.json"
+    code = analyze([str(root / "videos" / "crash.mp4"), "--model", "tiny-random", "--linguistic",
+                    str(out / "adapter"), "--tasks", "crash_recognition", "--max-new-tokens", "4",
+                    "--json", str(report)])
+    assert code == 0 and report.is_file()
+
+
+# --- resume -----------------------------------------------------------------------------------------
+
+
+def test_resume_continues_from_the_last_checkpoint_exactly(root, tmp_path, capsys):
+    # No dropout, so the only state is weights, optimizer, schedule and data position.
+    cfg = dict(split="all", strategy="homogeneous:perception", max_steps=4, save_steps=2, eval=False,
+               lora_dropout=0.0)
+    full = train(config(root, tmp_path / "full", **cfg))
+    assert [c.name for c in checkpoints(tmp_path / "full")] == ["step-000002", "step-000004"]
+    expected = {k: v.clone() for k, v in full.model.state_dict().items() if ".lora_" in k or "modules_to_save" in k}
+
+    # A run "killed" after its step-2 checkpoint, then resumed.
+    out = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-000002", out / "checkpoints" / "step-000002")
+    resumed = train(config(root, out, resume=True, **cfg))
+    assert "resumed from" in capsys.readouterr().out
+    assert resumed.steps == 4 and [s for s, _ in resumed.losses] == [3, 4]
+    for key, value in resumed.model.state_dict().items():
+        if key in expected:
+            torch.testing.assert_close(value, expected[key], atol=1e-6, rtol=1e-6)
+
+
+# --- CLI --------------------------------------------------------------------------------------------
+
+
+def test_cli_errors_are_one_line_exit_2(root, tmp_path, capsys):
+    common = ["--split-dir", str(root / "one"), "--videos-dir", str(root), "--out", str(tmp_path / "run"),
+              "--model", "tiny-random"]
+    assert main(["--strategy", "homogeneous:vision", *common]) == 2
+    assert "unknown group" in capsys.readouterr().err
+    assert main(["--strategy", "homogeneous:perception", *common]) == 2  # "one" has no perception files
+    err = capsys.readouterr().err
+    assert "crashchat_dada_video_total_crash_localization_val.json: no such split file" in err
+    assert "--no-eval" in err and "Traceback" not in err
+    (tmp_path / "run" / "checkpoints" / "step-000001").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "step-000001" / "trainer_state.json").write_text("{}")
+    assert main(["--strategy", "independent:crash_recognition", *common]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_cli_trains_and_reports_the_adapter(root, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["--strategy", "independent:crash_recognition", "--split-dir", str(root / "one"),
+                 "--videos-dir", str(root / "videos"), "--out", str(out), "--model", "tiny-random",
+                 "--max-steps", "1", "--global-batch", "1", "--lora-r", "8", "--max-frames", "2",
+                 "--num-workers", "0", "--no-eval"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"--linguistic {out / 'adapter'}" in printed and "samples/s" in printed
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
