@@ -33,3 +33,11 @@ def normal_clip(tmp_path_factory) -> Path:
     from crashchat.synthetic import write_clip
 
     return write_clip(tmp_path_factory.mktemp("clips") / "normal_synthetic.mp4", seconds=3.0, scene="normal")
+
+
+@pytest.fixture(scope="session")
+def tiny_crashchat():
+    """The tiny random CrashChat (2-layer VideoLLaMA3 + two random adapters) on CPU, loaded once."""
+    from crashchat.model import ModelConfig, load_model
+
+    return load_model(ModelConfig(name="tiny-random", device="cpu"))
