@@ -206,7 +206,7 @@ def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tu
     if width < 16 or height < 16 or width % 2 or height % 2:
         raise ValueError(f"size must be even and at least 16x16, got {width}x{height}")
     vfr = times is not None
-    if vfr and path_suffix(path) == ".avi":
+    if vfr and Path(path).suffix.lower() == ".avi":
         raise ValueError("AVI stores no presentation times: variable-frame-rate clips need .mp4/.mov/.mkv/.webm")
     if times is None:
         count = max(int(round(seconds * fps)), 1)
@@ -238,10 +238,6 @@ def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tu
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
-
-
-def path_suffix(path: str | Path) -> str:
-    return Path(path).suffix.lower()
 
 
 def write_broken(path: str | Path, kind: str) -> Path:
