@@ -358,13 +358,15 @@ def bar_frame(rows: Iterable[Row], task_id: str, keys: Sequence[str] | None = No
         # Rates only (0-1): counts and seconds would dwarf them on one axis.
         metrics = [m for m in task_metrics(rows, task_id)
                    if m not in COUNT_METRICS and m not in ("mtta_gt", "mtta_pred", "tta_mae")]
+    # Short x labels ("mIoU · 2") keep groups readable; the legend maps numbers to rows.
     records = []
     for m in metrics:
-        for r in rows:
+        for i, r in enumerate(rows, start=1):
             value = _number(r.tasks.get(task_id, {}).get(m))
             if value is not None:
-                records.append({"metric": METRIC_LABELS.get(m, m), "model": r.display_name,
-                                "bar": f"{METRIC_LABELS.get(m, m)} | {r.display_name}", "value": value})
+                label = METRIC_LABELS.get(m, m)
+                records.append({"metric": label, "model": f"{i}. {r.display_name}", "bar": f"{label} · {i}",
+                                "value": value})
     return pd.DataFrame.from_records(records, columns=["metric", "model", "bar", "value"])
 
 
@@ -414,6 +416,8 @@ def failures_table(items: Sequence[Mapping], limit: int = 20) -> pd.DataFrame:
 def _text(value) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str) and not value.strip():
+        return "(empty)"
     if isinstance(value, (list, tuple)):
         return " - ".join(_text(v) for v in value)
     return str(value)

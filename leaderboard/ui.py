@@ -275,11 +275,16 @@ def build(board: Board | None = None) -> Board:
                 picked = gr.Dropdown([], multiselect=True, label="Rows in the chart")
             task_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=480,
                                    label="Every metric of this task")
-            bars = gr.BarPlot(x="bar", y="value", color="model", x_title="metric | row",
-                              y_title="score (0–1)", x_label_angle=-35, height=420, label="Bar chart")
+            bars = gr.BarPlot(x="bar", y="value", color="model", x_title="metric · row", color_title="row",
+                              y_title="score (0–1)", x_label_angle=-45, height=440, label="Bar chart",
+                              elem_id="board-bars")
+            # The plot's own legend is clipped under rotated labels; this one lists the rows as text.
+            bar_legend = gr.Dataframe(headers=["Row in the chart"], datatype="str", interactive=False,
+                                      label="Chart rows", max_height=240)
             gr.Markdown("### Per-source breakdown of one row")
             source_row = gr.Dropdown([], label="Verified row")
-            source_df = gr.Dataframe(datatype="str", interactive=False, label="By source dataset")
+            source_df = gr.Dataframe(headers=["Source"], datatype="str", interactive=False,
+                                     label="By source dataset")
 
         with gr.Tab("Compare", id="board-compare"):
             gr.Markdown("Paired bootstrap over videos (strict protocol, one headline metric per task): "
@@ -330,9 +335,13 @@ def build(board: Board | None = None) -> Board:
 
     def refresh_pickers(proto: str):
         every, verified = board.choices(proto)
-        keep = [k for _, k in every]
-        return (gr.update(choices=every, value=keep[:6]),
-                *(gr.update(choices=verified) for _ in range(4)))
+        # Chart defaults: the newest verified rows, then the paper's rows, six bars per metric.
+        keys = [k for _, k in verified][::-1][:3] + [k for _, k in every if k.startswith("paper:")]
+        first = verified[0][1] if verified else None
+        return (gr.update(choices=every, value=keys[:6]), gr.update(choices=verified, value=first),
+                gr.update(choices=verified, value=first),
+                gr.update(choices=verified, value=verified[1][1] if len(verified) > 1 else None),
+                gr.update(choices=verified, value=first))
 
     private = dict(api_visibility="private", queue=False)
     # triggers=None: on page load and whenever one of the inputs changes.
@@ -341,8 +350,13 @@ def build(board: Board | None = None) -> Board:
     download.click(board.export_csv, inputs=view, outputs=download, api_visibility="private")
 
     task_inputs = [task, protocol, picked]
-    gr.on([task.change, picked.change, protocol.change], _user_errors(board.task_view), inputs=task_inputs,
-          outputs=[task_df, bars], api_visibility="private")
+    def task_view(task_id: str, proto: str, keys: list[str] | None):
+        frame, bar_data = board.task_view(task_id, proto, keys)
+        legend = pd.DataFrame({"Row in the chart": list(dict.fromkeys(bar_data["model"]))})
+        return frame, gr.BarPlot(value=bar_data, sort=bar_data["bar"].tolist()), legend  # keep metric order
+
+    gr.on([task.change, picked.change, protocol.change], _user_errors(task_view), inputs=task_inputs,
+          outputs=[task_df, bars, bar_legend], api_visibility="private")
     gr.on([source_row.change, task.change, protocol.change], _user_errors(board.source_view),
           inputs=[source_row, task, protocol], outputs=source_df, api_visibility="private")
     compare_btn.click(_user_errors(board.compare), inputs=[row_a, row_b], outputs=compare_df,

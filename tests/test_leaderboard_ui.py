@@ -73,7 +73,7 @@ def test_board_submit_and_views(board, split, tmp_path):
     assert mine["crash_recognition.f1_macro"] == a.result["protocols"]["paper"]["tasks"]["crash_recognition"]["f1_macro"]
 
     task_df, bars = board.task_view("crash_localization", "paper", [f"verified:{a.row.id}", "paper:WSAL"])
-    assert len(task_df) == 12 and set(bars["model"]) == {f"{XSS} (#{a.row.id})", "WSAL (paper)"}
+    assert len(task_df) == 12 and set(bars["model"]) == {f"2. {XSS} (#{a.row.id})", "1. WSAL (paper)"}
     src = board.source_view(f"verified:{a.row.id}", "crash_recognition", "strict")
     assert set(src["Source"]) <= {"MM-AU-CAP", "MM-AU-DADA", "D2City", "Nexar"} and len(src) >= 2
 

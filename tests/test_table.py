@@ -143,7 +143,8 @@ def test_task_view_bar_and_source_tables(reported):
     text = table.task_table(rows, "crash_description")
     assert "ROUGE (paper)" in text.columns and "ROUGE-L F" in text.columns
     bars = table.bar_frame(rows, "crash_localization", ["verified:4", "paper:WSAL"])
-    assert set(bars["model"]) == {"mine (#4)", "WSAL (paper)"}
+    assert set(bars["model"]) == {"2. mine (#4)", "1. WSAL (paper)"}  # in the board's row order
+    assert bars["bar"].tolist()[:2] == ["mIoU · 1", "mIoU · 2"]
     assert set(bars["metric"]) == {"mIoU", "AP@30", "AP@50", "AP@70"}
     assert bars["value"].between(0, 1).all()
     src = table.source_table(rows[-1], "crash_recognition")
