@@ -423,9 +423,12 @@ class CrashChat:
             self.model.set_adapter(group)
 
     def _generation_kwargs(self, max_new_tokens: int) -> dict:
+        """Greedy, stopping at the end of the assistant turn (`<|im_end|>`) or the tokenizer's eos."""
         tok = self.processor.tokenizer
-        return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        stops = [i for i in (tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id) if i is not None]
+        stops = list(dict.fromkeys(stops))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+        return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=pad)
 
     def generate(self, clip, question: str, *, group: str, history=(), max_new_tokens: int = 256) -> str:
         """The greedy answer to one question about a clip (or a `Prepared` clip)."""

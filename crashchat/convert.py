@@ -1,0 +1,348 @@
+"""`python -m crashchat convert SRC OUT [--kind base|adapter]`
+
+The authors' checkpoints -> the native transformers layout:
+
+- base (`DAMO-NLP-SG/VideoLLaMA3-7B`, remote-code `Videollama3Qwen2ForCausalLM`: Qwen2 fields at
+  the config's top level plus `vision_encoder_config`, weights in safetensors) -> a directory that
+  `VideoLlama3ForConditionalGeneration.from_pretrained` loads with no remote code;
+- adapter folder (`KDliang/crashchat/ckpt/<name>`: `adapter_model.bin` or `.safetensors`,
+  `adapter_config.json`, `non_lora_trainables.bin` with the projector) -> a native peft adapter
+  whose `modules_to_save=["projector"]` carries that projector.
+
+Every key must be known: an unexpected one is an error, never silently dropped. The one exception
+is LoRA on the vision encoder's attention, which the authors' plain-name `target_modules`
+injected but never trained (the encoder is frozen): those B matrices must be all zero, and then
+the layers are a no-op and are dropped. `SRC` is a local folder or a Hub path (`owner/repo` for a
+base, `owner/repo/sub/folder` for an adapter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+BASE_PATTERNS = ("*.json", "*.safetensors", "vocab.json", "merges.txt", "tokenizer*")
+ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "non_lora_trainables.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "added_tokens.json", "chat_template.jinja")
+SHARD_BYTES = 5 * 1024**3
+
+
+class ConvertError(ValueError):
+    """The source is not in a layout we know; the message names the file and the key."""
+
+
+# --- layout detection -----------------------------------------------------------------------------
+
+
+def _config(path: Path, name: str = "config.json") -> dict | None:
+    try:
+        return json.loads((path / name).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_native_base(path: Path) -> bool:
+    cfg = _config(Path(path))
+    return cfg is not None and cfg.get("model_type") == "video_llama_3"
+
+
+def is_native_adapter(path: Path) -> bool:
+    """A peft adapter that saves its own projector (ours); the authors' keep it in a side file."""
+    cfg = _config(Path(path), "adapter_config.json")
+    return cfg is not None and "projector" in (cfg.get("modules_to_save") or [])
+
+
+# --- key mapping ----------------------------------------------------------------------------------
+
+_LLM = re.compile(r"^model\.(embed_tokens|layers|norm)\.(.+)$")
+_VISION = re.compile(r"^model\.vision_encoder\.(?:vision_encoder\.)?(.+)$")
+_PROJECTOR = re.compile(r"^model\.mm_projector\.(readout\.[02]\.(?:weight|bias))$")
+
+
+def native_base_key(key: str) -> str:
+    """An authors' base key -> its native name.
+
+    >>> native_base_key("model.layers.3.self_attn.q_proj.weight")
+    'model.language_model.layers.3.self_attn.q_proj.weight'
+    >>> native_base_key("model.vision_encoder.vision_encoder.encoder.layers.0.mlp.fc1.bias")
+    'model.vision_model.encoder.layers.0.mlp.fc1.bias'
+    >>> native_base_key("model.mm_projector.readout.2.weight")
+    'model.projector.readout.2.weight'
+    """
+    if key == "lm_head.weight":
+        return key
+    if m := _LLM.match(key):
+        return f"model.language_model.{m.group(1)}.{m.group(2)}"
+    if m := _VISION.match(key):
+        return f"model.vision_model.{m.group(1)}"
+    if m := _PROJECTOR.match(key):
+        return f"model.projector.{m.group(1)}"
+    raise ConvertError(f"unknown key {key!r}")
+
+
+_LORA = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)"
+                   r"\.lora_([AB])(?:\.default)?\.weight$")
+_VISION_LORA = re.compile(r"^base_model\.model\.model\.vision_encoder\..*\.lora_([AB])(?:\.default)?\.weight$")
+_NON_LORA = re.compile(r"^(?:base_model\.model\.)?model\.mm_projector\.(readout\.[02]\.(?:weight|bias))$")
+
+
+def native_adapter_key(key: str) -> str | None:
+    """An authors' LoRA key -> its native name; None for a vision-encoder LoRA key (checked, dropped).
+
+    >>> native_adapter_key("base_model.model.model.layers.0.mlp.up_proj.lora_B.weight")
+    'base_model.model.model.language_model.layers.0.mlp.up_proj.lora_B.weight'
+    """
+    if m := _LORA.match(key):
+        return f"base_model.model.model.language_model.layers.{m.group(1)}.{m.group(2)}.lora_{m.group(3)}.weight"
+    if _VISION_LORA.match(key):
+        return None
+    raise ConvertError(f"unknown LoRA key {key!r}")
+
+
+def native_projector_key(key: str) -> str:
+    """A `non_lora_trainables.bin` key -> the adapter's projector key (as peft saves modules_to_save)."""
+    if m := _NON_LORA.match(key):
+        return f"base_model.model.model.projector.{m.group(1)}"
+    raise ConvertError(f"unknown key {key!r} (only the projector's four tensors are expected)")
+
+
+# --- base -----------------------------------------------------------------------------------------
+
+
+def native_config(authors: dict):
+    """`VideoLlama3Config` from the authors' config: Qwen2 fields at the top, `vision_encoder_config`."""
+    from transformers import Qwen2Config, VideoLlama3Config, VideoLlama3VisionConfig
+
+    if "vision_encoder_config" not in authors:
+        raise ConvertError("config.json: no vision_encoder_config (not an authors' VideoLLaMA3 checkpoint)")
+    text_fields = set(Qwen2Config().to_dict()) | {"rope_theta", "rope_scaling"}
+    skip = {"model_type", "architectures", "auto_map", "_name_or_path", "transformers_version", "dtype", "torch_dtype"}
+    text = Qwen2Config(**{k: v for k, v in authors.items() if k in text_fields and k not in skip})
+    vision_fields = set(VideoLlama3VisionConfig().to_dict()) - skip
+    vision_src = authors["vision_encoder_config"]
+    # The hub config leaves patch_size to the remote code's default (14); the native default is 16.
+    vision = VideoLlama3VisionConfig(**{"patch_size": 14, **{k: v for k, v in vision_src.items() if k in vision_fields}})
+    return VideoLlama3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                             tie_word_embeddings=bool(authors.get("tie_word_embeddings", False)))
+
+
+def _weight_files(src: Path) -> list[Path]:
+    files = sorted(src.glob("*.safetensors"))
+    if not files:
+        raise ConvertError(f"{src}: no *.safetensors weight files")
+    return files
+
+
+def convert_base(src: str | Path, dst: str | Path) -> Path:
+    """Write the native base to `dst` (config, safetensors shards with an index, tokenizer files)."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import VideoLlama3ForConditionalGeneration
+
+    src, dst = Path(src), Path(dst)
+    authors = _config(src)
+    if authors is None:
+        raise ConvertError(f"{src}: no readable config.json")
+    config = native_config(authors)
+    with torch.device("meta"):
+        expected = set(VideoLlama3ForConditionalGeneration(config).state_dict())
+
+    tmp = dst.with_name(dst.name + ".partial")  # a stopped conversion never looks finished
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    seen: dict[str, str] = {}
+    weight_map = {}
+    total = 0
+    files = _weight_files(src)
+    for i, file in enumerate(files, start=1):
+        tensors = {}
+        with safe_open(str(file), framework="pt") as fh:
+            for key in fh.keys():
+                try:
+                    new = native_base_key(key)
+                except ConvertError as exc:
+                    raise ConvertError(f"{file.name}: {exc}") from None
+                if new in seen:
+                    raise ConvertError(f"{file.name}: {key!r} and {seen[new]!r} both map to {new!r}")
+                seen[new] = key
+                tensors[new] = fh.get_tensor(key).contiguous()
+        name = f"model-{i:05d}-of-{len(files):05d}.safetensors"
+        save_file(tensors, str(tmp / name), metadata={"format": "pt"})
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+        weight_map.update({k: name for k in tensors})
+    missing = expected - set(seen)
+    if config.tie_word_embeddings:
+        missing.discard("lm_head.weight")
+    unexpected = set(seen) - expected
+    if missing or unexpected:
+        raise ConvertError(f"{src}: weights do not match the config: missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(unexpected)[:5]}")
+    (tmp / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=1))
+    _copy_tokenizer(src, tmp)
+    config.image_token_id, config.video_token_id = _placeholder_ids(tmp)
+    config.dtype = authors.get("torch_dtype") or authors.get("dtype") or "bfloat16"
+    config.architectures = ["VideoLlama3ForConditionalGeneration"]
+    config.save_pretrained(tmp)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return dst
+
+
+def _placeholder_ids(folder: Path) -> tuple[int, int]:
+    """The native processor's `<|image_pad|>`/`<|video_pad|>` ids in this tokenizer (Qwen2: 151655/6).
+
+    The authors' code used its own placeholder; which token stands in is irrelevant to the
+    weights (its embedding is replaced by visual features), but config and tokenizer must agree.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = []
+    for token in ("<|image_pad|>", "<|video_pad|>"):
+        found = tokenizer.convert_tokens_to_ids(token)
+        if found is None or found == tokenizer.unk_token_id:
+            raise ConvertError(f"{folder}: the tokenizer has no {token} token")
+        ids.append(found)
+    return ids[0], ids[1]
+
+
+def _copy_tokenizer(src: Path, dst: Path) -> None:
+    """The tokenizer files, minus the remote-code hooks (`auto_map`, `processor_class`)."""
+    found = False
+    for name in TOKENIZER_FILES:
+        if not (src / name).is_file():
+            continue
+        found = True
+        if name == "tokenizer_config.json":
+            cfg = json.loads((src / name).read_text(encoding="utf-8"))
+            for key in ("auto_map", "processor_class"):
+                cfg.pop(key, None)
+            (dst / name).write_text(json.dumps(cfg, indent=1, ensure_ascii=False), encoding="utf-8")
+        else:
+            shutil.copyfile(src / name, dst / name)
+    if not found:
+        raise ConvertError(f"{src}: no tokenizer files ({', '.join(TOKENIZER_FILES[:4])})")
+
+
+# --- adapters -------------------------------------------------------------------------------------
+
+
+def _load_tensors(path: Path) -> dict:
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors have many types; all mean "not a tensor file"
+        raise ConvertError(f"{path}: not a readable tensor file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise ConvertError(f"{path}: expected a dict of tensors")
+    return data
+
+
+def convert_adapter(src: str | Path, dst: str | Path) -> Path:
+    """Write a native peft adapter (LoRA on the LLM + its projector) to `dst`."""
+    import torch
+    from safetensors.torch import save_file
+
+    from crashchat.model import lora_config
+
+    src, dst = Path(src), Path(dst)
+    authors = _config(src, "adapter_config.json")
+    if authors is None:
+        raise ConvertError(f"{src}: no readable adapter_config.json")
+    lora_file = next((src / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (src / n).is_file()), None)
+    if lora_file is None:
+        raise ConvertError(f"{src}: no adapter_model.safetensors or adapter_model.bin")
+    if not (src / "non_lora_trainables.bin").is_file():
+        raise ConvertError(f"{src}: no non_lora_trainables.bin (the adapter's projector)")
+
+    tensors = {}
+    for key, value in _load_tensors(lora_file).items():
+        try:
+            new = native_adapter_key(key)
+        except ConvertError as exc:
+            raise ConvertError(f"{lora_file.name}: {exc}") from None
+        if new is None:
+            if key.endswith(("lora_B.weight", "lora_B.default.weight")) and torch.count_nonzero(value):
+                raise ConvertError(f"{lora_file.name}: {key}: vision-encoder LoRA with a non-zero B "
+                                   "(the encoder was trained?); refusing to drop it")
+            continue
+        tensors[new] = value.contiguous()
+    if not tensors:
+        raise ConvertError(f"{lora_file.name}: no LoRA weights on the language model")
+    projector = {}
+    for key, value in _load_tensors(src / "non_lora_trainables.bin").items():
+        try:
+            projector[native_projector_key(key)] = value.contiguous()
+        except ConvertError as exc:
+            raise ConvertError(f"non_lora_trainables.bin: {exc}") from None
+    if len(projector) != 4:
+        raise ConvertError(f"non_lora_trainables.bin: expected the projector's 4 tensors, found {len(projector)}")
+    tensors.update(projector)
+
+    r = int(authors.get("r", 64))
+    ranks = {v.shape[0] for k, v in tensors.items() if "lora_A" in k}
+    if ranks != {r}:
+        raise ConvertError(f"{lora_file.name}: LoRA ranks {sorted(ranks)} do not match r={r} in adapter_config.json")
+    config = lora_config(r=r, alpha=authors.get("lora_alpha", 16), dropout=authors.get("lora_dropout", 0.05))
+    config.base_model_name_or_path = authors.get("base_model_name_or_path")
+    config.inference_mode = True
+    dst.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(dst / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(str(dst))  # written last: its presence marks a finished conversion
+    return dst
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def _kind(src: Path) -> str:
+    if (src / "adapter_config.json").is_file():
+        return "adapter"
+    if (src / "config.json").is_file():
+        return "base"
+    raise ConvertError(f"{src}: neither config.json (a base) nor adapter_config.json (an adapter)")
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crashchat convert", description=__doc__.split("\n\n")[1])
+    parser.add_argument("src", help="authors' folder, or a Hub path: owner/repo (base) or owner/repo/sub/folder (adapter)")
+    parser.add_argument("out", type=Path, help="output folder (native layout)")
+    parser.add_argument("--kind", choices=("base", "adapter"), help="what SRC holds (default: from its files)")
+    args = parser.parse_args(list(argv))
+
+    from crashchat.model import ModelLoadError, _snapshot
+
+    src = Path(args.src)
+    try:
+        if not src.is_dir():
+            if args.src.startswith((".", "/")) or args.src.count("/") < 1:
+                raise ConvertError(f"{args.src}: no such folder")
+            parts = args.src.split("/")
+            repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+            kind = args.kind or ("adapter" if sub else "base")
+            patterns = [f"{sub}/{p}" if sub else p for p in (ADAPTER_PATTERNS if kind == "adapter" else BASE_PATTERNS)]
+            src = _snapshot(repo, patterns) / sub
+        kind = args.kind or _kind(src)
+        done = convert_base(src, args.out) if kind == "base" else convert_adapter(src, args.out)
+    except ConvertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModelLoadError as exc:  # the Hub was unreachable: not the user's input
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote native {kind} to {done}")
+    return 0
