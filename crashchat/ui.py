@@ -343,6 +343,22 @@ class Deadline:
                 "Try a shorter clip, or ask the app's owner to raise the limit.")
 
 
+OUT_OF_MEMORY = "The GPU ran out of memory on this clip; try a shorter or lower-resolution clip."
+
+
+def _out_of_memory() -> type[BaseException]:
+    import torch
+
+    return torch.OutOfMemoryError
+
+
+def _free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the next request (another user's, maybe) starts clean
+
+
 def _no_progress(fraction: float, desc: str | None = None) -> None:
     pass
 
@@ -442,6 +458,10 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
     except TimeLimitExceeded as exc:
         yield View(status=f"**{exc}** The answers so far are shown.", error=str(exc))
         return
+    except _out_of_memory():
+        _free_gpu_memory()
+        yield View(status=f"**{OUT_OF_MEMORY}** The answers so far are shown.", error=OUT_OF_MEMORY)
+        return
     report = build_report(clip, model, results)
     session = replace(session, report=report)
     json_path, md_path = write_downloads(report)
@@ -496,6 +516,10 @@ def chat_views(cfg: TabConfig, message: str, session: Session, group: str | None
             deadline.check()
     except TimeLimitExceeded as exc:
         yield say(f"{answer}\n\n**{exc}**")
+        return
+    except _out_of_memory():
+        _free_gpu_memory()
+        yield say(f"{answer}\n\n**{OUT_OF_MEMORY}**")
         return
     answer = answer.strip()
     note = f"\n\n<sub>{group} adapter{' · RANDOM WEIGHTS' if model.random_weights else ''}</sub>"
@@ -689,6 +713,9 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
             raise gr.Error(str(exc)) from None
         except TimeLimitExceeded as exc:
             raise gr.Error(str(exc)) from None
+        except _out_of_memory():
+            _free_gpu_memory()
+            raise gr.Error(OUT_OF_MEMORY) from None
 
     def on_clear(state):
         return render(clear_chat_view(cfg, state))

@@ -285,3 +285,55 @@ def test_limits_refuse_too_long_and_too_large_uploads(crash_clip):
     small = ui.TabConfig(model="tiny-random", limits=VideoLimits(max_bytes=100))
     status = ui.upload_view(small, str(crash_clip)).status
     assert "Cannot use this file" in status and "limit" in status
+
+
+# --- rendering of a crash report ---------------------------------------------------------------------
+# The tiny random model never answers "Yes", so these tests script the pipeline's answers (the
+# model is still loaded and passed through) to check what the tab draws for a detected crash.
+
+SCRIPTED = {
+    "crash_recognition": ("Yes", "Yes"),
+    "crash_description": ("car hits a car.", "car hits a car."),
+    "causal_reasoning": ("The car cut in too close.", "The car cut in too close."),
+    "prevention_reasoning": ("Keep a safe gap.", "Keep a safe gap."),
+    "crash_localization": ("1.8 - 2.4 seconds", [1.8, 2.4]),
+    "pre_crash_localization": ("1.2 seconds", 1.2),
+}
+
+
+def _scripted_analyze(fail_after: int | None = None):
+    from crashchat.analysis import task_order
+
+    def analyze(model, clip, tasks, max_new_tokens=256):
+        for i, task_id in enumerate(task_order(tasks)):
+            if fail_after is not None and i == fail_after:
+                import torch
+
+                raise torch.OutOfMemoryError("CUDA out of memory (scripted)")
+            response, parsed = SCRIPTED[task_id]
+            yield task_id, {"group": get_task(task_id).group, "response": response, "parsed": parsed,
+                            "skipped": False, "seconds": 0.1}
+    return analyze
+
+
+def test_a_detected_crash_gets_marks_key_frames_and_sections(cfg, uploaded, monkeypatch):
+    from crashchat.synthetic import read_frame_number
+
+    monkeypatch.setattr("crashchat.analysis.analyze", _scripted_analyze())
+    final = list(ui.analysis_views(cfg, uploaded))[-1]
+    assert final.verdict.startswith("## Verdict: crash detected")
+    texts = " ".join(t.get_text() for t in final.timeline.axes[0].texts)
+    assert "crash 1.8–2.4 s" in texts and "pre-crash 1.2 s" in texts
+    assert [c.split(" (")[0] for _, c in final.frames] == ["crash start 1.8 s", "crash end 2.4 s", "pre-crash 1.2 s"]
+    assert [read_frame_number(f) for f, _ in final.frames] == [18, 24, 12]
+    report = json.loads(Path(final.json_file).read_text())
+    assert report["crash_detected"] is True
+    assert "**1.8 – 2.4 s**" in ui.section_markdown("crash_localization", report["tasks"]["crash_localization"])
+
+
+def test_out_of_gpu_memory_is_a_message_not_a_crash(cfg, uploaded, monkeypatch):
+    monkeypatch.setattr("crashchat.analysis.analyze", _scripted_analyze(fail_after=2))
+    views = list(ui.analysis_views(cfg, uploaded))
+    assert views[-1].error == ui.OUT_OF_MEMORY and "answers so far" in views[-1].status
+    with pytest.raises(__import__("torch").OutOfMemoryError):  # the API raises; build() turns it into gr.Error
+        ui.analyze_report(cfg, uploaded.video)
