@@ -27,8 +27,8 @@ import pandas as pd
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, scoring, table
 from leaderboard.split import Split, SplitError, load_split
-from leaderboard.store import (HubSync, Outcome, Store, StoreError, SubmitError, rescore, stored_submission,
-                               submit, validate)
+from leaderboard.store import (HubSync, Outcome, Store, StoreError, SubmitError, check_admin, rescore,
+                               stored_submission, submit, validate)
 from leaderboard.submission import MAX_BYTES, Submission, SubmissionError
 
 USER_ERRORS = (SubmitError, SubmissionError, SplitError, PermissionError, KeyError, StoreError)
@@ -169,8 +169,6 @@ class Board:
 
     def admin(self, token: str, action: str, row_id: float | int | None) -> str:
         if action == "re-score stale rows":
-            from leaderboard.store import check_admin
-
             check_admin(token)
             lines = rescore(self.store, self.split(), bootstrap=self.bootstrap)
             message = "\n".join(lines) if lines else f"every row is current (scorer {SCORER_VERSION})"

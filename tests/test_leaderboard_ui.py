@@ -232,6 +232,17 @@ def test_browser_submit_shows_row_and_escapes_name(live_app, tmp_path, split):
             page.get_by_role("tab", name="Per task").click()
             page.wait_for_timeout(500)
             assert page.locator('img[src="x"]').count() == 0
+
+            # A broken file: one line naming file, line and field, shown as text (file name included).
+            bad = tmp_path / "<img src=x onerror=alert(2)>.jsonl"
+            bad.write_text('{"video": "x.mp4", "task": "flying", "response": "Yes"}\n', encoding="utf-8")
+            page.reload()
+            page.get_by_role("tab", name="Leaderboard").click()
+            page.get_by_role("tab", name="Submit").click()
+            page.locator("#board-files input[type=file]").set_input_files(str(bad))
+            expect(page.get_by_text(":1: task: unknown task 'flying'", exact=False).first).to_be_visible(
+                timeout=30_000)
+            assert page.locator('img[src="x"]').count() == 0
         finally:
             browser.close()
     assert dialogs == []
