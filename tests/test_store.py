@@ -6,6 +6,7 @@ import json
 import random
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +244,49 @@ def test_cli_list_rescore_and_admin(db, split, split_dir, tmp_path, monkeypatch,
     assert db.rows() == []
     assert store_mod.main(["--db", str(db.path), "delete", "999"]) == 2
     assert "no leaderboard row #999" in capsys.readouterr().err
+
+
+def test_hub_sync_pull_and_push_logic(db, split, tmp_path, monkeypatch):
+    """The Hub calls are replaced by local file copies; what is tested is what we do around them."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=13, share=0.005)], "m", split=split, bootstrap=0)
+    uploaded = {}
+
+    class LocalApi:  # records what would be uploaded
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            uploaded["repo"] = (repo_id, kwargs["repo_type"], kwargs["private"])
+
+        def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type, commit_message):
+            uploaded["copy"] = (tmp_path / "remote.sqlite3")
+            uploaded["copy"].write_bytes(Path(path_or_fileobj).read_bytes())
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", LocalApi)
+    HubSync(db, "me/results", "tok").push()
+    assert uploaded["repo"] == ("me/results", "dataset", True)
+    assert [r.model for r in Store(uploaded["copy"]).rows()] == ["m"]
+
+    fresh = Store(tmp_path / "fresh.sqlite3")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: str(uploaded["copy"]))
+    sync = HubSync(fresh, "me/results", "tok")
+    assert sync.pull() == "restored 1 rows from me/results" and [r.model for r in fresh.rows()] == ["m"]
+    assert sync.pull().startswith("kept the local database")  # never overwrites local rows
+
+    def missing(*a, **k):
+        raise EntryNotFoundError("no file")
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
+    empty = HubSync(Store(tmp_path / "empty.sqlite3"), "me/results", "tok")
+    assert "starting empty" in empty.pull() and empty.enabled
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    broken = HubSync(Store(tmp_path / "broken.sqlite3"), "me/results", "tok")
+    assert "sync disabled" in broken.pull() and not broken.enabled
+    broken.push_soon()  # an empty database must never overwrite the stored one
+    assert broken._worker is None
