@@ -200,10 +200,12 @@ class Encoder:
     """
 
     def __init__(self, processor, token_budget: int | None = TRAIN_TOKEN_BUDGET):
-        from crashchat.model import CrashChat, build_processor
+        from crashchat.model import PIXELS_PER_MERGED_TOKEN, CrashChat, build_processor
 
         if token_budget is not None:
-            processor = build_processor(processor.tokenizer, token_budget=token_budget)
+            # Only the budget changes; the per-frame floor stays the processor's own.
+            floor = processor.video_processor.size["shortest_edge"] // PIXELS_PER_MERGED_TOKEN
+            processor = build_processor(processor.tokenizer, token_budget=token_budget, min_tokens=floor)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         # CrashChat's formatting methods use only the processor; no model is attached here.

@@ -385,6 +385,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         if saved.get("tasks") != [t.id for t in tasks]:
             raise ValueError(f"--resume: {last} trained {saved.get('tasks')}, not --strategy {cfg.strategy}")
         accelerator.load_state(str(last), strict=False)
+        _restore_trainable(accelerator.unwrap_model(model), last, names)
         progress = _Progress(**saved["progress"])
         say(f"resumed from {last} at step {progress.step} (epoch {progress.epoch}, batch {progress.batches_in_epoch})")
     elif cfg.resume:
@@ -521,6 +522,24 @@ def train(cfg: TrainConfig) -> TrainResult:
            if result.best_eval_loss is not None else ""))
     say(f"adapter for the {result.serves} tasks: python -m crashchat analyze VIDEO --{result.serves} {result.adapter}")
     return result
+
+
+def _restore_trainable(model, checkpoint: Path, names: set[str]) -> None:
+    """Load the checkpoint's trainable weights by name, whatever wrapper prefix they were saved with.
+
+    `load_state(strict=False)` would load nothing, silently, if the prefixes disagreed; this
+    fails loudly instead. (FSDP checkpoints keep sharded weights that `load_state` restores.)
+    """
+    from safetensors.torch import load_file
+
+    path = checkpoint / "model.safetensors"
+    if not path.is_file():
+        return
+    state = {_strip(k): v for k, v in load_file(str(path)).items()}
+    if set(state) != names:
+        raise ValueError(f"--resume: {checkpoint} holds other trainable weights than this run "
+                         f"({len(set(state) ^ names)} names differ; was --lora-r or the base changed?)")
+    model.load_state_dict(state, strict=False)
 
 
 def _strip(key: str) -> str:

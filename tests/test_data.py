@@ -153,7 +153,9 @@ def test_training_budget_sets_the_visual_tokens(tiny):
     from crashchat.data import TRAIN_TOKEN_BUDGET
 
     enc = Encoder(tiny[1])  # the default: the paper's training budget
-    assert enc.processor.video_processor.size["longest_edge"] == TRAIN_TOKEN_BUDGET * 28 * 28
+    size = enc.processor.video_processor.size
+    assert size["longest_edge"] == TRAIN_TOKEN_BUDGET * 28 * 28
+    assert size["shortest_edge"] == tiny[1].video_processor.size["shortest_edge"]  # the floor is kept
 
 
 def test_batch_of_clips_pads_right_and_matches_unbatched_logits(root, encoder, tiny):
