@@ -721,16 +721,17 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
         return render(clear_chat_view(cfg, state))
 
     gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
-    video.change(on_video, [video], outputs, api_visibility="private", show_progress="minimal")
+    # progress shows on one line (the upload check's, the model status's), not over every output
+    video.change(on_video, [video], outputs, api_visibility="private", show_progress_on=[upload_md])
     chatbot.clear(on_clear, [session], outputs, api_visibility="private", show_progress="hidden")
     analyze_btn.click(_gpu(on_analyze, cfg), [session], outputs, api_visibility="private",
-                      show_progress="minimal", **gpu)
+                      show_progress_on=[status_md], **gpu)
     for src in (question.submit, send_btn.click):
         src(_gpu(on_question, cfg), [question, session], outputs + [question], api_visibility="private",
-            show_progress="minimal", **gpu)
+            show_progress_on=[status_md], **gpu)
     for task_id, btn in suggestion_btns.items():
         btn.click(_gpu(on_suggestion(task_id), cfg), [session], outputs, api_visibility="private",
-                  show_progress="minimal", **gpu)
+                  show_progress_on=[status_md], **gpu)
 
     # `/analyze` for gradio_client: a file in, the report JSON out (hidden components carry the types).
     api_file = gr.File(visible=False, label="video")
