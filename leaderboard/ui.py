@@ -362,8 +362,8 @@ def build(board: Board | None = None) -> Board:
     fail_btn.click(_user_errors(board.failures), inputs=[fail_row, fail_task, fail_protocol, fail_n],
                    outputs=fail_df, api_visibility="private")
 
-    files.upload(_user_errors(lambda f: board.validation_report(_paths(f))), inputs=files,
-                 outputs=[validation_df, status], api_visibility="private")
+    gr.on([files.upload, files.delete, files.clear], _user_errors(lambda f: board.validation_report(_paths(f))),
+          inputs=files, outputs=[validation_df, status], api_visibility="private")
 
     # Defaults of None make link and notes optional for gradio_client.
     def do_submit(files, model: str, link: str | None = None, notes: str | None = None) -> dict:
