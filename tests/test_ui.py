@@ -17,9 +17,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory) -> ui.TabConfig:
+    from crashchat.synthetic import EXAMPLES, write_clip
+
+    examples = tmp_path_factory.mktemp("examples")
+    for name, scene, seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
+        write_clip(examples / name, seconds=1.0, scene=scene, seed=seed)
     # few tokens keep the tiny model fast; isolate=True as in the app (uploads decode in a child)
-    return ui.TabConfig(model="tiny-random", max_new_tokens=4,
-                        examples_dir=tmp_path_factory.mktemp("examples"))
+    return ui.TabConfig(model="tiny-random", max_new_tokens=4, examples_dir=examples)
 
 
 @pytest.fixture(scope="module")
@@ -260,8 +264,8 @@ def test_build_lays_out_the_tab_with_an_analyze_endpoint(cfg):
     ids = {b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     assert {f"cc-section-{t}" for t in TASK_IDS} <= ids
     assert {"cc-video", "cc-timeline", "cc-analyze", "cc-chat", "cc-keyframes", "cc-verdict"} <= ids
-    examples = sorted(p.name for p in cfg.examples_dir.iterdir())
-    assert examples and all("synthetic" in name for name in examples)
+    examples = [Path(p).name for p in ui.example_clips(cfg)]
+    assert len(examples) == 3 and all("synthetic" in name for name in examples)
     gpu_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == ui.GPU_QUEUE]
     assert len(gpu_fns) >= 9 and all(fn.concurrency_limit == 1 for fn in gpu_fns)
 
@@ -337,3 +341,10 @@ def test_out_of_gpu_memory_is_a_message_not_a_crash(cfg, uploaded, monkeypatch):
     assert views[-1].error == ui.OUT_OF_MEMORY and "answers so far" in views[-1].status
     with pytest.raises(__import__("torch").OutOfMemoryError):  # the API raises; build() turns it into gr.Error
         ui.analyze_report(cfg, uploaded.video)
+
+
+def test_example_clips_are_rendered_once_when_missing(tmp_path):
+    cfg = ui.TabConfig(model="tiny-random", examples_dir=tmp_path / "ex")
+    paths = ui.example_clips(cfg)
+    assert [p.name for p in paths] == [p.name for p in ui.example_clips(cfg)]
+    assert all(p.stat().st_size > 0 and "synthetic" in p.name for p in paths)
