@@ -270,13 +270,18 @@ def _info(row: Row) -> list[str]:
             row.files_sha256[:16], row.link, row.notes]
 
 
+def shown_rows(rows: Iterable[Row], search: str = "", sort_by: str | None = None,
+               descending: bool = True) -> list[Row]:
+    """The rows a view shows: those matching `search`, sorted by the column labelled `sort_by`."""
+    return sort_rows(filter_rows(rows, search), column_by_label(sort_by), descending)
+
+
 def main_table(rows: Iterable[Row], *, search: str = "", sort_by: str | None = None,
                descending: bool = True) -> pd.DataFrame:
     """The main table as shown: strings only, so user text is never interpreted as numbers/HTML."""
     columns = main_columns()
-    shown = sort_rows(filter_rows(rows, search), column_by_label(sort_by), descending)
     records = []
-    for r in shown:
+    for r in shown_rows(rows, search, sort_by, descending):
         cells = [r.model, r.kind]
         for c in columns:
             value, alias = r.value(c.task, c.metric)
@@ -289,33 +294,26 @@ def export_frame(rows: Iterable[Row], *, search: str = "", sort_by: str | None =
                  descending: bool = True) -> pd.DataFrame:
     """The shown rows for CSV: numbers as numbers, the ± half-width in its own column."""
     columns = main_columns()
-    shown = sort_rows(filter_rows(rows, search), column_by_label(sort_by), descending)
     records = []
-    for r in shown:
+    for r in shown_rows(rows, search, sort_by, descending):
         rec: dict[str, object] = {"Model": r.model, "Kind": r.kind}
+        aliased = []
         for c in columns:
             value, alias = r.value(c.task, c.metric)
             ci = r.interval(c.task, c.metric)
-            rec[c.label + (ALIAS_MARK if alias else "")] = value
+            rec[c.label] = value
             rec[f"{c.label} ±95%"] = None if ci is None else (ci[1] - ci[0]) / 2
+            if alias:
+                aliased.append(c.label)
         rec.update({"Protocol": r.protocol, "Where in paper": r.where, "Split SHA-256": r.split_sha256,
                     "Scorer": r.scorer_version, "Submitted (UTC)": r.submitted_at,
-                    "Files SHA-256": r.files_sha256, "Link": r.link, "Notes": r.notes or r.category})
+                    "Files SHA-256": r.files_sha256, "Link": r.link, "Notes": r.notes or r.category,
+                    "Footnotes": "; ".join(f"{a}: the paper's unnamed ROUGE" for a in aliased)})
         records.append(rec)
-    frame = pd.DataFrame.from_records(records)
-    # Alias-marked and plain columns of one metric are merged into one column for the CSV.
-    for c in columns:
-        marked = c.label + ALIAS_MARK
-        if marked in frame.columns:
-            if c.label in frame.columns:
-                frame[c.label] = frame[c.label].combine_first(frame[marked])
-            else:
-                frame[c.label] = frame[marked]
-            frame = frame.drop(columns=[marked])
     wanted = ["Model", "Kind"] + [x for c in columns for x in (c.label, f"{c.label} ±95%")]
     wanted += ["Protocol", "Where in paper", "Split SHA-256", "Scorer", "Submitted (UTC)",
-               "Files SHA-256", "Link", "Notes"]
-    return frame.reindex(columns=wanted)
+               "Files SHA-256", "Link", "Notes", "Footnotes"]
+    return pd.DataFrame.from_records(records, columns=wanted)
 
 
 def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:

@@ -168,7 +168,8 @@ def test_api_submit_and_leaderboard(live_app, tmp_path, split):
     path = write_submission(tmp_path / "api.jsonl", split, seed=7)
     expected = score(read_submission([path], split), split, bootstrap=0)["protocols"]
     client = Client(live_app.url, verbose=False)
-    result = client.predict(files=[handle_file(str(path))], model=XSS, api_name="/submit")
+    result = client.predict(files=[handle_file(str(path))], model=XSS, link="https://example.org/m",
+                            notes="8 frames", api_name="/submit")
     assert result["leaderboard"]["added"] and result["split"]["sha256"] == split.sha256
     for protocol in ("paper", "strict"):
         for task, metrics in expected[protocol]["tasks"].items():
@@ -178,6 +179,7 @@ def test_api_submit_and_leaderboard(live_app, tmp_path, split):
     assert [r["kind"] for r in rows].count("reported") == 10
     mine = [r for r in rows if r["kind"] == "verified" and r["id"] == result["leaderboard"]["row_id"]]
     assert len(mine) == 1 and mine[0]["model"] == XSS
+    assert mine[0]["link"] == "https://example.org/m" and mine[0]["notes"] == "8 frames"
     for c in table.main_columns():
         assert mine[0][c.key] == result["protocols"]["paper"]["tasks"][c.task][c.metric]
     assert all(r["kind"] == "verified" for r in client.predict("strict", api_name="/leaderboard"))

@@ -129,6 +129,7 @@ def test_export_frame_is_numeric_with_half_widths(reported, tmp_path):
     paper = table.export_frame(rows, search="VideoLLaMA3")
     assert paper.loc[0, "Crash description: ROUGE-L F"] == pytest.approx(0.3805)
     assert pd.isna(paper.loc[0, "Crash description: ROUGE-L F ±95%"])
+    assert "Crash description: ROUGE-L F: the paper's unnamed ROUGE" in paper.loc[0, "Footnotes"]
     path = table.write_csv(table.export_frame(rows), tmp_path / "x.csv")
     back = list(csv.DictReader(path.open(encoding="utf-8")))
     assert len(back) == 11 and back[-1]["Model"] == "mine"
