@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
-from crashchat.data import DataConfig, DataError
+from crashchat.data import IGNORE_INDEX, DataConfig, DataError
 from crashchat.tasks import GROUPS, TASK_IDS, TASKS, Task, get_task, tasks_in_group
 
 STRATEGIES = ("independent:<task>", "homogeneous:linguistic", "homogeneous:perception", "heterogeneous",
@@ -230,7 +230,7 @@ def load_base(cfg: TrainConfig, device: str):
     return model, loaded.processor
 
 
-def attach_lora(base, cfg: TrainConfig):
+def attach_lora(base, *, r: int = 64, alpha: int = 16, dropout: float = 0.05, gradient_checkpointing: bool = True):
     """Wrap the base with a fresh trainable adapter (LoRA on the LLM, projector copy trained).
 
     Trainable weights are kept in float32 even on a bf16 base: at lr 1e-5 a bf16 weight would
@@ -246,10 +246,10 @@ def attach_lora(base, cfg: TrainConfig):
         # transformers 5.2x renamed gradient checkpointing to activation checkpointing; the old
         # name still works on every version this project supports (5.17 on the GPU image).
         warnings.simplefilter("ignore", FutureWarning)
-        if cfg.gradient_checkpointing:
+        if gradient_checkpointing:
             # Non-reentrant checkpointing needs no input grads, so the frozen embeddings stay frozen.
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = get_peft_model(base, lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout))
+        model = get_peft_model(base, lora_config(r=r, alpha=alpha, dropout=dropout))
     for param in model.parameters():
         if param.requires_grad:
             param.data = param.data.float()
@@ -258,6 +258,40 @@ def attach_lora(base, cfg: TrainConfig):
 
 def trainable_names(model) -> set[str]:
     return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _answer_loss_module():
+    import torch
+    import torch.nn.functional as F
+
+    class AnswerLoss(torch.nn.Module):
+        """The causal-LM loss with logits computed only where there are labels.
+
+        The answer is a few tokens after ~10k video tokens; the full logits of a 152k vocabulary
+        would be 3 GB in bf16 per clip (twice that once upcast for the loss) for nothing. The
+        result equals `model(**batch).loss` (tested). A module, so that DDP/FSDP wrap it and its
+        forward is what they see.
+        """
+
+        def __init__(self, peft_model):
+            super().__init__()
+            self.peft = peft_model
+
+        def forward(self, labels, **inputs):
+            causal_lm = self.peft.get_base_model()  # LoRA layers are injected in place
+            hidden = causal_lm.model(**inputs, use_cache=False).last_hidden_state
+            targets = labels[:, 1:]
+            keep = targets != IGNORE_INDEX
+            logits = causal_lm.lm_head(hidden[:, :-1][keep]).float()
+            count = keep.sum()
+            return F.cross_entropy(logits, targets[keep], reduction="sum") / count.clamp(min=1), count
+
+    return AnswerLoss
+
+
+def answer_loss(peft_model):
+    """`peft_model` wrapped so that `wrapped(**batch)` returns (mean answer loss, labelled tokens)."""
+    return _answer_loss_module()(peft_model)
 
 
 def _to_device(batch: dict, device, dtype) -> dict:
@@ -277,10 +311,11 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_adapter(accelerator, model, target: Path) -> None:
+def save_adapter(accelerator, net, target: Path) -> None:
     """The adapter in the native peft layout that `analyze` loads (adapter + projector copy)."""
-    unwrapped = accelerator.unwrap_model(model)
-    state = accelerator.get_state_dict(model)  # gathers full weights under FSDP
+    unwrapped = accelerator.unwrap_model(net).peft
+    # gathers full weights under FSDP; keys lose the loss wrapper's `peft.` prefix
+    state = {k.removeprefix("peft."): v for k, v in accelerator.get_state_dict(net).items()}
     if accelerator.is_main_process:
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -346,8 +381,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         + (f", {len(val_split.records)} val" if val_split else ", no validation"))
 
     base, processor = load_base(cfg, str(accelerator.device))
-    model = attach_lora(base, cfg)
-    names = trainable_names(model)
+    model = attach_lora(base, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                        gradient_checkpointing=cfg.gradient_checkpointing)
+    net = answer_loss(model)
+    names = trainable_names(net)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"trainable parameters: {n_train:,} (LoRA r={cfg.lora_r} on the LLM + projector); vision and LLM frozen")
 
@@ -366,7 +403,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                                   weight_decay=cfg.weight_decay)
     # Not passed to `prepare`: accelerate would step it once per process per step.
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    net, optimizer, train_loader = accelerator.prepare(net, optimizer, train_loader)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
     accelerator.register_for_checkpointing(scheduler)
@@ -385,7 +422,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         if saved.get("tasks") != [t.id for t in tasks]:
             raise ValueError(f"--resume: {last} trained {saved.get('tasks')}, not --strategy {cfg.strategy}")
         accelerator.load_state(str(last), strict=False)
-        _restore_trainable(accelerator.unwrap_model(model), last, names)
+        _restore_trainable(accelerator.unwrap_model(net), last, names)
         progress = _Progress(**saved["progress"])
         say(f"resumed from {last} at step {progress.step} (epoch {progress.epoch}, batch {progress.batches_in_epoch})")
     elif cfg.resume:
@@ -401,24 +438,23 @@ def train(cfg: TrainConfig) -> TrainResult:
         f"x {accelerator.num_processes} process(es)), {steps_per_epoch} steps per epoch, device {accelerator.device}")
 
     def evaluate() -> float:
-        model.eval()
+        net.eval()
         total = torch.zeros((), device=accelerator.device)
         count = torch.zeros((), device=accelerator.device)
         with torch.no_grad():
             for batch in val_loader:
                 progress.skipped_videos.extend(batch["skipped"])
-                out = model(**_to_device(batch, accelerator.device, dtype), use_cache=False)
-                tokens = (batch["labels"][:, 1:] != -100).sum().to(accelerator.device)
-                total += out.loss.detach().float() * tokens
+                loss, tokens = net(**_to_device(batch, accelerator.device, dtype))
+                total += loss.detach().float() * tokens
                 count += tokens
-        model.train()
+        net.train()
         total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
         return float(total / count.clamp(min=1))
 
     def checkpoint() -> None:
         target = cfg.out / "checkpoints" / f"step-{progress.step:06d}"
         accelerator.save_state(str(target))
-        save_adapter(accelerator, model, target / "adapter")
+        save_adapter(accelerator, net, target / "adapter")
         if main:
             state = {"tasks": [t.id for t in tasks], "progress": asdict(progress)}
             (target / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -434,7 +470,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         improved = best is None or (loss < best and best - loss > cfg.threshold)
         if improved:
             progress.best_eval_loss, progress.best_step, progress.bad_evals = loss, progress.step, 0
-            save_adapter(accelerator, model, cfg.out / "adapter")
+            save_adapter(accelerator, net, cfg.out / "adapter")
         else:
             progress.bad_evals += 1
         accelerator.log({"eval/loss": loss}, step=progress.step)
@@ -442,7 +478,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             f"{progress.best_step}; {progress.bad_evals}/{cfg.patience} without improvement)")
         return progress.bad_evals >= cfg.patience
 
-    model.train()
+    net.train()
     stopped = "epochs"
     window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
     last_train_loss = None
@@ -459,15 +495,15 @@ def train(cfg: TrainConfig) -> TrainResult:
             progress.skipped_videos.extend(batch["skipped"])
             for line in batch["skipped"]:
                 say(f"skipped (replaced by the next readable record): {line}")
-            with accelerator.accumulate(model):
-                out = model(**_to_device(batch, accelerator.device, dtype), use_cache=False)
-                accelerator.backward(out.loss)
+            with accelerator.accumulate(net):
+                loss, _ = net(**_to_device(batch, accelerator.device, dtype))
+                accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    accelerator.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             progress.batches_in_epoch += 1
-            window_loss += out.loss.detach().float().item()
+            window_loss += loss.detach().float().item()
             window_batches += 1
             if not accelerator.sync_gradients:
                 continue
@@ -503,7 +539,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if val_loader is not None and progress.last_eval_step != progress.step:
         run_eval()  # the final weights are compared too; the best adapter stays in OUT/adapter
     if val_loader is None:
-        save_adapter(accelerator, model, cfg.out / "adapter")
+        save_adapter(accelerator, net, cfg.out / "adapter")
     accelerator.end_training()
 
     result = TrainResult(
@@ -512,7 +548,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         best_step=progress.best_step, last_train_loss=last_train_loss,
         train_examples=len(train_split.records), val_examples=len(val_split.records) if val_split else 0,
         skipped_records=train_split.skipped + (val_split.skipped if val_split else []),
-        skipped_videos=progress.skipped_videos, losses=losses, model=accelerator.unwrap_model(model),
+        skipped_videos=progress.skipped_videos, losses=losses, model=accelerator.unwrap_model(net).peft,
     )
     if main:
         (cfg.out / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2))

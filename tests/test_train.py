@@ -93,6 +93,28 @@ def test_config_validates_flags(root, tmp_path):
     assert TrainConfig("heterogeneous", root, root, tmp_path).lora_r == 64  # paper defaults
 
 
+# --- the loss ---------------------------------------------------------------------------------------
+
+
+def test_answer_loss_equals_the_models_loss_on_a_padded_batch(root):
+    from crashchat.data import Collator, Encoder, Record, TrainingData, model_inputs
+    from crashchat.model import build_tiny_random
+    from crashchat.train import answer_loss, attach_lora
+
+    base, processor = build_tiny_random()
+    peft_model = attach_lora(base, r=8, gradient_checkpointing=False).eval()
+    encoder = Encoder(processor, token_budget=None)
+    data = TrainingData([Record("f", 0, root / "videos" / "crash.mp4", RECOGNITION.prompt, "Yes"),
+                         Record("f", 1, root / "videos" / "normal.mp4", RECOGNITION.prompt, "no collision.")],
+                        encoder, DataConfig(max_frames=2))
+    batch = model_inputs(Collator(encoder.pad_id)([data[0], data[1]]))
+    with torch.no_grad():
+        loss, count = answer_loss(peft_model)(**batch)
+        expected = peft_model(**batch).loss
+    torch.testing.assert_close(loss, expected)
+    assert count == (batch["labels"][:, 1:] != -100).sum()
+
+
 # --- a tiny run -------------------------------------------------------------------------------------
 
 
