@@ -348,6 +348,7 @@ def build(board: Board | None = None) -> Board:
     download.click(board.export_csv, inputs=view, outputs=download, api_visibility="private")
 
     task_inputs = [task, protocol, picked]
+
     def task_view(task_id: str, proto: str, keys: list[str] | None):
         frame, bar_data = board.task_view(task_id, proto, keys)
         legend = pd.DataFrame({"Row in the chart": list(dict.fromkeys(bar_data["model"]))})
@@ -372,7 +373,8 @@ def build(board: Board | None = None) -> Board:
 
     def after_submit(result: dict, proto: str, query: str, sort: str, desc: bool):
         outcome_row = board.store.get(result["leaderboard"]["row_id"])
-        message = outcome_message(Outcome(outcome_row, result["leaderboard"]["added"], result))
+        message = ("Scored, but the row was deleted meanwhile." if outcome_row is None
+                   else outcome_message(Outcome(outcome_row, result["leaderboard"]["added"], result)))
         return (message, validation_frame(result["validation"]), board.main_table(proto, query, sort, desc),
                 *refresh_pickers(proto))
 
