@@ -166,7 +166,7 @@ def report_markdown(report: dict) -> str:
         task = get_task(task_id)
         lines.append(f"## {task.title} ({result['group']})")
         if result["skipped"]:
-            lines.append("Skipped: no crash was detected, so there is nothing to localize.")
+            lines.append("Skipped: crash recognition did not answer Yes, so there is no crash to localize.")
         else:
             lines.append(result["response"] or "(empty answer)")
             if task.kind != "text":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -293,12 +294,13 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         base = VideoLlama3ForConditionalGeneration.from_pretrained(base_dir, dtype=dtype, attn_implementation="sdpa")
         processor = build_processor(AutoTokenizer.from_pretrained(base_dir))
-    random_weights = cfg.name == "tiny-random"
     adapters = {g: resolve_adapter(cfg, g) for g in GROUPS}
 
     if cfg.name == "videollama3":
         model, groups = base, ()
-    else:
+        return _finish(model, processor, cfg, device, groups)
+    with warnings.catch_warnings():  # peft calls a transformers property deprecated in 5.2x
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model = None
         for group in GROUPS:
             if adapters[group] is not None:
@@ -308,10 +310,13 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
                     model.load_adapter(adapters[group], adapter_name=group, is_trainable=False)
             else:  # tiny-random without trained adapters: random but distinct adapters
                 model = _add_random_adapter(model if model is not None else base, group)
-        groups = GROUPS
+    return _finish(model, processor, cfg, device, GROUPS)
+
+
+def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...]) -> "CrashChat":
     model.eval()  # LoRA layers are created in training mode; dropout would change the logits
     model.to(device)
-    return CrashChat(model=model, processor=processor, name=cfg.name, random_weights=random_weights,
+    return CrashChat(model=model, processor=processor, name=cfg.name, random_weights=cfg.name == "tiny-random",
                      device=device, groups=groups)
 
 

@@ -124,6 +124,10 @@ class Shard:
         return out.with_name(f"{out.name}.part{self.rank if rank is None else rank}")
 
 
+def _rank(part: Path) -> int:
+    return int(part.name.rsplit(".part", 1)[1])
+
+
 def errors_path(out: Path) -> Path:
     return out.with_name(out.name + ".errors.jsonl")
 
@@ -143,9 +147,11 @@ def merge(out: Path) -> tuple[int, int]:
             if key not in seen:
                 seen.add(key)
                 added.append(row)
-    with out.open("a", encoding="utf-8") as fh:
-        for row in added:
+    tmp = out.with_name(out.name + ".merging")  # rewritten whole: drops a torn last line, never half-written
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows + added:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(out)
     errors = []
     for err in sorted(out.parent.glob(out.name + ".part*.errors.jsonl")):
         errors += read_rows(err)
@@ -247,8 +253,8 @@ def main(argv: Sequence[str]) -> int:
             raise SplitFileError(f"--videos-dir {args.videos_dir}: no such folder")
         if not out.parent.is_dir():
             raise SplitFileError(f"--out {out}: folder {out.parent} does not exist")
-        if shard.rank == 0 and not args.resume and (out.exists() or _parts(out)):
-            raise SplitFileError(f"--out {out} already exists (or parts of it); pass --resume to continue it, or remove it")
+        if shard.rank == 0 and not args.resume and out.exists():
+            raise SplitFileError(f"--out {out} already exists; pass --resume to continue it, or remove it")
         jobs = read_jobs(args.split_dir, args.tasks)
         done = {(r["video"], r["task"]) for p in [out, *_parts(out)] for r in read_rows(p)} if args.resume else set()
         video_kwargs = video_options(args)
@@ -256,6 +262,10 @@ def main(argv: Sequence[str]) -> int:
     except (SplitFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not args.resume:  # parts left by an earlier, stopped run are not this run's answers
+        stale = [p for p in _parts(out) if p == shard.part(out) or (shard.rank == 0 and _rank(p) >= shard.world)]
+        for p in stale:
+            p.unlink()
     todo = _pending(jobs, done)
     total = sum(len(j.questions) for j in jobs)
     if shard.rank == 0:

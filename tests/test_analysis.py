@@ -1,0 +1,133 @@
+"""`analyze`: routing, the recognition gate, the report, and the command line on good and bad videos."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crashchat import analysis
+from crashchat.analysis import analyze, build_report, report_markdown, route, task_order
+from crashchat.synthetic import write_broken
+from crashchat.tasks import CRASH_RECOGNITION_PROMPT, TASK_IDS, TASKS
+from crashchat.video import load_video
+
+PERCEPTION = ("crash_localization", "pre_crash_localization")
+
+
+@pytest.fixture(scope="module")
+def clip(crash_clip):
+    return load_video(crash_clip, max_frames=12)
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda t: t.id)
+def test_route_sends_each_task_prompt_to_its_group(task):
+    assert route(task.prompt) == task.group
+
+
+@pytest.mark.parametrize("question, group", [
+    ("when did the truck start braking?", "perception"),
+    ("At what time does the cyclist fall?", "perception"),
+    ("How many seconds into the clip is the impact?", "perception"),
+    ("Tell me when the car swerves.", "perception"),
+    ("Which car is at fault?", "linguistic"),
+    ("What should the driver do when the light turns yellow?", "linguistic"),
+    ("How could this have been prevented?", "linguistic"),
+])
+def test_route_free_form_questions(question, group):
+    assert route(question) == group
+
+
+def test_task_order_puts_recognition_first_and_groups_together():
+    assert task_order(TASK_IDS) == ["crash_recognition", "crash_description", "causal_reasoning",
+                                    "prevention_reasoning", "crash_localization", "pre_crash_localization"]
+    assert task_order(["causal_reasoning"]) == ["causal_reasoning"]
+
+
+def test_real_tiny_model_report(tiny_crashchat, clip):
+    """The real pipeline end to end: recognition comes first; the tiny model's noise is not `Yes`,
+    so the gate skips both perception tasks and the report says so."""
+    events = list(analyze(tiny_crashchat, clip, max_new_tokens=6))
+    assert [t for t, _ in events][0] == "crash_recognition"
+    results = dict(events)
+    assert set(results) == set(TASK_IDS)
+    recognition = results["crash_recognition"]
+    assert recognition["group"] == "linguistic" and isinstance(recognition["response"], str)
+    assert recognition["parsed"] != "Yes"  # random weights: whatever it says, it is not a clean Yes
+    for task_id in PERCEPTION:
+        assert results[task_id] == {"group": "perception", "response": None, "parsed": None, "skipped": True, "seconds": 0.0}
+    report = build_report(clip, tiny_crashchat, results)
+    json.dumps(report)
+    assert report["model"] == {"name": "tiny-random", "random_weights": True, "groups": ["linguistic", "perception"],
+                               "device": "cpu"}
+    assert report["video"]["frames"] == len(clip.frames) and report["video"]["duration_s"] == pytest.approx(3.0)
+    assert report["crash_detected"] in (False, None)
+    text = report_markdown(report)
+    assert "RANDOM WEIGHTS" in text and "Skipped" in text
+
+
+@pytest.mark.parametrize("answer", ["Yes", "No"])
+def test_gate_runs_perception_only_after_yes(tiny_crashchat, clip, monkeypatch, answer):
+    """The ONE test with a controlled answer: recognition's answer is forced (the tiny model cannot
+    say a clean Yes); every other question still goes to the real tiny model."""
+    real_session = type(tiny_crashchat).session
+    asked = []
+
+    def session(self, clip, *, group):
+        cm = real_session(self, clip, group=group)
+
+        class Forced:
+            def __enter__(self_inner):
+                real_ask = cm.__enter__()
+
+                def ask(question, max_new_tokens=256, streamer=None):
+                    asked.append((group, question))
+                    return answer if question == CRASH_RECOGNITION_PROMPT else real_ask(question, max_new_tokens)
+                return ask
+
+            def __exit__(self_inner, *exc):
+                return cm.__exit__(*exc)
+        return Forced()
+
+    monkeypatch.setattr(type(tiny_crashchat), "session", session)
+    results = dict(analyze(tiny_crashchat, clip, max_new_tokens=4))
+    report = build_report(clip, tiny_crashchat, results)
+    assert results["crash_recognition"]["parsed"] == answer
+    assert report["crash_detected"] is (answer == "Yes")
+    for task_id in PERCEPTION:
+        assert results[task_id]["skipped"] is (answer == "No")
+    perception_asked = [q for g, q in asked if g == "perception"]
+    assert len(perception_asked) == (2 if answer == "Yes" else 0)
+    if answer == "Yes":
+        assert isinstance(results["crash_localization"]["response"], str)
+        assert "no crash detected" not in report_markdown(report)
+    else:
+        assert "no crash detected" in report_markdown(report)
+
+
+def test_cli_writes_json_and_summary(tmp_path, crash_clip, capsys):
+    out = tmp_path / "report.json"
+    assert analysis.main([str(crash_clip), "--model", "tiny-random", "--json", str(out),
+                          "--max-new-tokens", "4", "--max-frames", "8", "--tasks", "crash_recognition,cause_reasoning"]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["tasks"]) == {"crash_recognition", "causal_reasoning"}
+    assert report["model"]["random_weights"] is True and report["video"]["frames"] == 8
+    captured = capsys.readouterr()
+    assert "# CrashChat report: crash_synthetic.mp4" in captured.out
+    assert "RANDOM WEIGHTS" in captured.err
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "audio_only", "truncated", "missing", "too_big", "bad_flag"])
+def test_cli_bad_video_exits_2_with_one_line(tmp_path, crash_clip, capsys, kind):
+    path = tmp_path / "bad.mp4"
+    extra = []
+    if kind == "too_big":
+        path, extra = crash_clip, ["--max-bytes", "100"]
+    elif kind == "bad_flag":
+        path, extra = crash_clip, ["--max-frames", "0"]
+    elif kind != "missing":
+        write_broken(path, kind)
+    assert analysis.main([str(path), "--model", "tiny-random", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
