@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from crashchat.tasks import TASK_IDS, get_task
 
@@ -97,13 +97,15 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256
-            ) -> Iterator[tuple[str, dict]]:
+def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
+            gate: bool = True, generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
     """Answer the tasks for one clip, yielding `(task_id, result)` as each finishes.
 
     `result` is `{"group", "response", "parsed", "skipped", "seconds"}`; a perception task is
-    skipped (`skipped=True`, `response=None`) unless recognition parsed as `Yes`. The clip is
-    prepared once and each group's questions share one prefill of the video (`CrashChat.session`).
+    skipped (`skipped=True`, `response=None`) unless recognition parsed as `Yes` (`gate=False`
+    runs them regardless: benchmarks). The clip is prepared once and each group's questions share
+    one prefill of the video (`CrashChat.session`). `generate_options(task_id)` may add `generate`
+    arguments per task (a timing streamer, fixed answer lengths).
     """
     prepared = model.prepare(clip)
     order = task_order(tasks)
@@ -112,7 +114,7 @@ def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_ne
         ids = [t for t in order if get_task(t).group == group]
         if not ids:
             continue
-        if group == "perception" and crash != "Yes":
+        if group == "perception" and gate and crash != "Yes":
             for task_id in ids:
                 yield task_id, {"group": group, "response": None, "parsed": None, "skipped": True, "seconds": 0.0}
             continue
@@ -120,7 +122,8 @@ def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_ne
             for task_id in ids:
                 task = get_task(task_id)
                 start = time.perf_counter()
-                response = ask(task.prompt, max_new_tokens=max_new_tokens)
+                options = {"max_new_tokens": max_new_tokens, **(generate_options(task_id) if generate_options else {})}
+                response = ask(task.prompt, **options)
                 parsed = task.parse(response)
                 if task_id == RECOGNITION:
                     crash = parsed

@@ -427,22 +427,27 @@ class CrashChat:
         if self.groups and self.model.active_adapter != group:
             self.model.set_adapter(group)
 
-    def _generation_kwargs(self, max_new_tokens: int) -> dict:
-        """Greedy, stopping at the end of the assistant turn (`<|im_end|>`) or the tokenizer's eos."""
+    def _generation_kwargs(self, max_new_tokens: int, extra: dict | None = None) -> dict:
+        """Greedy, stopping at the end of the assistant turn (`<|im_end|>`) or the tokenizer's eos;
+        `extra` (a streamer, `min_new_tokens` for benchmarks, ...) goes to `generate` as given."""
         tok = self.processor.tokenizer
         stops = [i for i in (tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id) if i is not None]
         stops = list(dict.fromkeys(stops))
         pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
-        return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=pad)
+        return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=pad,
+                    **(extra or {}))
 
-    def generate(self, clip, question: str, *, group: str, history=(), max_new_tokens: int = 256) -> str:
-        """The greedy answer to one question about a clip (or a `Prepared` clip)."""
+    def generate(self, clip, question: str, *, group: str, history=(), max_new_tokens: int = 256,
+                 **generate_kwargs) -> str:
+        """The greedy answer to one question about a clip (or a `Prepared` clip).
+
+        `generate_kwargs` go to transformers' `generate` (e.g. a `streamer`, `min_new_tokens`)."""
         import torch
 
         prepared = self.prepare(clip)
         inputs = self.inputs(prepared, question, history)
         with self.using(group), torch.inference_mode():
-            out = self.model.generate(**inputs, **self._generation_kwargs(max_new_tokens))
+            out = self.model.generate(**inputs, **self._generation_kwargs(max_new_tokens, generate_kwargs))
         new = out[0, inputs["input_ids"].shape[1]:]
         return self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
 
@@ -480,7 +485,7 @@ class CrashChat:
         Every prompt starts with `<|im_start|>user\n<video>\n`, which is ~15k tokens for a
         96-frame clip: its key/value cache is computed once and cropped back after each answer,
         so a question costs only its own tokens plus decoding. Yields `ask(question,
-        max_new_tokens=256, streamer=None) -> str`; answers equal `generate`'s (greedy).
+        max_new_tokens=256, **generate_kwargs) -> str`; answers equal `generate`'s (greedy).
         """
         import torch
 
@@ -497,13 +502,11 @@ class CrashChat:
             cache = out["cache"] if "cache" in out else out["past_key_values"]  # renamed in 5.2x
             length = prefix_ids.shape[1]
 
-            def ask(question: str, max_new_tokens: int = 256, streamer=None) -> str:
+            def ask(question: str, max_new_tokens: int = 256, **generate_kwargs) -> str:
                 self._activate(group)  # a nested call in this thread may have switched adapters
                 inputs = self.inputs(prepared, question)
                 ids = inputs["input_ids"]
-                kwargs = self._generation_kwargs(max_new_tokens)
-                if streamer is not None:
-                    kwargs["streamer"] = streamer
+                kwargs = self._generation_kwargs(max_new_tokens, generate_kwargs)
                 if ids.shape[1] > length and torch.equal(ids[:, :length], prefix_ids):
                     kwargs[_cache_kwarg()] = cache
                     try:

@@ -80,9 +80,9 @@ def test_gate_runs_perception_only_after_yes(tiny_crashchat, clip, monkeypatch, 
             def __enter__(self_inner):
                 real_ask = cm.__enter__()
 
-                def ask(question, max_new_tokens=256, streamer=None):
+                def ask(question, **options):
                     asked.append((group, question))
-                    return answer if question == CRASH_RECOGNITION_PROMPT else real_ask(question, max_new_tokens)
+                    return answer if question == CRASH_RECOGNITION_PROMPT else real_ask(question, **options)
                 return ask
 
             def __exit__(self_inner, *exc):
