@@ -15,6 +15,7 @@ render plain text (Dataframe `str` cells, Textbox, JSON, Dropdown labels), never
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
 import tempfile
@@ -64,6 +65,7 @@ class Board:
         self._reported = table.reported_rows()
         self._split: Split | None = None
         self._split_lock = threading.Lock()
+        self._csv_dir = Path(tempfile.mkdtemp(prefix="crashchat-board-"))
 
     @classmethod
     def from_env(cls) -> Board:
@@ -107,10 +109,22 @@ class Board:
 
     def export_csv(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
                    descending: bool = True) -> str:
+        """The CSV of the current view; one file per distinct content (views repeat, files do not pile up)."""
         frame = table.export_frame(self.rows(protocol), search=search or "", sort_by=sort_by,
                                    descending=descending)
-        folder = Path(tempfile.mkdtemp(prefix="crashchat-board-"))
-        return str(table.write_csv(frame, folder / f"crashchat_leaderboard_{protocol}.csv"))
+        text = frame.to_csv(index=False)
+        folder = self._csv_dir / hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        path = folder / f"crashchat_leaderboard_{protocol}.csv"
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    def view(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
+             descending: bool = True) -> tuple[pd.DataFrame, str]:
+        """The main table and the CSV of exactly those rows (the download button's file)."""
+        return (self.main_table(protocol, search, sort_by, descending),
+                self.export_csv(protocol, search, sort_by, descending))
 
     def api_rows(self, protocol: str = "paper") -> list[dict]:
         return table.api_rows(self.rows(protocol))
@@ -343,9 +357,8 @@ def build(board: Board | None = None) -> Board:
 
     private = dict(api_visibility="private", queue=False)
     # triggers=None: on page load and whenever one of the inputs changes.
-    gr.on(None, board.main_table, inputs=view, outputs=main, **private)
+    gr.on(None, board.view, inputs=view, outputs=[main, download], **private)
     gr.on(None, refresh_pickers, inputs=[protocol], outputs=pickers, **private)
-    download.click(board.export_csv, inputs=view, outputs=download, api_visibility="private")
 
     task_inputs = [task, protocol, picked]
 
@@ -375,12 +388,12 @@ def build(board: Board | None = None) -> Board:
         outcome_row = board.store.get(result["leaderboard"]["row_id"])
         message = ("Scored, but the row was deleted meanwhile." if outcome_row is None
                    else outcome_message(Outcome(outcome_row, result["leaderboard"]["added"], result)))
-        return (message, validation_frame(result["validation"]), board.main_table(proto, query, sort, desc),
+        return (message, validation_frame(result["validation"]), *board.view(proto, query, sort, desc),
                 *refresh_pickers(proto))
 
     submit_btn.click(_user_errors(do_submit), inputs=[files, model, link, notes], outputs=result,
                      api_name="submit", concurrency_limit=1).success(
-        after_submit, inputs=[result, *view], outputs=[status, validation_df, main, *pickers],
+        after_submit, inputs=[result, *view], outputs=[status, validation_df, main, download, *pickers],
         api_visibility="private")
 
     def leaderboard(protocol: str = "paper") -> list[dict]:
@@ -393,6 +406,6 @@ def build(board: Board | None = None) -> Board:
 
     admin_btn.click(_user_errors(board.admin), inputs=[token, action, row_id], outputs=admin_status,
                     api_visibility="private").success(
-        board.main_table, inputs=view, outputs=main, api_visibility="private").then(
+        board.view, inputs=view, outputs=[main, download], api_visibility="private").then(
         refresh_pickers, inputs=[protocol], outputs=pickers, api_visibility="private")
     return board

@@ -7,6 +7,7 @@ skipped where /usr/bin/chromium is missing.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -205,7 +206,7 @@ def test_browser_submit_shows_row_and_escapes_name(live_app, tmp_path, split):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
         try:
-            page = browser.new_page()
+            page = browser.new_page(accept_downloads=True)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(live_app.url)
             page.get_by_role("tab", name="Leaderboard").click()
@@ -231,6 +232,15 @@ def test_browser_submit_shows_row_and_escapes_name(live_app, tmp_path, split):
             expect(row).to_contain_text("verified")
             expect(row).to_contain_text(f1)  # the scorer's paper-protocol macro-F1, with its ±
             assert page.locator('img[src="x"]').count() == 0  # ...never turned into an element
+            # Search narrows the table, and the CSV holds exactly the rows shown.
+            page.get_by_label("Search").fill("browser")
+            expect(main.get_by_role("row")).to_have_count(2, timeout=15_000)  # header + the new row
+            with page.expect_download(timeout=30_000) as download:
+                page.get_by_role("button", name="Download CSV of this view").click()
+            exported = list(csv.DictReader(open(download.value.path(), encoding="utf-8")))
+            assert [r["Model"] for r in exported] == [name]
+            assert float(exported[0]["Crash recognition: F1 (macro)"]) == pytest.approx(
+                expected["crash_recognition"]["f1_macro"])
             page.get_by_role("tab", name="Per task").click()
             page.wait_for_timeout(500)
             assert page.locator('img[src="x"]').count() == 0
