@@ -248,6 +248,7 @@ def main(argv: Sequence[str]) -> int:
     add_video_args(parser)
     args = parser.parse_args(list(argv))
 
+    from crashchat.convert import ConvertError
     from crashchat.model import ModelLoadError, load_model
     from crashchat.video import VideoError, load_video
 
@@ -259,7 +260,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         model = load_model(cfg)
-    except ModelLoadError as exc:
+    except (ModelLoadError, ConvertError) as exc:  # one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if model.random_weights:

@@ -12,7 +12,7 @@ for tests and for trying the pipeline without a GPU; everything it returns says 
 from __future__ import annotations
 
 import contextlib
-import copy
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -291,8 +291,14 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
         base, processor = build_tiny_random()
     else:
         base_dir = resolve_base(cfg)
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        base = VideoLlama3ForConditionalGeneration.from_pretrained(base_dir, dtype=dtype, attn_implementation="sdpa")
+        cuda = device.startswith("cuda")
+        if not cuda:
+            print(f"warning: running {cfg.name} on {device}: expect minutes per answer (a GPU is advised)",
+                  file=sys.stderr)
+        # bf16 on GPU as the authors ran it; on CPU the checkpoint's own dtype (bf16 for the 7B:
+        # half the memory of float32), loaded straight onto the device
+        base = VideoLlama3ForConditionalGeneration.from_pretrained(
+            base_dir, dtype=torch.bfloat16 if cuda else "auto", attn_implementation="sdpa", device_map={"": device})
         processor = build_processor(AutoTokenizer.from_pretrained(base_dir))
     adapters = {g: resolve_adapter(cfg, g) for g in GROUPS}
 

@@ -242,6 +242,7 @@ def main(argv: Sequence[str]) -> int:
     add_video_args(parser)
     args = parser.parse_args(list(argv))
 
+    from crashchat.convert import ConvertError
     from crashchat.model import ModelLoadError, load_model
 
     shard = Shard.from_env()
@@ -277,7 +278,7 @@ def main(argv: Sequence[str]) -> int:
             cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', shard.rank))}"
         try:
             model = load_model(cfg)
-        except ModelLoadError as exc:
+        except (ModelLoadError, ConvertError) as exc:  # one line, no traceback
             print(f"error: {exc}", file=sys.stderr)
             return 1
         if model.random_weights and shard.rank == 0:

@@ -163,3 +163,19 @@ def test_cli_converts_and_reports_bad_input_in_one_line(tmp_path, tiny_crashchat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "non_lora_trainables.bin" in err
     assert convert.main([str(tmp_path / "nowhere")]  + [str(tmp_path / "o")]) == 2
+
+
+def test_crashchat_and_baseline_load_from_local_authors_folders(tmp_path, tiny_crashchat, clip):
+    """`--model crashchat --base DIR --linguistic DIR --perception DIR` with everything in the authors'
+    layout: converted once into the cache, then served; `videollama3` serves the base alone."""
+    model, processor = build_tiny_random()
+    base = write_authors_base(model, processor, tmp_path / "authors_base")
+    adapters = {g: str(write_authors_adapter(tiny_crashchat, g, tmp_path / f"authors_{g}")) for g in ("linguistic", "perception")}
+    cache = str(tmp_path / "cache")
+    chat = load_model(ModelConfig(name="crashchat", base=str(base), device="cpu", cache_dir=cache, **adapters))
+    assert chat.name == "crashchat" and not chat.random_weights and chat.groups == ("linguistic", "perception")
+    assert convert.is_native_base(tmp_path / "cache" / "native" / str(base).strip("/").replace("/", "--"))
+    assert isinstance(chat.generate(clip, QUESTION, group="perception", max_new_tokens=3), str)
+    baseline = load_model(ModelConfig(name="videollama3", base=str(base), device="cpu", cache_dir=cache))
+    assert baseline.groups == () and not hasattr(baseline.model, "peft_config")
+    assert isinstance(baseline.generate(clip, QUESTION, group="perception", max_new_tokens=3), str)
