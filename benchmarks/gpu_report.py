@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     mem_key = "peak_gpu_gib" if cuda else "peak_rss_gib_process"
     print(f"{'total':<24}{'':>19}{plain_total:>8.2f}   {'':>18}{pipe_total:>8.2f}   speedup x{report['speedup']}")
     print(f"report's first token: plain {report['report_first_token_s']['plain']} s, "
-          f"pipeline {report['report_first_token_s']['pipeline']} s (pipeline per-task TTFT excludes the shared prefill)")
+          f"pipeline {report['report_first_token_s']['pipeline']} s (pipeline per-task TTFT excludes the group's shared prefill; its seconds include it)")
     print(f"peak memory ({mem_key}): plain {plain_mem[mem_key]}, pipeline {pipe_mem[mem_key]}")
 
     out = args.out or REPO / "benchmarks" / "results" / ("gpu_report_tiny.json" if args.tiny else "gpu_report.json")

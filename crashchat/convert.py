@@ -318,7 +318,8 @@ def _kind(src: Path) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crashchat convert", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog="python -m crashchat convert", description=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="authors' folder, or a Hub path: owner/repo (base) or owner/repo/sub/folder (adapter)")
     parser.add_argument("out", type=Path, help="output folder (native layout)")
     parser.add_argument("--kind", choices=("base", "adapter"), help="what SRC holds (default: from its files)")
