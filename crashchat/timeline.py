@@ -78,7 +78,8 @@ def report_marks(report: dict) -> list[Mark]:
 
 
 def key_times(marks: Sequence[Mark], duration_s: float) -> list[tuple[str, float]]:
-    """`(caption, seconds)` for the frames worth showing: each moment, each window's start and end.
+    """`(caption, seconds)` for the frames worth showing: each moment, each window's start and end,
+    in time order.
 
     Times are clamped to the clip (a model may answer past its end); the caption says so.
     """
@@ -90,7 +91,7 @@ def key_times(marks: Sequence[Mark], duration_s: float) -> list[tuple[str, float
             clamped = min(max(t, 0.0), duration_s)
             note = "" if clamped == t else f" (answer {t:g} s is outside the clip)"
             out.append((f"{caption} {clamped:.1f} s{note}", clamped))
-    return out
+    return sorted(out, key=lambda item: item[1])
 
 
 def nearest_index(timestamps: Sequence[float], t: float) -> int:

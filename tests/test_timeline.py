@@ -36,9 +36,9 @@ def test_answer_times(answer, expected):
 
 def test_key_times_clamp_answers_outside_the_clip_and_say_so():
     times = key_times([Mark("crash", "crash", 2.0, 9.0), Mark("pre_crash", "pre-crash", -1.0)], duration_s=3.0)
-    assert [t for _, t in times] == [2.0, 3.0, 0.0]
-    assert "outside the clip" in times[1][0] and "outside the clip" in times[2][0]
-    assert "outside" not in times[0][0]
+    assert [t for _, t in times] == [0.0, 2.0, 3.0]  # in time order
+    assert "outside the clip" in times[0][0] and "outside the clip" in times[2][0]
+    assert "outside" not in times[1][0]
 
 
 def test_key_frames_pick_the_sampled_frame_nearest_each_moment(crash_clip):
@@ -48,8 +48,8 @@ def test_key_frames_pick_the_sampled_frame_nearest_each_moment(crash_clip):
     clip = load_video(crash_clip)  # 3 s at 10 fps: sampled frame k is the file's frame k
     frames = key_frames(clip.frames, clip.timestamps, [Mark("crash", "crash", 1.8, 2.43), Mark("pre_crash", "p", 1.04)],
                         clip.duration_s)
-    assert [read_frame_number(f) for f, _ in frames] == [18, 24, 10]
-    assert [c.split()[0:2] for _, c in frames] == [["crash", "start"], ["crash", "end"], ["p", "1.0"]]
+    assert [read_frame_number(f) for f, _ in frames] == [10, 18, 24]
+    assert [c.split()[0:2] for _, c in frames] == [["p", "1.0"], ["crash", "start"], ["crash", "end"]]
 
 
 def test_nearest_index_ties_and_ends():

@@ -328,8 +328,8 @@ def test_a_detected_crash_gets_marks_key_frames_and_sections(cfg, uploaded, monk
     assert final.verdict.startswith("## Verdict: crash detected")
     texts = " ".join(t.get_text() for t in final.timeline.axes[0].texts)
     assert "crash 1.8–2.4 s" in texts and "pre-crash 1.2 s" in texts
-    assert [c.split(" (")[0] for _, c in final.frames] == ["crash start 1.8 s", "crash end 2.4 s", "pre-crash 1.2 s"]
-    assert [read_frame_number(f) for f, _ in final.frames] == [18, 24, 12]
+    assert [c.split(" (")[0] for _, c in final.frames] == ["pre-crash 1.2 s", "crash start 1.8 s", "crash end 2.4 s"]
+    assert [read_frame_number(f) for f, _ in final.frames] == [12, 18, 24]
     report = json.loads(Path(final.json_file).read_text())
     assert report["crash_detected"] is True
     assert "**1.8 – 2.4 s**" in ui.section_markdown("crash_localization", report["tasks"]["crash_localization"])
