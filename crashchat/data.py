@@ -323,3 +323,64 @@ def answer_text(tokenizer, example: dict) -> str:
     """
     labels = example["labels"]
     return tokenizer.decode([int(t) for t in labels if int(t) != IGNORE_INDEX])
+
+
+# --- a synthetic split (for trying the pipeline) --------------------------------------------------
+
+
+def synthetic_answers(scene: str, seconds: float) -> dict[str, str | None]:
+    """Answers that are true of a `crashchat.synthetic` clip, per task id (None: no record).
+
+    As in the authors' split, the two localization tasks have records for crash clips only.
+
+    >>> synthetic_answers("crash", 5.0)["crash_localization"]
+    '3.0 - 3.4 seconds'
+    >>> synthetic_answers("normal", 5.0)["pre_crash_localization"] is None
+    True
+    """
+    from crashchat.synthetic import crash_time
+
+    if scene == "normal":
+        return {"crash_recognition": "No", "crash_localization": None, "pre_crash_localization": None,
+                "crash_description": "no collision.", "causal_reasoning": "No accident, no cause.",
+                "prevention_reasoning": "No accident, no prevention needed."}
+    tc = crash_time(seconds)
+    return {
+        "crash_recognition": "Yes",
+        "crash_localization": f"{tc:.1f} - {min(tc + 0.4, seconds):.1f} seconds",  # the impact flash
+        "pre_crash_localization": f"{max(tc - 1.5, 0.0):.1f} seconds",  # the cut-in starts
+        "crash_description": "car hits a car.",
+        "causal_reasoning": "The car in the left lane cut in too close to the car ahead.",
+        "prevention_reasoning": "Drivers should keep a safe distance and check the gap before changing lanes.",
+    }
+
+
+def write_synthetic_split(root: str | Path, clips: int = 4, seconds: float = 2.0, size: tuple[int, int] = (64, 64),
+                          tasks: Sequence[Task] | None = None) -> Path:
+    """Synthetic clips in `root/videos/` and train/val files in `root/splits/`, in the authors' layout.
+
+    For trying `train` end to end without the real data: half the clips are crashes, half normal
+    driving (`crashchat.synthetic`), and every answer is true of its clip. Train and val hold
+    the same records. Returns `root/splits`; pass `--videos-dir root`.
+    """
+    from crashchat.synthetic import write_clip
+    from crashchat.tasks import TASKS
+
+    root = Path(root)
+    names = []
+    for i in range(clips):
+        scene = "crash" if i % 2 == 0 else "normal"
+        name = f"videos/synthetic_{scene}_{i}.mp4"
+        write_clip(root / name, seconds=seconds, size=size, scene=scene, seed=i)
+        names.append((name, scene))
+    splits = root / "splits"
+    splits.mkdir(parents=True, exist_ok=True)
+    for task in tasks or TASKS:
+        records = [
+            {"video": [name], "source": "synthetic",
+             "conversations": [{"from": "human", "value": f"{VIDEO_TAG}\n{task.prompt}"}, {"from": "gpt", "value": answer}]}
+            for name, scene in names if (answer := synthetic_answers(scene, seconds)[task.id]) is not None
+        ]
+        for split in ("train", "val"):
+            (splits / task.split_file(split)).write_text(json.dumps(records, indent=1))
+    return splits

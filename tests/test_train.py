@@ -13,12 +13,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from crashchat.data import DataConfig
+from crashchat.data import DataConfig, write_synthetic_split
 from crashchat.synthetic import write_clip
 from crashchat.tasks import TASKS, get_task
 from crashchat.train import TrainConfig, checkpoints, main, resolve_strategy, serves, train
 
 RECOGNITION = get_task("crash_recognition")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny-model ops gain nothing from intra-op threads; on a busy CPU they lose 10x (see train.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def record(video: str, question: str, answer: str) -> dict:
@@ -29,7 +38,7 @@ def record(video: str, question: str, answer: str) -> dict:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """`root/videos/*.mp4`; `root/one/`: one crash-recognition example (train = val);
-    `root/all/`: train and val files for all six tasks."""
+    `root/all/`: `write_synthetic_split`'s clips and train/val files for all six tasks."""
     root = tmp_path_factory.mktemp("train")
     write_clip(root / "videos" / "crash.mp4", seconds=1.0, scene="crash")
     write_clip(root / "videos" / "normal.mp4", seconds=1.0, scene="normal", seed=1)
@@ -37,17 +46,15 @@ def root(tmp_path_factory) -> Path:
     for split in ("train", "val"):
         (root / "one" / RECOGNITION.split_file(split)).write_text(
             json.dumps([record("videos/crash.mp4", RECOGNITION.prompt, "Yes")]))
-    (root / "all").mkdir()
-    for task in TASKS:
-        recs = [record("videos/crash.mp4", task.prompt, "a crash"), record("videos/normal.mp4", task.prompt, "none")]
-        for split in ("train", "val"):
-            (root / "all" / task.split_file(split)).write_text(json.dumps(recs))
+    write_synthetic_split(root / "all", clips=2, seconds=1.0)
     return root
 
 
 def config(root: Path, out: Path, split: str = "one", **overrides) -> TrainConfig:
     kwargs = dict(
-        strategy="independent:crash_recognition", split_dir=root / split, videos_dir=root, out=out,
+        strategy="independent:crash_recognition", out=out,
+        split_dir=root / "all" / "splits" if split == "all" else root / split,
+        videos_dir=root / "all" if split == "all" else root,
         model="tiny-random", max_steps=4, global_batch=1, lr=1e-2, lora_r=8, eval_steps=4, save_steps=4,
         log_steps=1, num_workers=0, seed=0, data=DataConfig(max_frames=2, token_budget=None),
     )
