@@ -435,9 +435,9 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
     results: dict[str, dict] = {}
     sections = empty_sections()
     sections[order[0]] = section_markdown(order[0], None, "running")
-    session = replace(session, report=None, chat_marks=[])
+    session = replace(session, report=None)  # chat marks stay: the conversation goes on
     yield View(model_status=model_status(cfg), status=f"Analyzing {clip_summary(clip)}…", verdict="",
-               sections=dict(sections), timeline=report_figure(clip.duration_s, None, [], clip.timestamps),
+               sections=dict(sections), timeline=report_figure(clip.duration_s, None, session.chat_marks, clip.timestamps),
                frames=[], raw=None, json_file=None, md_file=None, session=session)
     try:
         for task_id, result in analyze(model, clip, TASK_IDS, max_new_tokens=cfg.max_new_tokens):
@@ -452,7 +452,7 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
                        verdict=verdict_markdown(partial["crash_detected"], model.random_weights, bool(pending))
                        if "crash_recognition" in results else KEEP,
                        sections=dict(sections), raw=partial["tasks"],
-                       timeline=report_figure(clip.duration_s, partial, [], clip.timestamps)
+                       timeline=report_figure(clip.duration_s, partial, session.chat_marks, clip.timestamps)
                        if get_task(task_id).group == "perception" else KEEP)
             deadline.check()
     except TimeLimitExceeded as exc:
@@ -468,7 +468,7 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
     seconds = sum(r["seconds"] for r in results.values())
     yield View(status=f"Done: {clip_summary(clip)}; six tasks in {seconds:.1f} s of model time.",
                verdict=verdict_markdown(report["crash_detected"], model.random_weights),
-               timeline=report_figure(clip.duration_s, report, [], clip.timestamps),
+               timeline=report_figure(clip.duration_s, report, session.chat_marks, clip.timestamps),
                frames=key_frames(clip.frames, clip.timestamps, report_marks(report), clip.duration_s),
                raw=report["tasks"], json_file=json_path, md_file=md_path, session=session)
 
