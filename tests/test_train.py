@@ -207,6 +207,28 @@ def test_analyze_loads_the_adapter(overfit, root, capsys):
     assert code == 0 and report.is_file()
 
 
+def test_early_stopping_on_the_val_loss(root, tmp_path):
+    # A threshold no step can beat: the second evaluation is "no improvement", patience 1 stops.
+    result = train(config(root, tmp_path, max_steps=10, eval_steps=1, save_steps=10, patience=1, threshold=100.0))
+    assert (result.stopped, result.steps, result.best_step) == ("early_stopping", 2, 1)
+    assert [c.name for c in checkpoints(tmp_path)] == ["step-000002"]  # the stopping point is saved
+
+
+def test_epochs_and_skip_bad_records_are_counted(root, tmp_path, capsys):
+    split = tmp_path / "split"
+    split.mkdir()
+    good = record("videos/crash.mp4", RECOGNITION.prompt, "Yes")
+    for name in ("train", "val"):
+        (split / RECOGNITION.split_file(name)).write_text(json.dumps([good, record("videos/gone.mp4", "Q", "No")]))
+    with pytest.raises(ValueError, match=r"_train.json: record 1: video videos/gone.mp4 not found"):
+        train(config(root, tmp_path / "strict", split_dir=split))
+    result = train(config(root, tmp_path / "lenient", split_dir=split, max_steps=None, epochs=2,
+                          data=DataConfig(max_frames=2, token_budget=None, skip_bad=True)))
+    assert (result.stopped, result.steps, result.train_examples) == ("epochs", 2, 1)
+    assert len(result.skipped_records) == 2 and "record 1" in result.skipped_records[0]
+    assert "2 bad record(s) skipped" in capsys.readouterr().out
+
+
 # --- resume -----------------------------------------------------------------------------------------
 
 
