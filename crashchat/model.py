@@ -229,13 +229,7 @@ def resolve_base(cfg: ModelConfig) -> Path:
         if Path(source).exists() or source.startswith((".", "/")):
             raise ModelLoadError(f"--base {source}: not a directory")
         path = _snapshot(source, convert.BASE_PATTERNS)
-    if convert.is_native_base(path):
-        return path
-    target = cache_root(cfg) / "native" / _slug(source)
-    if not convert.is_native_base(target):
-        print(f"converting {source} to the native transformers layout in {target} (once)")
-        convert.convert_base(path, target)
-    return target
+    return _native(cfg, path, source, "base")
 
 
 def resolve_adapter(cfg: ModelConfig, group: str) -> Path | None:
@@ -257,17 +251,24 @@ def resolve_adapter(cfg: ModelConfig, group: str) -> Path | None:
         path = root / sub
         if not path.is_dir():
             raise ModelLoadError(f"--{group} {source}: the hub repo has no folder {sub}")
-    if convert.is_native_adapter(path):
+    return _native(cfg, path, source, "adapter")
+
+
+def _native(cfg: ModelConfig, path: Path, source: str, kind: str) -> Path:
+    """`path` if it is already native, else its conversion, made once and kept in the cache."""
+    from crashchat import convert
+
+    is_native, conversion, folder = {
+        "base": (convert.is_native_base, convert.convert_base, "native"),
+        "adapter": (convert.is_native_adapter, convert.convert_adapter, "adapters"),
+    }[kind]
+    if is_native(path):
         return path
-    target = cache_root(cfg) / "adapters" / _slug(source)
-    if not convert.is_native_adapter(target):
-        print(f"converting adapter {source} to a native peft adapter in {target} (once)")
-        convert.convert_adapter(path, target)
+    target = cache_root(cfg) / folder / source.strip("/").replace("/", "--")
+    if not is_native(target):
+        print(f"converting {kind} {source} to the native layout in {target} (once)", file=sys.stderr)
+        conversion(path, target)
     return target
-
-
-def _slug(source: str) -> str:
-    return source.strip("/").replace("/", "--")
 
 
 def _snapshot(repo: str, patterns: Sequence[str]) -> Path:
