@@ -82,7 +82,8 @@ class TabConfig:
         from crashchat.model import MODEL_NAMES
 
         if self.model not in MODEL_NAMES:
-            raise ValueError(f"--model / {MODEL_ENV}: unknown model {self.model!r}; choose from {', '.join(MODEL_NAMES)}")
+            raise ValueError(f"--model / {MODEL_ENV}: unknown model {self.model!r}; "
+                             f"choose from {', '.join(MODEL_NAMES)}")
         if not self.time_limit_s > 0:
             raise ValueError(f"{TIME_LIMIT_ENV} must be a positive number of seconds, got {self.time_limit_s!r}")
         if not self.max_new_tokens >= 1:
@@ -206,8 +207,10 @@ def model_status(cfg: TabConfig) -> str:
     about = MODEL_ABOUT[cfg.model]
     model = loaded_model(cfg.model)
     if model is None:
-        when = "seconds" if cfg.model == "tiny-random" else "minutes the first time: weights are downloaded and converted"
-        return f"**Model:** `{cfg.model}` ({about}). Not loaded yet: it loads on the first Analyze or question ({when})."
+        when = ("seconds" if cfg.model == "tiny-random"
+                else "minutes the first time: weights are downloaded and converted")
+        return (f"**Model:** `{cfg.model}` ({about}). "
+                f"Not loaded yet: it loads on the first Analyze or question ({when}).")
     groups = ", ".join(model.groups) if model.groups else "none (base only)"
     text = f"**Model:** `{model.name}` ({about}) · device `{model.device}` · adapters: {groups}"
     if model.random_weights:
@@ -273,7 +276,8 @@ def verdict_markdown(crash: bool | None, random_weights: bool, running: bool = F
     if running:
         head += " (analysis still running…)"
     if random_weights:
-        head += "\n\n> **RANDOM WEIGHTS** (tiny-random model): these answers only show the pipeline working; they mean nothing."
+        head += ("\n\n> **RANDOM WEIGHTS** (tiny-random model): these answers only show the pipeline working; "
+                 "they mean nothing.")
     return head
 
 
@@ -437,7 +441,8 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
     sections[order[0]] = section_markdown(order[0], None, "running")
     session = replace(session, report=None)  # chat marks stay: the conversation goes on
     yield View(model_status=model_status(cfg), status=f"Analyzing {clip_summary(clip)}…", verdict="",
-               sections=dict(sections), timeline=report_figure(clip.duration_s, None, session.chat_marks, clip.timestamps),
+               sections=dict(sections),
+               timeline=report_figure(clip.duration_s, None, session.chat_marks, clip.timestamps),
                frames=[], raw=None, json_file=None, md_file=None, session=session)
     try:
         for task_id, result in analyze(model, clip, TASK_IDS, max_new_tokens=cfg.max_new_tokens):
@@ -642,7 +647,8 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
                         example_labels=[p.stem.replace("_", " ") for p in examples])
         with gr.Column(scale=2):
             verdict_md = gr.Markdown(elem_id="cc-verdict")
-            frames_gallery = gr.Gallery(label="Key frames (at the crash window and the pre-crash moment, when found)", columns=3,
+            frames_gallery = gr.Gallery(label="Key frames (at the crash window and the pre-crash moment, when found)",
+                                        columns=3,
                                         height=220, elem_id="cc-keyframes")
     section_mds = {}
     for row in (TASK_IDS[:3], TASK_IDS[3:]):
