@@ -111,11 +111,14 @@ class TrainConfig:
     cache_dir: str | None = None
     """Where a converted base goes (see `crashchat.model.ModelConfig`)."""
     lora_r: int = 64
+    """LoRA rank (on q/k/v/o/gate/up/down of the LLM only; `crashchat.model.LORA_TARGET`)."""
     lora_alpha: int = 16
+    """LoRA scaling numerator: the update is scaled by alpha / r."""
     lora_dropout: float = 0.05
     lr: float = 1e-5
     """Learning rate of the LoRA weights and the projector."""
     weight_decay: float = 0.0
+    """AdamW weight decay (the authors' scripts use none)."""
     warmup_ratio: float = 0.1
     """Linear warmup over this fraction of the steps, then cosine decay to zero."""
     epochs: float = 10.0
@@ -126,24 +129,32 @@ class TrainConfig:
     batch_size: int = 1
     """Clips per forward pass on each process."""
     max_grad_norm: float = 1.0
+    """Gradient clipping (0 turns it off)."""
     bf16: bool = True
     """bf16 weights and autocast on GPU (ignored on CPU, which trains in float32)."""
     gradient_checkpointing: bool = True
     eval: bool = True
     """Evaluate on the val split and stop early on its loss; needs the `_val.json` files."""
     eval_steps: int = 50
+    """Optimizer steps between evaluations on the val split."""
     save_steps: int = 50
+    """Optimizer steps between checkpoints (the last step is always saved)."""
     log_steps: int = 10
+    """Optimizer steps between log lines (terminal and TensorBoard)."""
     patience: int = 3
     """Evaluations without an improvement of more than `threshold` before stopping."""
     threshold: float = 0.001
+    """An eval loss must beat the best by more than this to count as an improvement."""
     keep_checkpoints: int = 2
     """Checkpoints kept in `OUT/checkpoints` (the oldest are deleted)."""
     resume: bool = False
+    """Continue from the last checkpoint in `OUT/checkpoints` (keep the other flags unchanged)."""
     seed: int = 42
+    """Seeds the data order (per epoch), LoRA initialisation and dropout."""
     num_workers: int = 2
     """Data-loader processes per GPU process (video decoding runs there)."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Frame sampling, visual budget and bad-record handling."""
 
     def __post_init__(self):
         self.split_dir, self.videos_dir, self.out = Path(self.split_dir), Path(self.videos_dir), Path(self.out)
@@ -395,7 +406,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
     say(f"strategy {cfg.strategy}: {len(train_split.records)} train examples {train_split.count_by_task()}"
         + (f", {len(val_split.records)} val" if val_split else ", no validation"))
 
-    base, processor = load_base(cfg, str(accelerator.device))
+    with accelerator.main_process_first():  # one process downloads/converts the base, then the rest read it
+        base, processor = load_base(cfg, str(accelerator.device))
     model = attach_lora(base, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                         gradient_checkpointing=cfg.gradient_checkpointing)
     net = answer_loss(model)
@@ -563,7 +575,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         best_step=progress.best_step, last_train_loss=last_train_loss,
         train_examples=len(train_split.records), val_examples=len(val_split.records) if val_split else 0,
         skipped_records=train_split.skipped + (val_split.skipped if val_split else []),
-        skipped_videos=progress.skipped_videos, losses=losses, model=accelerator.unwrap_model(net).peft,
+        skipped_videos=sorted(set(progress.skipped_videos)), losses=losses, model=accelerator.unwrap_model(net).peft,
     )
     if main:
         (cfg.out / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2))
