@@ -118,7 +118,7 @@ class TrainConfig:
     lr: float = 1e-5
     """Learning rate of the LoRA weights and the projector."""
     weight_decay: float = 0.0
-    """AdamW weight decay (the authors' scripts use none)."""
+    """AdamW weight decay."""
     warmup_ratio: float = 0.1
     """Linear warmup over this fraction of the steps, then cosine decay to zero."""
     epochs: float = 10.0
