@@ -32,7 +32,9 @@ RECOGNITION = "crash_recognition"
 _TIME_PHRASES = re.compile(
     r"\b(timestamps?|time ?range|time span|what time|which time|at what (point|moment|second)"
     r"|(which|what) (second|moment|frame)s?|how many seconds|how long (before|after|into)"
-    r"|start and end (time|times|timestamps?)|(tell|show) me when|say when)\b"
+    r"|start and end (time|times|timestamps?)|(tell|show) me when|say when"
+    # `when` as a question word: followed by an auxiliary, with or without a question mark
+    r"|when (exactly |precisely )?(did|does|do|is|was|were|are|will|would|can|could|has|have|had))\b"
 )
 _SENTENCE = re.compile(r"[^.?!]*[.?!]?")
 _OTHER_WH = ("what", "why", "how", "who", "which", "where", "whose", "whom")
@@ -43,13 +45,15 @@ def route(question: str) -> str:
 
     The rule (lower-cased text): a time phrase anywhere (`timestamp`, `time range`, `what time`,
     `at what point/moment/second`, `which second`, `how many seconds`, `how long before/after`,
-    `start and end time`, `tell me when`); or a question sentence (ending in `?`) that contains
+    `start and end time`, `tell me when`, `when` + an auxiliary such as "when did"); or a question sentence (ending in `?`) that contains
     the word `when` and does not open with another wh-word, so "When does the car brake?" and
     "Can you see when it skids?" ask for a time while "What happens when the light turns red?"
     and "Why did it swerve when the truck stopped?" do not. Everything else is `linguistic`.
     A `when` outside a question ("When passing a crossing, slow down.") does not count.
 
     >>> route("When does the crash happen?")
+    'perception'
+    >>> route("when did the crash happen")
     'perception'
     >>> route("Can you see when the car starts to skid?")
     'perception'
