@@ -154,9 +154,7 @@ def convert_base(src: str | Path, dst: str | Path) -> Path:
     with torch.device("meta"):
         expected = set(VideoLlama3ForConditionalGeneration(config).state_dict())
 
-    tmp = dst.with_name(dst.name + ".partial")  # a stopped conversion never looks finished
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _staging(dst)
     seen: dict[str, str] = {}
     weight_map = {}
     total = 0
@@ -191,9 +189,30 @@ def convert_base(src: str | Path, dst: str | Path) -> Path:
     config.dtype = authors.get("torch_dtype") or authors.get("dtype") or "bfloat16"
     config.architectures = ["VideoLlama3ForConditionalGeneration"]
     config.save_pretrained(tmp)
+    return _publish(tmp, dst)
+
+
+def _staging(dst: Path) -> Path:
+    """A private folder beside `dst`: a stopped conversion never looks finished, and processes
+    converting at once (ranks of one `accelerate launch`) never write into each other's files."""
+    import os
+
+    tmp = dst.with_name(f"{dst.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _publish(tmp: Path, dst: Path) -> Path:
+    """Move a finished conversion into place (replacing an older one at `dst`)."""
     if dst.exists():
         shutil.rmtree(dst)
-    tmp.rename(dst)
+    try:
+        tmp.rename(dst)
+    except OSError:  # another process published the same conversion a moment ago
+        if not dst.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return dst
 
 
@@ -300,10 +319,10 @@ def convert_adapter(src: str | Path, dst: str | Path) -> Path:
     config = lora_config(r=r, alpha=authors.get("lora_alpha", 16), dropout=authors.get("lora_dropout", 0.05))
     config.base_model_name_or_path = authors.get("base_model_name_or_path")
     config.inference_mode = True
-    dst.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(dst / "adapter_model.safetensors"), metadata={"format": "pt"})
-    config.save_pretrained(str(dst))  # written last: its presence marks a finished conversion
-    return dst
+    tmp = _staging(dst)
+    save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(str(tmp))
+    return _publish(tmp, dst)
 
 
 # --- command line ---------------------------------------------------------------------------------

@@ -284,10 +284,11 @@ def _snapshot(repo: str, patterns: Sequence[str]) -> Path:
 def load_model(cfg: ModelConfig) -> "CrashChat":
     """Load the base once and attach both group adapters (or none for `videollama3`)."""
     import torch
-    from peft import PeftModel, get_peft_model
+    from peft import PeftModel
     from transformers import AutoTokenizer, VideoLlama3ForConditionalGeneration
 
     device = cfg.device or default_device()
+    adapters = {g: resolve_adapter(cfg, g) for g in GROUPS}  # small downloads first: fail before the 16 GB
     if cfg.name == "tiny-random" and cfg.base is None:
         base, processor = build_tiny_random()
     else:
@@ -301,7 +302,6 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
         base = VideoLlama3ForConditionalGeneration.from_pretrained(
             base_dir, dtype=torch.bfloat16 if cuda else "auto", attn_implementation="sdpa", device_map={"": device})
         processor = build_processor(AutoTokenizer.from_pretrained(base_dir))
-    adapters = {g: resolve_adapter(cfg, g) for g in GROUPS}
 
     if cfg.name == "videollama3":
         model, groups = base, ()

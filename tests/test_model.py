@@ -95,4 +95,5 @@ def test_offline_machine_gets_one_line(tmp_path, crash_clip, monkeypatch, capsys
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     assert analysis.main([str(crash_clip), "--cache-dir", str(tmp_path / "cc")]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: cannot fetch DAMO-NLP-SG/VideoLLaMA3-7B"), lines
+    assert len(lines) == 1 and lines[0].startswith("error: cannot fetch KDliang/crashchat from the Hugging Face Hub"), lines
+    assert "--base/--linguistic/--perception" in lines[0]
