@@ -198,7 +198,8 @@ def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     Cached (read-only): tables of equal size share their draws, which also makes `compare` paired.
     """
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n)) + (np.arange(resamples) * n)[:, None]
+    draws = rng.integers(0, n, size=(resamples, n), dtype=np.int32)  # int32: half the time of int64
+    draws += (np.arange(resamples, dtype=np.int32) * n)[:, None]  # row b counts into [b*n, (b+1)*n)
     weights = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
     weights.flags.writeable = False
     return weights
