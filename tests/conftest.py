@@ -20,6 +20,25 @@ def split_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def split(split_dir):
+    """The real test split, read once (`leaderboard.split.Split`); tests must not modify it."""
+    from leaderboard.split import load_split
+
+    return load_split(split_dir)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny-model ops gain nothing from intra-op threads; on a busy CPU two threads ran 10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
 def crash_clip(tmp_path_factory) -> Path:
     """A 3 s, 10 fps, 64x64 synthetic h264 dashcam clip; the cars collide at 1.8 s (`synthetic.crash_time`)."""
     from crashchat.synthetic import write_clip

@@ -22,13 +22,7 @@ RECOGNITION = get_task("crash_recognition")
 LOCALIZATION = get_task("crash_localization")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny-model ops gain nothing from intra-op threads; on a busy CPU they lose 10x (see train.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def record(video: str, question: str, answer: str, source: str = "MM-AU-CAP") -> dict:

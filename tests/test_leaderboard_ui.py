@@ -22,7 +22,6 @@ import pytest
 
 from leaderboard import table
 from leaderboard.scoring import score
-from leaderboard.split import load_split
 from leaderboard.store import Store
 from leaderboard.submission import read_submission
 from leaderboard.ui import Board, outcome_message
@@ -30,11 +29,6 @@ from leaderboard.ui import Board, outcome_message
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 XSS = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture(scope="module")
-def split(split_dir):
-    return load_split(split_dir)
 
 
 def write_submission(path, split, *, seed: int, share: float = 0.01):

@@ -13,11 +13,6 @@ from submissions import random_responses, write_authors, write_csv, write_jsonl
 
 
 @pytest.fixture(scope="module")
-def split(split_dir):
-    return load_split(split_dir)
-
-
-@pytest.fixture(scope="module")
 def responses(split_dir):
     return random_responses(split_dir, seed=11, missing=0.05)
 

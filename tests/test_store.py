@@ -12,17 +12,11 @@ import pytest
 
 from leaderboard import SCORER_VERSION, store as store_mod
 from leaderboard.scoring import score
-from leaderboard.split import load_split
 from leaderboard.store import (SCHEMA_VERSION, HubSync, Store, StoreError, SubmitError, check_entry, files_digest,
                                rescore, stored_submission, submit)
 from leaderboard.submission import SubmissionError, read_submission
 
 XSS = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture(scope="module")
-def split(split_dir):
-    return load_split(split_dir)
 
 
 def write_submission(path, split, *, seed: int, share: float = 0.02):

@@ -2,14 +2,8 @@ import json
 
 import pytest
 
-from leaderboard.split import load_split
 from leaderboard.submission import SubmissionError, read_submission, rows_from_answers
 from submissions import random_responses, write_authors, write_csv, write_jsonl
-
-
-@pytest.fixture(scope="module")
-def split(split_dir):
-    return load_split(split_dir)
 
 
 @pytest.fixture(scope="module")

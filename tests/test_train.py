@@ -21,13 +21,7 @@ from crashchat.train import TrainConfig, checkpoints, main, resolve_strategy, se
 RECOGNITION = get_task("crash_recognition")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny-model ops gain nothing from intra-op threads; on a busy CPU they lose 10x (see train.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def record(video: str, question: str, answer: str) -> dict:
