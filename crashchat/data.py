@@ -200,7 +200,7 @@ class Encoder:
     """
 
     def __init__(self, processor, token_budget: int | None = TRAIN_TOKEN_BUDGET):
-        from crashchat.model import PIXELS_PER_MERGED_TOKEN, CrashChat, build_processor
+        from crashchat.model import PIXELS_PER_MERGED_TOKEN, build_processor
 
         if token_budget is not None:
             # Only the budget changes; the per-frame floor stays the processor's own.
@@ -208,9 +208,6 @@ class Encoder:
             processor = build_processor(processor.tokenizer, token_budget=token_budget, min_tokens=floor)
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        # CrashChat's formatting methods use only the processor; no model is attached here.
-        self._format = CrashChat(model=None, processor=processor, name="training-data", random_weights=False,
-                                 device="cpu", groups=())
         self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         assert self.end_id is not None and self.end_id != self.tokenizer.unk_token_id, "tokenizer lacks <|im_end|>"
 
@@ -220,8 +217,10 @@ class Encoder:
         return pad if pad is not None else self.end_id
 
     def prompt_ids(self, clip, question: str) -> tuple[list[int], dict]:
-        prepared = self._format.prepare(clip)
-        text = self._format.prompt(question).replace(self.processor.video_token, prepared.placeholder, 1)
+        from crashchat.model import chat_text, prepare_clip  # the inference prompt, exactly
+
+        prepared = prepare_clip(self.processor, clip)
+        text = chat_text(self.processor, question, prepared=prepared)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return list(ids), prepared.video_inputs
 

@@ -369,6 +369,39 @@ class Prepared:
     clip: object = field(repr=False, default=None)
 
 
+def prepare_clip(processor, clip) -> Prepared:
+    """The processor's video inputs and expanded placeholder for a clip (a `Prepared` passes through).
+
+    Shared by inference and training so that both see exactly the same prompt.
+    """
+    if isinstance(clip, Prepared):
+        return clip
+    video_inputs = dict(processor.video_processor(
+        videos=[clip.frames], video_metadata=[clip.metadata()], return_tensors="pt",
+    ))
+    metadata = video_inputs.pop("video_metadata", None)
+    expanded = dict(video_inputs, video_metadata=metadata if metadata is not None else [clip.metadata()])
+    placeholder = processor.replace_video_token(expanded, 0)
+    return Prepared(video_inputs=video_inputs, placeholder=placeholder, clip=clip)
+
+
+def chat_text(processor, question: str, history: Sequence[tuple[str, str]] = (),
+              prepared: Prepared | None = None) -> str:
+    """The chat text, video in the first user turn (no system prompt), generation prompt at the end.
+
+    With `prepared`, the `<|video_pad|>` token is replaced by that clip's expanded placeholder.
+    """
+    turns = list(history) + [(question, None)]
+    messages = []
+    for i, (q, a) in enumerate(turns):
+        content = ([{"type": "video"}] if i == 0 else []) + [{"type": "text", "text": q}]
+        messages.append({"role": "user", "content": content})
+        if a is not None:
+            messages.append({"role": "assistant", "content": a})
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return text if prepared is None else text.replace(processor.video_token, prepared.placeholder, 1)
+
+
 @dataclass
 class CrashChat:
     """The loaded model: one frozen base, one adapter per task group (or none for the baseline)."""
@@ -388,33 +421,17 @@ class CrashChat:
 
     def prepare(self, clip) -> Prepared:
         """Resize, patch and compress the clip's frames once; the result serves every question."""
-        if isinstance(clip, Prepared):
-            return clip
-        video_inputs = self.processor.video_processor(
-            videos=[clip.frames], video_metadata=[clip.metadata()], return_tensors="pt",
-        )
-        video_inputs = dict(video_inputs)
-        metadata = video_inputs.pop("video_metadata", None)
-        expanded = dict(video_inputs, video_metadata=metadata if metadata is not None else [clip.metadata()])
-        placeholder = self.processor.replace_video_token(expanded, 0)
-        return Prepared(video_inputs=video_inputs, placeholder=placeholder, clip=clip)
+        return prepare_clip(self.processor, clip)
 
     def prompt(self, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
         """The chat text with the video placeholder in the first user turn (no system prompt)."""
-        turns = list(history) + [(question, None)]
-        messages = []
-        for i, (q, a) in enumerate(turns):
-            content = ([{"type": "video"}] if i == 0 else []) + [{"type": "text", "text": q}]
-            messages.append({"role": "user", "content": content})
-            if a is not None:
-                messages.append({"role": "assistant", "content": a})
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return chat_text(self.processor, question, history)
 
     def inputs(self, prepared: Prepared, question: str, history: Sequence[tuple[str, str]] = ()) -> dict:
         """Model inputs (on the model's device) for one question about a prepared clip."""
         import torch
 
-        text = self.prompt(question, history).replace(self.processor.video_token, prepared.placeholder, 1)
+        text = chat_text(self.processor, question, history, prepared)
         ids = self.processor.tokenizer(text, return_tensors="pt", add_special_tokens=False)
         out = {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"], **prepared.video_inputs}
         dtype = next(self.model.parameters()).dtype
