@@ -8,7 +8,7 @@ methods decode exactly the same number of tokens.
 
 - plain: per task, `CrashChat.generate(clip, prompt)`: the processor, a full prefill of the
   ~15k video tokens and the decode, six times;
-- pipeline: `analysis.analyze` with the gate open (all six tasks): the processor once, one video
+- pipeline: `pipeline.analyze` with the gate open (all six tasks): the processor once, one video
   prefill per task group (two), then only each question's tokens and the decode.
 
 Reported per task and in total: time to first token (TTFT), decode tokens/s, seconds, and the
@@ -82,23 +82,28 @@ def build(tiny: bool):
     import torch
     from peft import get_peft_model
 
-    from crashchat import model as cm
+    from crashchat.loading import ModelConfig, load_model
+    from crashchat.model import CrashChat
+    from crashchat.prompt import build_processor
+    from crashchat.tasks import GROUPS
+    from crashchat.tiny import tiny_tokenizer
+    from crashchat.weights import lora_config
 
     if tiny:
-        return cm.load_model(cm.ModelConfig(name="tiny-random", device="cpu"))
+        return load_model(ModelConfig(name="tiny-random", device="cpu"))
     from transformers import VideoLlama3ForConditionalGeneration
 
     config = seven_b_config()
     config._attn_implementation = "sdpa"
     with torch.device("cuda"):
         base = VideoLlama3ForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
-    processor = cm.build_processor(cm._tiny_tokenizer())  # the evaluation budget: 16384 merged tokens
-    lora = cm.lora_config(init_lora_weights=False)  # r 64, alpha 16: the authors' settings
+    processor = build_processor(tiny_tokenizer())  # the evaluation budget: 16384 merged tokens
+    lora = lora_config(init_lora_weights=False)  # r 64, alpha 16: the authors' settings
     model = get_peft_model(base, lora, adapter_name="linguistic", autocast_adapter_dtype=False)
     model.add_adapter("perception", lora)
     model.eval()
-    return cm.CrashChat(model=model, processor=processor, name="random-7b-shapes", random_weights=True,
-                        device="cuda", groups=cm.GROUPS)
+    return CrashChat(model=model, processor=processor, name="random-7b-shapes", random_weights=True,
+                        device="cuda", groups=GROUPS)
 
 
 def peak_memory(cuda: bool) -> dict:
@@ -125,7 +130,7 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
-    from crashchat.analysis import analyze
+    from crashchat.pipeline import analyze
     from crashchat.synthetic import write_clip
     from crashchat.video import load_video
 

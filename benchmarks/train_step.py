@@ -80,7 +80,8 @@ def main() -> None:
     from transformers import VideoLlama3ForConditionalGeneration
 
     from crashchat.data import Collator, Encoder, model_inputs
-    from crashchat.model import build_processor, build_tiny_random, tiny_config
+    from crashchat.prompt import build_processor
+    from crashchat.tiny import build_tiny_random, tiny_config
     from crashchat.tasks import get_task
     from crashchat.train import answer_loss, attach_lora
 

@@ -276,7 +276,7 @@ def convert_adapter(src: str | Path, dst: str | Path) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from crashchat.model import lora_config
+    from crashchat.weights import lora_config
 
     src, dst = Path(src), Path(dst)
     authors = _config(src, "adapter_config.json")
@@ -344,7 +344,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--kind", choices=("base", "adapter"), help="what SRC holds (default: from its files)")
     args = parser.parse_args(list(argv))
 
-    from crashchat.model import ModelLoadError, _snapshot
+    from crashchat.weights import ModelLoadError, snapshot
 
     src = Path(args.src)
     try:
@@ -355,7 +355,7 @@ def main(argv: Sequence[str]) -> int:
             repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
             kind = args.kind or ("adapter" if sub else "base")
             patterns = [f"{sub}/{p}" if sub else p for p in (ADAPTER_PATTERNS if kind == "adapter" else BASE_PATTERNS)]
-            src = _snapshot(repo, patterns) / sub
+            src = snapshot(repo, patterns) / sub
         kind = args.kind or _kind(src)
         done = convert_base(src, args.out) if kind == "base" else convert_adapter(src, args.out)
     except ConvertError as exc:

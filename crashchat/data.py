@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from crashchat.prompt import TRAIN_TOKEN_BUDGET
 from crashchat.tasks import Task
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 """Label value that the causal-LM loss ignores (prompt, video and padding positions)."""
-TRAIN_TOKEN_BUDGET = 10240
-"""Merged visual tokens per clip in training (the authors' scripts; 16384 at evaluation)."""
 VIDEO_TAG = "<video>"
 
 
@@ -200,7 +199,7 @@ class Encoder:
     """
 
     def __init__(self, processor, token_budget: int | None = TRAIN_TOKEN_BUDGET):
-        from crashchat.model import PIXELS_PER_MERGED_TOKEN, build_processor
+        from crashchat.prompt import PIXELS_PER_MERGED_TOKEN, build_processor
 
         if token_budget is not None:
             # Only the budget changes; the per-frame floor stays the processor's own.
@@ -217,7 +216,7 @@ class Encoder:
         return pad if pad is not None else self.end_id
 
     def prompt_ids(self, clip, question: str) -> tuple[list[int], dict]:
-        from crashchat.model import chat_text, prepare_clip  # the inference prompt, exactly
+        from crashchat.prompt import chat_text, prepare_clip  # the inference prompt, exactly
 
         prepared = prepare_clip(self.processor, clip)
         text = chat_text(self.processor, question, prepared=prepared)

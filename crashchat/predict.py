@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from crashchat.tasks import GROUPS, TASKS, TASK_IDS, get_task
+from crashchat.pipeline import answer
+from crashchat.tasks import TASK_IDS, get_task
 
 VIDEO_TAG = "<video>"
 
@@ -202,17 +203,12 @@ def run(model, jobs: list[VideoJob], *, videos_dir: Path, out: Path, shard: Shar
                 err_fh.flush()
                 bar.set_postfix(failed=failed)
             else:
-                for group in GROUPS:
-                    questions = [(t, q) for t, q in job.questions if get_task(t).group == group]
-                    if not questions:
-                        continue
-                    with model.session(prepared, group=group) as ask:
-                        for task_id, prompt in questions:
-                            row = {"video": job.name, "task": task_id,
-                                   "response": ask(prompt, max_new_tokens=max_new_tokens)}
-                            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                            written += 1
-                    fh.flush()  # one video's rows reach the disk together: a resume loses at most one
+                questions = [(t, q) for t, q in job.questions]
+                for task_id, result in answer(model, prepared, questions, gate=False, max_new_tokens=max_new_tokens):
+                    fh.write(json.dumps({"video": job.name, "task": task_id, "response": result["response"]},
+                                        ensure_ascii=False) + "\n")
+                    written += 1
+                fh.flush()  # one video's rows reach the disk together: a resume loses at most one
             bar.update(1)
         bar.close()
     return written, failed
@@ -228,13 +224,13 @@ def _pending(jobs: list[VideoJob], done: set[tuple[str, str]]) -> list[VideoJob]
 
 
 def main(argv: Sequence[str]) -> int:
-    from crashchat.analysis import _tasks_arg, add_model_args, add_video_args, model_config, video_options
+    from crashchat.cli import add_model_args, add_video_args, model_config, tasks_arg, video_options
 
     parser = argparse.ArgumentParser(prog="python -m crashchat predict", description=__doc__.split("\n\n")[1])
     parser.add_argument("--split-dir", type=Path, required=True, help="folder with crashchat_dada_video_total_<task>_test.json")
     parser.add_argument("--videos-dir", type=Path, required=True, help="folder the split's video paths are relative to (or the videos folder itself)")
     parser.add_argument("--out", type=Path, required=True, help="submission file to write (JSONL)")
-    parser.add_argument("--tasks", type=_tasks_arg, default=list(TASK_IDS), help="comma-separated task ids (default: all six)")
+    parser.add_argument("--tasks", type=tasks_arg, default=list(TASK_IDS), help="comma-separated task ids (default: all six)")
     parser.add_argument("--resume", action="store_true", help="keep the rows already written and answer the rest")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (default 256)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -243,7 +239,8 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
 
     from crashchat.convert import ConvertError
-    from crashchat.model import ModelLoadError, load_model
+    from crashchat.loading import load_model
+    from crashchat.weights import ModelLoadError
 
     shard = Shard.from_env()
     out: Path = args.out

@@ -109,9 +109,9 @@ class TrainConfig:
     base: str | None = None
     """Hub id or local dir of the base (native or the authors' layout, converted once)."""
     cache_dir: str | None = None
-    """Where a converted base goes (see `crashchat.model.ModelConfig`)."""
+    """Where a converted base goes (see `crashchat.loading.ModelConfig`)."""
     lora_r: int = 64
-    """LoRA rank (on q/k/v/o/gate/up/down of the LLM only; `crashchat.model.LORA_TARGET`)."""
+    """LoRA rank (on q/k/v/o/gate/up/down of the LLM only; `crashchat.weights.LORA_TARGET`)."""
     lora_alpha: int = 16
     """LoRA scaling numerator: the update is scaled by alpha / r."""
     lora_dropout: float = 0.05
@@ -228,8 +228,9 @@ class TrainResult:
 
 
 def load_base(cfg: TrainConfig, device: str):
-    """The frozen base and its processor (bf16 on GPU), from `crashchat.model`."""
-    from crashchat.model import ModelConfig, build_tiny_random, load_model
+    """The frozen base and its processor (bf16 on GPU), from `crashchat.loading`."""
+    from crashchat.loading import ModelConfig, load_model
+    from crashchat.tiny import build_tiny_random
 
     if cfg.model == "tiny-random" and cfg.base is None:
         model, processor = build_tiny_random()  # seed 0: the base `analyze` rebuilds
@@ -251,7 +252,7 @@ def attach_lora(base, *, r: int = 64, alpha: int = 16, dropout: float = 0.05, gr
 
     from peft import get_peft_model
 
-    from crashchat.model import lora_config
+    from crashchat.weights import lora_config
 
     with warnings.catch_warnings():
         # transformers 5.2x renamed gradient checkpointing to activation checkpointing; the old
@@ -664,7 +665,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from crashchat.model import ModelLoadError
+    from crashchat.weights import ModelLoadError
 
     try:
         cfg = config_from_args(args)

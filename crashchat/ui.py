@@ -66,7 +66,7 @@ class TabConfig:
     """Settings of the chat tab (the app's flags and environment end up here)."""
 
     model: str = "crashchat"
-    """`crashchat`, `videollama3` or `tiny-random` (see `crashchat.model.ModelConfig`)."""
+    """`crashchat`, `videollama3` or `tiny-random` (see `crashchat.loading.ModelConfig`)."""
     time_limit_s: float = 300.0
     """A request (one Analyze, one chat answer) stops after this many seconds, with a message."""
     max_new_tokens: int = 256
@@ -79,7 +79,7 @@ class TabConfig:
     """Where the synthetic example clips are written; None: `$CRASHCHAT_EXAMPLES_DIR` or the cache."""
 
     def __post_init__(self):
-        from crashchat.model import MODEL_NAMES
+        from crashchat.loading import MODEL_NAMES
 
         if self.model not in MODEL_NAMES:
             raise ValueError(f"--model / {MODEL_ENV}: unknown model {self.model!r}; "
@@ -194,7 +194,7 @@ def get_model(name: str) -> "CrashChat":
     """The process-wide model `name`, loaded on first call (later callers wait for that load)."""
     with _MODEL_LOCK:
         if name not in _MODELS:
-            from crashchat.model import ModelConfig, load_model
+            from crashchat.loading import ModelConfig, load_model
 
             _MODELS[name] = load_model(ModelConfig(name=name, device="cuda" if zero_gpu() else None))
         return _MODELS[name]
@@ -316,7 +316,7 @@ def report_figure(duration_s: float, report: dict | None, chat_marks: list[Mark]
 
 def write_downloads(report: dict) -> tuple[str, str]:
     """The report as JSON (as `analyze --json` writes it) and Markdown, in a fresh temp folder."""
-    from crashchat.analysis import report_markdown
+    from crashchat.report import report_markdown
 
     folder = Path(tempfile.mkdtemp(prefix="crashchat-report-"))
     stem = Path(report["video"]["path"]).stem or "video"
@@ -396,7 +396,7 @@ def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple[
 
     Yields Views to show, and finally `(clip, model)`; a View with an error ends the request.
     """
-    from crashchat.model import ModelLoadError
+    from crashchat.weights import ModelLoadError
     from crashchat.video import VideoError
 
     if not session.video:
@@ -423,7 +423,8 @@ def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple[
 
 def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_progress) -> Iterator[View]:
     """Analyze: the six tasks, shown task by task as each answer arrives; then the downloads."""
-    from crashchat.analysis import analyze, build_report, task_order
+    from crashchat.pipeline import analyze, task_order
+    from crashchat.report import build_report
 
     deadline = Deadline(cfg.time_limit_s)
     started = None
@@ -485,7 +486,7 @@ def chat_views(cfg: TabConfig, message: str, session: Session, group: str | None
     `shown` is what the chat displays for the question (a suggestion shows its task's title).
     Answers from the perception adapter that name a time are drawn on the timeline.
     """
-    from crashchat.analysis import route
+    from crashchat.routing import route
 
     message = (message or "").strip()
     if not message:
@@ -569,7 +570,8 @@ def analyze_report(cfg: TabConfig, video: str | None) -> dict:
 
     Raises `ValueError` with a readable message for a bad video, no GPU, or a model that cannot load.
     """
-    from crashchat.analysis import analyze, build_report
+    from crashchat.pipeline import analyze
+    from crashchat.report import build_report
 
     view = None
     for item in _start(cfg, Session(video=video), _no_progress):
@@ -598,11 +600,9 @@ def max_upload_bytes() -> int:
 def example_clips(cfg: TabConfig) -> list[Path]:
     """The synthetic example clips, rendered once into the examples folder (no third-party footage)."""
     from crashchat.synthetic import EXAMPLES, make_examples
+    from crashchat.weights import cache_root
 
-    folder = cfg.examples_dir
-    if folder is None:
-        root = os.environ.get("CRASHCHAT_CACHE") or Path.home() / ".cache" / "crashchat"
-        folder = Path(root) / "examples"
+    folder = cfg.examples_dir if cfg.examples_dir is not None else cache_root() / "examples"
     paths = [Path(folder) / name for name, *_ in EXAMPLES]
     if not all(p.is_file() and p.stat().st_size > 0 for p in paths):
         paths = make_examples(folder)

@@ -57,6 +57,6 @@ def normal_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_crashchat():
     """The tiny random CrashChat (2-layer VideoLLaMA3 + two random adapters) on CPU, loaded once."""
-    from crashchat.model import ModelConfig, load_model
+    from crashchat.loading import ModelConfig, load_model
 
     return load_model(ModelConfig(name="tiny-random", device="cpu"))

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from crashchat import analysis
-from crashchat.analysis import analyze, build_report, report_markdown, route, task_order
+from crashchat.pipeline import analyze, task_order
+from crashchat.report import build_report, report_markdown
+from crashchat.routing import route
 from crashchat.synthetic import BROKEN_KINDS, write_broken
 from crashchat.tasks import CRASH_RECOGNITION_PROMPT, TASK_IDS, TASKS
 from crashchat.video import load_video

@@ -12,7 +12,9 @@ import torch
 
 from crashchat import convert
 from crashchat.convert import ConvertError
-from crashchat.model import CrashChat, ModelConfig, build_tiny_random, load_model
+from crashchat.loading import ModelConfig, load_model
+from crashchat.model import CrashChat
+from crashchat.tiny import build_tiny_random
 from crashchat.video import load_video
 
 QUESTION = "What happens in the video?"
@@ -179,7 +181,7 @@ def test_crashchat_and_baseline_load_from_local_authors_folders(tmp_path, tiny_c
     baseline = load_model(ModelConfig(name="videollama3", base=str(base), device="cpu", cache_dir=cache))
     assert baseline.groups == () and not hasattr(baseline.model, "peft_config")
     assert isinstance(baseline.generate(clip, QUESTION, group="perception", max_new_tokens=3), str)
-    from crashchat.analysis import analyze
+    from crashchat.pipeline import analyze
 
     results = dict(analyze(baseline, clip, ["crash_recognition", "crash_description"], max_new_tokens=2))
     assert all(r["group"] == "linguistic" and isinstance(r["response"], str) for r in results.values())

@@ -51,7 +51,7 @@ def root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny():
-    from crashchat.model import build_tiny_random
+    from crashchat.tiny import build_tiny_random
 
     return build_tiny_random()
 
@@ -153,7 +153,7 @@ def test_frames_are_sampled_as_at_inference(root, encoder):
 
 
 def test_training_budget_sets_the_visual_tokens(tiny):
-    from crashchat.data import TRAIN_TOKEN_BUDGET
+    from crashchat.prompt import TRAIN_TOKEN_BUDGET
 
     enc = Encoder(tiny[1])  # the default: the paper's training budget
     size = enc.processor.video_processor.size

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crashchat.model import CrashChat, ModelConfig, build_tiny_random
+from crashchat.loading import ModelConfig
+from crashchat.tiny import build_tiny_random
 from crashchat.tasks import TASKS
 from crashchat.video import load_video
 

@@ -99,7 +99,7 @@ def test_config_validates_flags(root, tmp_path):
 
 def test_answer_loss_equals_the_models_loss_on_a_padded_batch(root):
     from crashchat.data import Collator, Encoder, Record, TrainingData, model_inputs
-    from crashchat.model import build_tiny_random
+    from crashchat.tiny import build_tiny_random
     from crashchat.train import answer_loss, attach_lora
 
     base, processor = build_tiny_random()
@@ -140,7 +140,7 @@ def test_a_few_steps_overfit_one_example(overfit):
 
 
 def test_only_lora_and_projector_weights_change(overfit):
-    from crashchat.model import build_tiny_random
+    from crashchat.tiny import build_tiny_random
 
     _, result = overfit
     fresh = build_tiny_random()[0].state_dict()
@@ -162,7 +162,8 @@ def test_only_lora_and_projector_weights_change(overfit):
 def test_saved_adapter_reloads_with_identical_logits(overfit, root):
     from peft import PeftModel
 
-    from crashchat.model import CrashChat, build_tiny_random
+    from crashchat.model import CrashChat
+    from crashchat.tiny import build_tiny_random
     from crashchat.video import load_video
 
     out, result = overfit
@@ -181,7 +182,7 @@ def test_saved_adapter_reloads_with_identical_logits(overfit, root):
 def test_analyze_loads_the_adapter(overfit, root, capsys):
     pytest.importorskip("crashchat.convert", reason="analyze's adapter loading lives in crashchat.convert")
     from crashchat.analysis import main as analyze
-    from crashchat.model import ModelConfig, load_model
+    from crashchat.loading import ModelConfig, load_model
 
     out, result = overfit
     chat = load_model(ModelConfig(name="tiny-random", linguistic=str(out / "adapter"), device="cpu"))

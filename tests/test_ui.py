@@ -306,7 +306,7 @@ SCRIPTED = {
 
 
 def _scripted_analyze(fail_after: int | None = None):
-    from crashchat.analysis import task_order
+    from crashchat.pipeline import task_order
 
     def analyze(model, clip, tasks, max_new_tokens=256):
         for i, task_id in enumerate(task_order(tasks)):
@@ -323,7 +323,7 @@ def _scripted_analyze(fail_after: int | None = None):
 def test_a_detected_crash_gets_marks_key_frames_and_sections(cfg, uploaded, monkeypatch):
     from crashchat.synthetic import read_frame_number
 
-    monkeypatch.setattr("crashchat.analysis.analyze", _scripted_analyze())
+    monkeypatch.setattr("crashchat.pipeline.analyze", _scripted_analyze())
     final = list(ui.analysis_views(cfg, uploaded))[-1]
     assert final.verdict.startswith("## Verdict: crash detected")
     texts = " ".join(t.get_text() for t in final.timeline.axes[0].texts)
@@ -336,7 +336,7 @@ def test_a_detected_crash_gets_marks_key_frames_and_sections(cfg, uploaded, monk
 
 
 def test_out_of_gpu_memory_is_a_message_not_a_crash(cfg, uploaded, monkeypatch):
-    monkeypatch.setattr("crashchat.analysis.analyze", _scripted_analyze(fail_after=2))
+    monkeypatch.setattr("crashchat.pipeline.analyze", _scripted_analyze(fail_after=2))
     views = list(ui.analysis_views(cfg, uploaded))
     assert views[-1].error == ui.OUT_OF_MEMORY and "answers so far" in views[-1].status
     with pytest.raises(__import__("torch").OutOfMemoryError):  # the API raises; build() turns it into gr.Error

@@ -1,0 +1,158 @@
+"""Load CrashChat: the frozen VideoLLaMA3 base and one peft adapter (with its projector) per task group.
+
+The paper's best model per task group is a different checkpoint: the linguistic tasks come from
+the heterogeneous (all six tasks) adapter, the perception tasks from the homogeneous perception
+adapter. Both are loaded at once as peft named adapters on one frozen base; each adapter owns a
+copy of the projector (`modules_to_save=["projector"]`), so `set_adapter` switches both.
+Authors'-layout checkpoints are converted once into the cache (`crashchat.convert`).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crashchat.tasks import GROUPS
+from crashchat.weights import (ADAPTER_REPO, ADAPTER_SUBFOLDERS, BASE_REPO, ModelLoadError, cache_root,
+                               snapshot)
+
+if TYPE_CHECKING:
+    from crashchat.model import CrashChat
+
+MODEL_NAMES = ("crashchat", "videollama3", "tiny-random")
+
+
+@dataclass
+class ModelConfig:
+    """Which weights to load and where to run them."""
+
+    name: str = "crashchat"
+    """`crashchat` (base + both adapters), `videollama3` (the base alone for both groups, the
+    paper's baseline) or `tiny-random` (2-layer random weights, offline, for tests)."""
+    base: str | None = None
+    """Hub id or local dir of the base, native or the authors' layout (converted and cached)."""
+    linguistic: str | None = None
+    """Adapter for the linguistic tasks: a local dir or `hub_id/subfolder`, peft or authors' layout."""
+    perception: str | None = None
+    """Adapter for the perception (temporal localization) tasks."""
+    device: str | None = None
+    """`cuda`, `cuda:1`, `cpu`; default: cuda when available."""
+    cache_dir: str | None = None
+    """Where converted checkpoints go; default `crashchat.weights.cache_root()`."""
+
+    def __post_init__(self):
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"--model: unknown model {self.name!r}; choose from {', '.join(MODEL_NAMES)}")
+        if self.name == "videollama3" and (self.linguistic or self.perception):
+            raise ValueError("--model videollama3 runs the base alone; drop --linguistic/--perception")
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_base(cfg: ModelConfig) -> Path:
+    """A native base directory: a native dir as given, else the authors' checkpoint converted once."""
+    from crashchat import convert
+
+    source = cfg.base or BASE_REPO
+    path = Path(source)
+    if not path.is_dir():
+        if Path(source).exists() or source.startswith((".", "/")):
+            raise ModelLoadError(f"--base {source}: not a directory")
+        path = snapshot(source, convert.BASE_PATTERNS)
+    return _native(cfg, path, source, "base")
+
+
+def resolve_adapter(cfg: ModelConfig, group: str) -> Path | None:
+    """A native peft adapter dir for `group`; authors' folders are converted once into the cache."""
+    if cfg.name == "videollama3":
+        return None
+    source = getattr(cfg, group)
+    if source is None and cfg.name == "tiny-random":
+        return None
+    from crashchat import convert
+
+    source = source or f"{ADAPTER_REPO}/{ADAPTER_SUBFOLDERS[group]}"
+    path = Path(source)
+    if not path.is_dir():
+        if source.startswith((".", "/")) or source.count("/") < 2:
+            raise ModelLoadError(f"--{group} {source}: no such directory (and not a hub_id/subfolder path)")
+        repo, sub = "/".join(source.split("/")[:2]), "/".join(source.split("/")[2:])
+        root = snapshot(repo, [f"{sub}/{p}" for p in convert.ADAPTER_PATTERNS])
+        path = root / sub
+        if not path.is_dir():
+            raise ModelLoadError(f"--{group} {source}: the hub repo has no folder {sub}")
+    return _native(cfg, path, source, "adapter")
+
+
+def _native(cfg: ModelConfig, path: Path, source: str, kind: str) -> Path:
+    """`path` if it is already native, else its conversion, made once and kept in the cache."""
+    from crashchat import convert
+
+    is_native, conversion, folder = {
+        "base": (convert.is_native_base, convert.convert_base, "native"),
+        "adapter": (convert.is_native_adapter, convert.convert_adapter, "adapters"),
+    }[kind]
+    if is_native(path):
+        return path
+    target = cache_root(cfg.cache_dir) / folder / source.strip("/").replace("/", "--")
+    if not is_native(target):
+        print(f"converting {kind} {source} to the native layout in {target} (once)", file=sys.stderr)
+        conversion(path, target)
+    return target
+
+
+def load_model(cfg: ModelConfig) -> "CrashChat":
+    """Load the base once and attach both group adapters (or none for `videollama3`)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer, VideoLlama3ForConditionalGeneration
+
+    from crashchat.prompt import build_processor
+    from crashchat.tiny import add_random_adapter, build_tiny_random
+
+    device = cfg.device or default_device()
+    adapters = {g: resolve_adapter(cfg, g) for g in GROUPS}  # small downloads first: fail before the 16 GB
+    if cfg.name == "tiny-random" and cfg.base is None:
+        base, processor = build_tiny_random()
+    else:
+        base_dir = resolve_base(cfg)
+        cuda = device.startswith("cuda")
+        if not cuda:
+            print(f"warning: running {cfg.name} on {device}: expect minutes per answer (a GPU is advised)",
+                  file=sys.stderr)
+        # bf16 on GPU as the authors ran it; on CPU the checkpoint's own dtype (bf16 for the 7B:
+        # half the memory of float32), loaded straight onto the device
+        base = VideoLlama3ForConditionalGeneration.from_pretrained(
+            base_dir, dtype=torch.bfloat16 if cuda else "auto", attn_implementation="sdpa", device_map={"": device})
+        processor = build_processor(AutoTokenizer.from_pretrained(base_dir))
+
+    if cfg.name == "videollama3":
+        return _finish(base, processor, cfg, device, ())
+    with warnings.catch_warnings():  # peft calls a transformers property deprecated in 5.2x
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = None
+        for group in GROUPS:
+            if adapters[group] is not None:
+                if model is None:
+                    model = PeftModel.from_pretrained(base, adapters[group], adapter_name=group, is_trainable=False)
+                else:
+                    model.load_adapter(adapters[group], adapter_name=group, is_trainable=False)
+            else:  # tiny-random without trained adapters: random but distinct adapters
+                model = add_random_adapter(model if model is not None else base, group)
+    return _finish(model, processor, cfg, device, GROUPS)
+
+
+def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...]) -> "CrashChat":
+    from crashchat.model import CrashChat
+
+    model.eval()  # LoRA layers are created in training mode; dropout would change the logits
+    model.to(device)
+    return CrashChat(model=model, processor=processor, name=cfg.name, random_weights=cfg.name == "tiny-random",
+                     device=device, groups=groups)

@@ -1,0 +1,87 @@
+"""Answering a clip's questions, group by group: one pipeline for `analyze`, the app and `predict`.
+
+Each question runs on its task's group adapter (`crashchat.tasks`). The clip is prepared once and
+each group's questions share one prefill of the video (`CrashChat.session`). With `gate=True`, as
+in the paper's conditional refinement, crash recognition runs first and the perception (temporal
+localization) questions run only when it answers Yes; otherwise they are reported as skipped.
+`predict` runs ungated: the benchmark scores every task on its own records.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+from crashchat.tasks import GROUPS, TASK_IDS, get_task
+
+if TYPE_CHECKING:
+    from crashchat.model import CrashChat
+
+RECOGNITION = "crash_recognition"
+
+
+def task_order(tasks: Sequence[str]) -> list[str]:
+    """Recognition first (it gates the rest), then one group after the other (one adapter switch).
+
+    Perception tasks always bring recognition with them: without it the gate cannot decide.
+
+    >>> task_order(["crash_localization", "crash_description"])
+    ['crash_recognition', 'crash_description', 'crash_localization']
+    """
+    wanted = [get_task(t).id for t in tasks]
+    if any(get_task(t).group == "perception" for t in wanted) and RECOGNITION not in wanted:
+        wanted.append(RECOGNITION)
+    ordered = [RECOGNITION] if RECOGNITION in wanted else []
+    for group in GROUPS:
+        ordered += [t for t in TASK_IDS if t in wanted and t not in ordered and get_task(t).group == group]
+    return ordered
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def skipped(group: str) -> dict:
+    return {"group": group, "response": None, "parsed": None, "skipped": True, "seconds": 0.0}
+
+
+def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, gate: bool,
+           max_new_tokens: int = 256, generate_options: Callable[[str], dict] | None = None,
+           ) -> Iterator[tuple[str, dict]]:
+    """Answer `(task_id, question)` pairs about one clip, yielding `(task_id, result)` as each finishes.
+
+    Groups run in `GROUPS` order (linguistic first: recognition, which gates perception, is
+    linguistic), questions within a group in the order given. `result` is `{"group", "response",
+    "parsed", "skipped", "seconds"}`; a group's first answer's seconds include the shared prefill.
+    `generate_options(task_id)` may add `generate` arguments per task (timing, fixed lengths).
+    """
+    prepared = model.prepare(clip)
+    crash = None
+    for group in GROUPS:
+        mine = [(t, q) for t, q in questions if get_task(t).group == group]
+        if not mine:
+            continue
+        if group == "perception" and gate and crash != "Yes":
+            for task_id, _ in mine:
+                yield task_id, skipped(group)
+            continue
+        start = time.perf_counter()
+        with model.session(prepared, group=group) as ask:
+            for task_id, question in mine:
+                task = get_task(task_id)
+                options = {"max_new_tokens": max_new_tokens, **(generate_options(task_id) if generate_options else {})}
+                response = ask(question, **options)
+                parsed = task.parse(response)
+                if task_id == RECOGNITION:
+                    crash = parsed
+                yield task_id, {"group": group, "response": response, "parsed": _jsonable(parsed),
+                                "skipped": False, "seconds": round(time.perf_counter() - start, 3)}
+                start = time.perf_counter()
+
+
+def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
+            gate: bool = True, generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
+    """The six-task report's answers for one clip (`answer` with each task's own prompt), gated."""
+    questions = [(t, get_task(t).prompt) for t in task_order(tasks)]
+    yield from answer(model, clip, questions, gate=gate, max_new_tokens=max_new_tokens,
+                      generate_options=generate_options)

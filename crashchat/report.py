@@ -1,0 +1,62 @@
+"""The six-task report: a JSON dict (what `analyze --json` writes and the app downloads) and its Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crashchat.pipeline import RECOGNITION
+from crashchat.tasks import TASK_IDS, get_task
+
+if TYPE_CHECKING:
+    from crashchat.model import CrashChat
+
+
+def build_report(clip, model: "CrashChat", results: dict) -> dict:
+    """The report JSON: video, model, the gate's verdict and every task's answer."""
+    recognition = results.get(RECOGNITION)
+    crash = None if recognition is None or recognition["parsed"] is None else recognition["parsed"] == "Yes"
+    report = {
+        "video": {"path": str(clip.path), "duration_s": round(float(clip.duration_s), 3),
+                  "frames": int(len(clip.frames)), "width": int(clip.width), "height": int(clip.height),
+                  "timestamps": [round(float(t), 3) for t in clip.timestamps]},
+        "model": {"name": model.name, "random_weights": bool(model.random_weights),
+                  "groups": list(model.groups) or ["base"], "device": model.device},
+        "crash_detected": crash,
+        "tasks": {t: results[t] for t in TASK_IDS if t in results},
+    }
+    if model.random_weights:
+        report["warning"] = "RANDOM WEIGHTS: the tiny random model's answers are meaningless"
+    return report
+
+
+def _verdict(crash) -> str:
+    return {True: "crash detected", False: "no crash detected", None: "recognition answer unreadable"}[crash]
+
+
+def report_markdown(report: dict) -> str:
+    """A readable summary of a report (terminal output and the app's download)."""
+    video, model = report["video"], report["model"]
+    lines = [f"# CrashChat report: {Path(video['path']).name}", ""]
+    if model["random_weights"]:
+        lines += [f"> **{report.get('warning', 'RANDOM WEIGHTS')}**", ""]
+    lines += [
+        f"- Video: {video['duration_s']:.1f} s, {video['frames']} frames analysed",
+        f"- Model: {model['name']}{' (random weights)' if model['random_weights'] else ''}",
+        f"- Verdict: **{_verdict(report['crash_detected'])}**",
+        "",
+    ]
+    for task_id, result in report["tasks"].items():
+        task = get_task(task_id)
+        lines.append(f"## {task.title} ({result['group']})")
+        if result["skipped"]:
+            lines.append("Skipped: crash recognition did not answer Yes, so there is no crash to localize.")
+        else:
+            lines.append(result["response"] or "(empty answer)")
+            if task.kind != "text":
+                lines.append(f"Parsed: {result['parsed'] if result['parsed'] is not None else 'unparseable'}"
+                             f" ({result['seconds']:.2f} s)")
+            else:
+                lines.append(f"({result['seconds']:.2f} s)")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
