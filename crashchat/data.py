@@ -20,11 +20,11 @@ reported (`Split.skipped`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from crashchat import records
 from crashchat.prompt import TRAIN_TOKEN_BUDGET
 from crashchat.tasks import Task
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 """Label value that the causal-LM loss ignores (prompt, video and padding positions)."""
-VIDEO_TAG = "<video>"
 
 
 class DataError(ValueError):
@@ -102,47 +101,17 @@ class Split:
         return counts
 
 
-def resolve_video(videos_dir: Path, relative: str) -> Path | None:
-    """`videos_dir/relative`, or `videos_dir/<file name>` so the folder of the mp4s works too.
-
-    The authors' records say `videos/x.mp4`, relative to their data root; users often point at
-    the `videos/` folder itself. Nothing else is guessed.
-    """
-    for candidate in (videos_dir / relative, videos_dir / Path(relative).name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def parse_record(raw: object, *, file: str, index: int, videos_dir: Path, task: Task | None = None) -> Record:
-    """Validate one raw record; raises `DataError` naming file, index and field."""
-    where = f"{file}: record {index}"
-    if not isinstance(raw, dict):
-        raise DataError(f"{where}: expected an object, got {type(raw).__name__}")
-    video = raw.get("video")
-    if isinstance(video, list) and len(video) == 1:
-        video = video[0]
-    if not isinstance(video, str) or not video:
-        raise DataError(f"{where}: field 'video' must be one path (a string or a one-element list), got {video!r}")
-    turns = raw.get("conversations")
-    if not isinstance(turns, list) or len(turns) != 2:
-        raise DataError(f"{where}: field 'conversations' must be a list of two turns (human, gpt)")
-    for i, (turn, speaker) in enumerate(zip(turns, ("human", "gpt"))):
-        if not isinstance(turn, dict) or turn.get("from") != speaker:
-            raise DataError(f"{where}: conversations[{i}] must be a {{'from': '{speaker}', 'value': ...}} turn")
-        if not isinstance(turn.get("value"), str) or not turn["value"].strip():
-            raise DataError(f"{where}: conversations[{i}].value must be a non-empty string")
-    question = turns[0]["value"].replace(VIDEO_TAG, "").strip()
-    if not question:
-        raise DataError(f"{where}: conversations[0].value has no question besides {VIDEO_TAG}")
-    source = raw.get("source")
-    if source is not None and not isinstance(source, str):
-        raise DataError(f"{where}: field 'source' must be a string, got {source!r}")
-    path = resolve_video(videos_dir, video)
+    """Validate one raw record (`crashchat.records`) and find its video; raises `DataError`."""
+    try:
+        rec = records.parse_record(raw, file=file, index=index, task=task.id if task else None)
+    except records.RecordError as exc:
+        raise DataError(str(exc)) from None
+    path = records.find_video(videos_dir, rec.video)
     if path is None:
-        raise DataError(f"{where}: video {video} not found under {videos_dir}")
-    return Record(file=file, index=index, video=path, question=question, answer=turns[1]["value"].strip(),
-                  source=source, task=task.id if task else None)
+        raise DataError(f"{rec.where}: video {rec.video} not found under {videos_dir}")
+    return Record(file=file, index=index, video=path, question=rec.question, answer=rec.answer,
+                  source=rec.source, task=rec.task)
 
 
 def read_split(path: str | Path, *, videos_dir: str | Path, task: Task | None = None,
@@ -152,13 +121,9 @@ def read_split(path: str | Path, *, videos_dir: str | Path, task: Task | None = 
     if not path.is_file():
         raise DataError(f"{path}: no such split file")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    if not isinstance(raw, list):
-        raise DataError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
+        raw = records.load_list(path)
+    except records.RecordError as exc:
+        raise DataError(str(exc)) from None
     split = Split()
     for index, item in enumerate(raw):
         try:
@@ -355,12 +320,14 @@ def synthetic_answers(scene: str, seconds: float) -> dict[str, str | None]:
 
 def write_synthetic_split(root: str | Path, clips: int = 4, seconds: float = 2.0, size: tuple[int, int] = (64, 64),
                           tasks: Sequence[Task] | None = None) -> Path:
-    """Synthetic clips in `root/videos/` and train/val files in `root/splits/`, in the authors' layout.
+    """Synthetic clips in `root/videos/` and train/val/test files in `root/splits/`, in the authors' layout.
 
-    For trying `train` end to end without the real data: half the clips are crashes, half normal
-    driving (`crashchat.synthetic`), and every answer is true of its clip. Train and val hold
-    the same records. Returns `root/splits`; pass `--videos-dir root`.
+    For trying `train`, `predict` and `score` end to end without the real data: half the clips are
+    crashes, half normal driving (`crashchat.synthetic`), and every answer is true of its clip.
+    Train, val and test hold the same records. Returns `root/splits`; pass `--videos-dir root`.
     """
+    import json
+
     from crashchat.synthetic import write_clip
     from crashchat.tasks import TASKS
 
@@ -374,11 +341,12 @@ def write_synthetic_split(root: str | Path, clips: int = 4, seconds: float = 2.0
     splits = root / "splits"
     splits.mkdir(parents=True, exist_ok=True)
     for task in tasks or TASKS:
-        records = [
+        rows = [
             {"video": [name], "source": "synthetic",
-             "conversations": [{"from": "human", "value": f"{VIDEO_TAG}\n{task.prompt}"}, {"from": "gpt", "value": answer}]}
+             "conversations": [{"from": "human", "value": f"{records.VIDEO_TAG}\n{task.prompt}"},
+                               {"from": "gpt", "value": answer}]}
             for name, scene in names if (answer := synthetic_answers(scene, seconds)[task.id]) is not None
         ]
-        for split in ("train", "val"):
-            (splits / task.split_file(split)).write_text(json.dumps(records, indent=1))
+        for split in ("train", "val", "test"):
+            (splits / task.split_file(split)).write_text(json.dumps(rows, indent=1))
     return splits

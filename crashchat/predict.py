@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Sequence
 
 from crashchat.pipeline import answer
+from crashchat.records import RecordError, find_video, read_records
 from crashchat.tasks import TASK_IDS, get_task
-
-VIDEO_TAG = "<video>"
 
 
 class SplitFileError(ValueError):
-    """A split file cannot be read; the message names the file and the record."""
+    """A split or output file cannot be read; the message names the file and the record."""
 
 
 @dataclass
@@ -47,11 +46,15 @@ class VideoJob:
     relative: str
     """`video[0]` as written in the split (`videos/x.mp4`)."""
     questions: list[tuple[str, str]] = field(default_factory=list)
-    """(task id, prompt) in task order."""
+    """(task id, question as the model is asked it) in task order."""
 
 
 def read_jobs(split_dir: Path, tasks: Sequence[str]) -> list[VideoJob]:
-    """The split's questions grouped per video, videos in first-seen order (recognition first)."""
+    """The split's questions grouped per video, videos in first-seen order (recognition first).
+
+    A question is the split's human value as written, `<video>\n` included: the authors'
+    evaluation asks it that way (`../shared/reference/authors_eval.md`). Answers are not needed.
+    """
     jobs: dict[str, VideoJob] = {}
     for task_id in tasks:
         task = get_task(task_id)
@@ -59,37 +62,18 @@ def read_jobs(split_dir: Path, tasks: Sequence[str]) -> list[VideoJob]:
         if not path.is_file():
             raise SplitFileError(f"{path}: no such split file (task {task.id}); pass --tasks to choose others")
         try:
-            items = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SplitFileError(f"{path}: not a UTF-8 JSON file ({exc})") from None
-        if not isinstance(items, list):
-            raise SplitFileError(f"{path}: expected a JSON list of records")
-        for index, item in enumerate(items):
-            try:
-                relative = item["video"][0]
-                human = item["conversations"][0]
-                assert human["from"] == "human"
-                prompt = human["value"]
-                assert isinstance(relative, str) and isinstance(prompt, str)
-            except (KeyError, IndexError, TypeError, AssertionError):
-                raise SplitFileError(
-                    f"{path}: record {index}: expected video[0] and a first human conversation turn") from None
-            prompt = prompt[len(VIDEO_TAG):].lstrip("\n") if prompt.startswith(VIDEO_TAG) else prompt
-            name = relative.replace("\\", "/").rsplit("/", 1)[-1]
-            job = jobs.setdefault(name, VideoJob(name, relative))
-            job.questions.append((task.id, prompt))
+            found, _ = read_records(path, task=task.id, require_answer=False)
+        except RecordError as exc:
+            raise SplitFileError(str(exc)) from None
+        for rec in found:
+            job = jobs.setdefault(rec.name, VideoJob(rec.name, rec.video))
+            if any(t == task.id for t, _ in job.questions):
+                raise SplitFileError(f"{rec.where}: video {rec.name} appears twice in this file")
+            job.questions.append((task.id, rec.human))
     order = {t: i for i, t in enumerate(TASK_IDS)}
     for job in jobs.values():
         job.questions.sort(key=lambda q: order[q[0]])
     return list(jobs.values())
-
-
-def find_video(videos_dir: Path, relative: str) -> Path | None:
-    """`videos_dir/relative` (the authors' data root) or `videos_dir/<basename>` (the videos folder)."""
-    for candidate in (videos_dir / relative, videos_dir / Path(relative.replace("\\", "/")).name):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def read_rows(path: Path) -> list[dict]:

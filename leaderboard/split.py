@@ -13,7 +13,6 @@ Where the six files come from, in order:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import urllib.error
@@ -21,7 +20,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crashchat.records import RecordError, read_records
 from crashchat.tasks import TASKS, Task
+from crashchat.weights import cache_root
 
 REPO = "Liangkd/CrashChat"
 COMMIT = "3e556223830b92d78ed6cc1addaa5d726864362e"
@@ -76,19 +77,8 @@ def fingerprint(digests: dict[str, str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def video_key(path: str) -> str:
-    """The basename of a video path written with `/` or `\\` separators.
-
-    >>> video_key("C:\\data\\videos/cap_1.mp4")
-    'cap_1.mp4'
-    """
-    return path.replace("\\", "/").rsplit("/", 1)[-1]
-
-
 def cache_dir() -> Path:
-    root = os.environ.get("CRASHCHAT_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crashchat"
-    return Path(root) / "split" / COMMIT[:12]
+    return cache_root() / "split" / COMMIT[:12]
 
 
 def load_split(split_dir: str | os.PathLike | None = None) -> Split:
@@ -127,24 +117,15 @@ def _read_folder(folder: Path) -> Split:
 
 def _parse_records(path: Path, data: bytes, task: Task) -> list[SplitRecord]:
     try:
-        items = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SplitError(f"{path}: not a UTF-8 JSON file ({exc})") from None
-    if not isinstance(items, list):
-        raise SplitError(f"{path}: expected a JSON list of records")
+        found, _ = read_records(path, task=task.id, data=data)
+    except RecordError as exc:
+        raise SplitError(str(exc)) from None
     out, seen = [], set()
-    for i, item in enumerate(items):
-        try:
-            video = video_key(item["video"][0])
-            human, gpt = item["conversations"][0]["value"], item["conversations"][1]["value"]
-            source = item.get("source", "")
-        except (KeyError, IndexError, TypeError):
-            raise SplitError(f"{path}: record {i} lacks video[0] or a human/gpt conversation") from None
-        if video in seen:
-            raise SplitError(f"{path}: record {i}: video {video} appears twice")
-        seen.add(video)
-        prompt = human.split("\n", 1)[1] if human.startswith("<video>\n") else human
-        out.append(SplitRecord(video=video, prompt=prompt, answer=gpt, source=source))
+    for rec in found:
+        if rec.name in seen:
+            raise SplitError(f"{rec.where}: video {rec.name} appears twice")
+        seen.add(rec.name)
+        out.append(SplitRecord(video=rec.name, prompt=rec.question, answer=rec.answer, source=rec.source or ""))
     return out
 
 

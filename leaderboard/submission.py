@@ -26,8 +26,9 @@ from typing import Iterator, Sequence, Union
 
 import numpy as np
 
+from crashchat.records import video_key
 from crashchat.tasks import TASKS, Task, get_task, parse_label
-from leaderboard.split import Split, video_key
+from leaderboard.split import Split
 
 MAX_BYTES = 50 * 1024**2
 
