@@ -75,13 +75,22 @@ class CrashChat:
         if self.groups and self.model.active_adapter != group:
             self.model.set_adapter(group)
 
-    def _generation_kwargs(self, max_new_tokens: int, extra: dict | None = None) -> dict:
-        """Greedy, stopping at the end of the assistant turn (`<|im_end|>`) or the tokenizer's eos;
-        `extra` (a streamer, `min_new_tokens` for benchmarks, ...) goes to `generate` as given."""
-        tok = self.processor.tokenizer
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """The end of the assistant turn (`<|im_end|>`) and the tokenizer's eos."""
+        tok = self.tokenizer
         stops = [i for i in (tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id) if i is not None]
-        stops = list(dict.fromkeys(stops))
-        pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+        return list(dict.fromkeys(stops))
+
+    def _generation_kwargs(self, max_new_tokens: int, extra: dict | None = None) -> dict:
+        """Greedy, stopping at `stop_ids`; `extra` (a streamer, `min_new_tokens` for benchmarks, a
+        logits processor, ...) goes to `generate` as given."""
+        stops = self.stop_ids
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
         return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=pad,
                     **(extra or {}))
 

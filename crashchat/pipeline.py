@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from crashchat.guided import guided_options
 from crashchat.tasks import GROUPS, TASK_IDS, get_task
 
 if TYPE_CHECKING:
@@ -46,16 +47,18 @@ def skipped(group: str) -> dict:
 
 
 def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, gate: bool,
-           max_new_tokens: int = 256, generate_options: Callable[[str], dict] | None = None,
+           max_new_tokens: int = 256, guided: bool = False, generate_options: Callable[[str], dict] | None = None,
            ) -> Iterator[tuple[str, dict]]:
     """Answer `(task_id, question)` pairs about one clip, yielding `(task_id, result)` as each finishes.
 
     Groups run in `GROUPS` order (linguistic first: recognition, which gates perception, is
     linguistic), questions within a group in the order given. `result` is `{"group", "response",
     "parsed", "skipped", "seconds"}`; a group's first answer's seconds include the shared prefill.
+    `guided=True` constrains the closed-form answers to their format (`crashchat.guided`).
     `generate_options(task_id)` may add `generate` arguments per task (timing, fixed lengths).
     """
     prepared = model.prepare(clip)
+    duration = float(prepared.clip.duration_s)
     crash = None
     for group in GROUPS:
         mine = [(t, q) for t, q in questions if get_task(t).group == group]
@@ -69,7 +72,11 @@ def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, ga
         with model.session(prepared, group=group) as ask:
             for task_id, question in mine:
                 task = get_task(task_id)
-                options = {"max_new_tokens": max_new_tokens, **(generate_options(task_id) if generate_options else {})}
+                options = {"max_new_tokens": max_new_tokens}
+                if guided:
+                    options.update(guided_options(task.kind, model.tokenizer, duration=duration, end_ids=model.stop_ids))
+                if generate_options:
+                    options.update(generate_options(task_id))
                 response = ask(question, **options)
                 parsed = task.parse(response)
                 if task_id == RECOGNITION:
@@ -80,8 +87,9 @@ def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, ga
 
 
 def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
-            gate: bool = True, generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
+            gate: bool = True, guided: bool = False, generate_options: Callable[[str], dict] | None = None,
+            ) -> Iterator[tuple[str, dict]]:
     """The six-task report's answers for one clip (`answer` with each task's own prompt), gated."""
     questions = [(t, get_task(t).prompt) for t in task_order(tasks)]
-    yield from answer(model, clip, questions, gate=gate, max_new_tokens=max_new_tokens,
+    yield from answer(model, clip, questions, gate=gate, max_new_tokens=max_new_tokens, guided=guided,
                       generate_options=generate_options)

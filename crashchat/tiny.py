@@ -64,9 +64,14 @@ def tiny_config(vocab_size: int = VOCAB, video_token_id: int = 4, image_token_id
 
 TINY_TOKEN_BUDGET = 1024
 TINY_MIN_TOKENS = 4
+SEED = 7
+"""The tiny model's default seed. Its answers are noise whatever the seed; this one was picked
+among the first twelve because, with guided decoding, its recognition answers Yes on the synthetic
+example clips, so a CPU demo opens the gate and shows the whole report (timeline, crash window,
+key frames). Most seeds answer No to everything, which hides half of the app."""
 
 
-def build_tiny_random(seed: int = 0) -> tuple["VideoLlama3ForConditionalGeneration", "VideoLlama3Processor"]:
+def build_tiny_random(seed: int = SEED) -> tuple["VideoLlama3ForConditionalGeneration", "VideoLlama3Processor"]:
     """The tiny random model and its processor: offline, seconds, same weights for the same seed."""
     from transformers import VideoLlama3ForConditionalGeneration
 

@@ -216,7 +216,9 @@ class TrainResult:
     skipped_records: list[str]
     skipped_videos: list[str]
     losses: list[tuple[int, float]] = field(default_factory=list)
-    """(step, mean training loss since the previous log line)."""
+    """(step, mean training loss of the optimizer steps since the previous log line)."""
+    grad_norms: list[tuple[int, float]] = field(default_factory=list)
+    """(step, gradient norm of that step before clipping), at each log line."""
     model: object = field(default=None, repr=False, compare=False)
     """The trained peft model, in memory (for tests and notebooks; not written to JSON)."""
 
@@ -233,7 +235,7 @@ def load_base(cfg: TrainConfig, device: str):
     from crashchat.tiny import build_tiny_random
 
     if cfg.model == "tiny-random" and cfg.base is None:
-        model, processor = build_tiny_random()  # seed 0: the base `analyze` rebuilds
+        model, processor = build_tiny_random()  # the default seed: the base `analyze` rebuilds
         return model.to(device), processor
     loaded = load_model(ModelConfig(name="videollama3", base=cfg.base, device=device, cache_dir=cfg.cache_dir))
     model = loaded.model
@@ -277,12 +279,13 @@ def _answer_loss_module():
     import torch.nn.functional as F
 
     class AnswerLoss(torch.nn.Module):
-        """The causal-LM loss with logits computed only where there are labels.
+        """The causal-LM loss summed over the answer tokens, with logits computed only there.
 
         The answer is a few tokens after ~10k video tokens; the full logits of a 152k vocabulary
-        would be 3 GB in bf16 per clip (twice that once upcast for the loss) for nothing. The
-        result equals `model(**batch).loss` (tested). A module, so that DDP/FSDP wrap it and its
-        forward is what they see.
+        would be 3 GB in bf16 per clip (twice that once upcast for the loss) for nothing. Returns
+        the sum, not the mean, so that the training step can divide by the answer tokens of the
+        whole optimizer step (`optimizer_step`); sum / count equals `model(**batch).loss`
+        (tested). A module, so that DDP/FSDP wrap it and its forward is what they see.
         """
 
         def __init__(self, peft_model):
@@ -295,15 +298,54 @@ def _answer_loss_module():
             targets = labels[:, 1:]
             keep = targets != IGNORE_INDEX
             logits = causal_lm.lm_head(hidden[:, :-1][keep]).float()
-            count = keep.sum()
-            return F.cross_entropy(logits, targets[keep], reduction="sum") / count.clamp(min=1), count
+            return F.cross_entropy(logits, targets[keep], reduction="sum"), keep.sum()
 
     return AnswerLoss
 
 
 def answer_loss(peft_model):
-    """`peft_model` wrapped so that `wrapped(**batch)` returns (mean answer loss, labelled tokens)."""
+    """`peft_model` wrapped so that `wrapped(**batch)` returns (summed answer loss, answer tokens)."""
     return _answer_loss_module()(peft_model)
+
+
+def micro_batch_backward(accelerator, net, batch: dict, dtype, *, sync: bool):
+    """Forward and backward of one micro-batch; returns its summed answer loss and answer tokens.
+
+    The gradients it adds are those of the *sum* of its token losses: `optimizer_step` divides
+    them once the whole step's token count is known. `sync=False` (every micro-batch but the
+    step's last) keeps DDP from all-reducing gradients that are still being accumulated.
+    """
+    import contextlib
+
+    with contextlib.nullcontext() if sync else accelerator.no_sync(net):
+        loss_sum, tokens = net(**_to_device(batch, accelerator.device, dtype))
+        accelerator.backward(loss_sum)
+    return loss_sum.detach().float(), tokens.detach()
+
+
+def optimizer_step(accelerator, net, optimizer, loss_sum, tokens, max_grad_norm: float) -> tuple[float, float]:
+    """End one optimizer step whose micro-batches summed `loss_sum` over `tokens` answer tokens here.
+
+    The step's loss is the authors': the sum of the token losses of all its examples (every
+    micro-batch, every process) divided by their number, so every answer token weighs the same
+    whatever its example (a 2-token "Yes" no longer outweighs a 40-token reasoning answer). The
+    gradients hold this process's summed token losses, averaged over processes by DDP; scaling
+    them by processes / all tokens gives exactly the gradient of that loss, whatever the split
+    into processes and micro-batches (tested). Returns the step's loss and its gradient norm
+    before clipping (`max_grad_norm` 0: no clipping).
+    """
+    import torch
+
+    totals = accelerator.reduce(torch.stack([loss_sum.float(), tokens.float()]), "sum")
+    count = totals[1].clamp(min=1)
+    scale = accelerator.num_processes / count
+    for param in net.parameters():
+        if param.grad is not None:
+            param.grad.mul_(scale.to(param.grad.dtype))
+    norm = accelerator.clip_grad_norm_(net.parameters(), max_grad_norm or float("inf"))
+    optimizer.step()
+    optimizer.zero_grad()
+    return float(totals[0] / count), float(norm)
 
 
 def _to_device(batch: dict, device, dtype) -> dict:
@@ -385,7 +427,6 @@ def _train(cfg: TrainConfig) -> TrainResult:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     accumulation = cfg.accumulation(accelerator.num_processes)
-    accelerator.gradient_accumulation_steps = accumulation
     main = accelerator.is_main_process
     say = accelerator.print
 
@@ -472,8 +513,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
         with torch.no_grad():
             for batch in val_loader:
                 progress.skipped_videos.extend(batch["skipped"])
-                loss, tokens = net(**_to_device(batch, accelerator.device, dtype))
-                total += loss.detach().float() * tokens
+                loss_sum, tokens = net(**_to_device(batch, accelerator.device, dtype))
+                total += loss_sum.float()
                 count += tokens
         net.train()
         total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
@@ -508,48 +549,49 @@ def _train(cfg: TrainConfig) -> TrainResult:
 
     net.train()
     stopped = "epochs"
-    window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     last_train_loss = None
     losses: list[tuple[int, float]] = []
+    grad_norms: list[tuple[int, float]] = []
     done = progress.step >= total_steps
     if done:
         stopped = "max_steps"
     max_epochs = math.ceil(total_steps / steps_per_epoch) + 1
+    batches_per_epoch = len(train_loader)
     while not done and progress.epoch < max_epochs:
         train_loader.set_epoch(progress.epoch)
         loader = (accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
                   if progress.batches_in_epoch else train_loader)
+        step_loss = step_tokens = 0
         for batch in loader:
             progress.skipped_videos.extend(batch["skipped"])
             for line in batch["skipped"]:
                 say(f"skipped (replaced by the next readable record): {line}")
-            with accelerator.accumulate(net):
-                loss, _ = net(**_to_device(batch, accelerator.device, dtype))
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
             progress.batches_in_epoch += 1
-            window_loss += loss.detach().float().item()
-            window_batches += 1
-            if not accelerator.sync_gradients:
+            ends_step = progress.batches_in_epoch % accumulation == 0 or progress.batches_in_epoch == batches_per_epoch
+            loss_sum, tokens = micro_batch_backward(accelerator, net, batch, dtype, sync=ends_step)
+            step_loss, step_tokens = step_loss + loss_sum, step_tokens + tokens
+            if not ends_step:
                 continue
+            loss, grad_norm = optimizer_step(accelerator, net, optimizer, step_loss, step_tokens, cfg.max_grad_norm)
+            step_loss = step_tokens = 0
             scheduler.step()
             progress.step += 1
+            window_loss += loss
+            window_steps += 1
             if progress.step % cfg.log_steps == 0 or progress.step == total_steps:
                 elapsed = time.perf_counter() - window_start
-                loss = accelerator.reduce(torch.tensor(window_loss / window_batches, device=accelerator.device),
-                                          "mean").item()
-                samples = window_batches * cfg.batch_size * accelerator.num_processes
+                loss = window_loss / window_steps
+                samples = window_steps * cfg.global_batch
                 lr = scheduler.get_last_lr()[0]
-                accelerator.log({"train/loss": loss, "train/lr": lr, "train/samples_per_s": samples / elapsed},
-                                step=progress.step)
+                accelerator.log({"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
+                                 "train/samples_per_s": samples / elapsed}, step=progress.step)
                 say(f"step {progress.step}/{total_steps} epoch {progress.epoch} loss {loss:.4f} lr {lr:.3g} "
-                    f"{samples / elapsed:.2f} samples/s")
+                    f"grad norm {grad_norm:.3g} {samples / elapsed:.2f} samples/s")
                 last_train_loss = loss
                 losses.append((progress.step, loss))
-                window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+                grad_norms.append((progress.step, grad_norm))
+                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
             if val_loader is not None and progress.step % cfg.eval_steps == 0 and run_eval():
                 stopped, done = "early_stopping", True
             if progress.step >= total_steps:
@@ -576,7 +618,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         best_step=progress.best_step, last_train_loss=last_train_loss,
         train_examples=len(train_split.records), val_examples=len(val_split.records) if val_split else 0,
         skipped_records=train_split.skipped + (val_split.skipped if val_split else []),
-        skipped_videos=sorted(set(progress.skipped_videos)), losses=losses, model=accelerator.unwrap_model(net).peft,
+        skipped_videos=sorted(set(progress.skipped_videos)), losses=losses, grad_norms=grad_norms, model=accelerator.unwrap_model(net).peft,
     )
     if main:
         (cfg.out / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2))
