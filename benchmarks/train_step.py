@@ -144,7 +144,8 @@ def main() -> None:
                 sync()
                 t0 = time.perf_counter()
                 with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                    loss, _ = net(**batch)
+                    loss_sum, tokens = net(**batch)
+                loss = loss_sum / tokens  # one step on one process: the mean over the answer tokens
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()

@@ -97,7 +97,7 @@ def test_config_validates_flags(root, tmp_path):
 # --- the loss ---------------------------------------------------------------------------------------
 
 
-def test_answer_loss_equals_the_models_loss_on_a_padded_batch(root):
+def test_answer_loss_sums_the_models_token_losses_on_a_padded_batch(root):
     from crashchat.data import Collator, Encoder, Record, TrainingData, model_inputs
     from crashchat.tiny import build_tiny_random
     from crashchat.train import answer_loss, attach_lora
@@ -110,10 +110,108 @@ def test_answer_loss_equals_the_models_loss_on_a_padded_batch(root):
                         encoder, DataConfig(max_frames=2))
     batch = model_inputs(Collator(encoder.pad_id)([data[0], data[1]]))
     with torch.no_grad():
-        loss, count = answer_loss(peft_model)(**batch)
-        expected = peft_model(**batch).loss
-    torch.testing.assert_close(loss, expected)
+        loss_sum, count = answer_loss(peft_model)(**batch)
+        expected = peft_model(**batch).loss  # the mean over the batch's labelled tokens
     assert count == (batch["labels"][:, 1:] != -100).sum()
+    torch.testing.assert_close(loss_sum / count, expected)
+
+
+# --- one optimizer step, however it is split ---------------------------------------------------------
+
+# Answers of very different lengths, so that averaging per example would weigh "Yes" far more.
+ANSWERS = ["Yes", "No", "Drivers should keep a safe distance, watch the lane ahead and slow down before the junction.",
+           "The white car in the left lane cut in too close."]
+
+
+@pytest.fixture(scope="module")
+def mixed(root) -> Path:
+    """A split of four records, one per answer of `ANSWERS` (train = val)."""
+    split = root / "mixed"
+    split.mkdir()
+    rows = [record(f"videos/{'crash' if i % 2 == 0 else 'normal'}.mp4", RECOGNITION.prompt, answer)
+            for i, answer in enumerate(ANSWERS)]
+    for name in ("train", "val"):
+        (split / RECOGNITION.split_file(name)).write_text(json.dumps(rows))
+    return split
+
+
+def one_step(root: Path, split: Path, out: Path, **overrides) -> TrainConfig:
+    """One optimizer step over the four records (global batch 4) at full lr, without dropout."""
+    return config(root, out, split_dir=split, max_steps=1, global_batch=4, warmup_ratio=0.0, lora_dropout=0.0,
+                  eval=False, **overrides)
+
+
+def adapter_weights(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "adapter" / "adapter_model.safetensors"))
+
+
+def token_losses(root: Path) -> tuple[list[float], list[int]]:
+    """Each record's summed answer loss and answer tokens under the untrained adapter."""
+    from crashchat.data import Collator, Encoder, Record, TrainingData, model_inputs
+    from crashchat.tiny import build_tiny_random
+    from crashchat.train import answer_loss, attach_lora
+
+    base, processor = build_tiny_random()
+    net = answer_loss(attach_lora(base, r=8, dropout=0.0, gradient_checkpointing=False).eval())
+    encoder = Encoder(processor, token_budget=None)
+    videos = [root / "videos" / ("crash.mp4" if i % 2 == 0 else "normal.mp4") for i in range(len(ANSWERS))]
+    data = TrainingData([Record("f", i, v, RECOGNITION.prompt, a) for i, (v, a) in enumerate(zip(videos, ANSWERS))],
+                        encoder, DataConfig(max_frames=2))
+    sums, counts = [], []
+    with torch.no_grad():
+        for i in range(len(data)):
+            loss_sum, count = net(**model_inputs(Collator(encoder.pad_id)([data[i]])))
+            sums.append(float(loss_sum))
+            counts.append(int(count))
+    return sums, counts
+
+
+def test_one_step_is_the_same_with_accumulation_batching_or_two_processes(root, mixed, tmp_path):
+    """Global batch 4 as 1 process x 4 micro-batches, 1 process x 1 batch of 4, 2 processes x 2 micro-batches:
+    the same loss (all answer tokens averaged), the same gradient norm and the same updated weights."""
+    import os
+    import subprocess
+    import sys
+
+    accumulated = train(one_step(root, mixed, tmp_path / "accumulated", batch_size=1))
+    batched = train(one_step(root, mixed, tmp_path / "batched", batch_size=4))
+    ddp_out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "crashchat", "train", "--strategy", "independent:crash_recognition", "--split-dir", str(mixed),
+               "--videos-dir", str(root), "--out", str(ddp_out), "--model", "tiny-random", "--max-steps", "1",
+               "--global-batch", "4", "--batch-size", "1", "--lr", "1e-2", "--lora-r", "8", "--lora-dropout", "0",
+               "--warmup-ratio", "0", "--max-frames", "2", "--num-workers", "0", "--seed", "0", "--log-steps", "1",
+               "--no-eval"]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert "(2 accumulation x 1 x 2 process(es))" in run.stdout
+    ddp = json.loads((ddp_out / "crashchat_train.json").read_text())
+
+    sums, counts = token_losses(root)
+    token_mean = sum(sums) / sum(counts)
+    per_example_mean = sum(s / n for s, n in zip(sums, counts)) / len(sums)
+    assert max(counts) >= 5 * min(counts), counts
+    assert abs(per_example_mean - token_mean) > 1e-3, "the answers do not tell the two averages apart"
+    losses = [accumulated.losses[0][1], batched.losses[0][1], ddp["losses"][0][1]]
+    for loss in losses:
+        assert loss == pytest.approx(token_mean, rel=1e-5), (losses, token_mean, per_example_mean)
+    norms = [accumulated.grad_norms[0][1], batched.grad_norms[0][1], ddp["grad_norms"][0][1]]
+    assert norms[1] == pytest.approx(norms[0], rel=1e-4) and norms[2] == pytest.approx(norms[0], rel=1e-4), norms
+
+    # Adam's first update is about lr x sign(gradient), so the norm above is what checks the
+    # gradient's scale; the weights check its direction. An element whose gradient is near
+    # Adam's eps moves by a fraction of lr with float noise: hence atol 1 % of lr (1e-2).
+    weights = [adapter_weights(tmp_path / name) for name in ("accumulated", "batched", "ddp")]
+    lora_b = [k for k in weights[0] if ".lora_B." in k]
+    assert lora_b and all(weights[0][k].abs().sum() > 0 for k in lora_b), "the step changed nothing"
+    for other in weights[1:]:
+        assert other.keys() == weights[0].keys()
+        for key in weights[0]:
+            torch.testing.assert_close(other[key], weights[0][key], atol=1e-4, rtol=0, msg=key)
 
 
 # --- a tiny run -------------------------------------------------------------------------------------
