@@ -189,14 +189,20 @@ def read_frame_number(frame: np.ndarray) -> int:
     return number
 
 
-def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tuple[int, int] = (64, 64),
-               scene: str = "crash", seed: int = 0, *, times: Sequence[float] | None = None,
+def write_clip(path: str | Path, seconds: float = 1.0, fps: float | fractions.Fraction = 10,
+               size: tuple[int, int] = (64, 64), scene: str = "crash", seed: int = 0, *,
+               times: Sequence[float] | None = None, start: float = 0.0, codec: str | None = None,
                crf: int = 18) -> Path:
-    """Render and encode a clip (h264; VP9 for .webm); returns its path.
+    """Render and encode a clip (h264 with B-frames; VP9 for .webm); returns its path.
 
-    size is (width, height), both even (h264 4:2:0). ``times`` gives explicit presentation times
-    in seconds for a variable-frame-rate clip (then ``fps`` only sets the encoder's nominal rate).
-    Frame i always carries the number i (see `read_frame_number`).
+    size is (width, height), both even (h264 4:2:0). fps may be fractional: ``30000 / 1001`` or
+    ``Fraction(30000, 1001)`` gives NTSC's 29.97 fps exactly. ``times`` gives explicit presentation
+    times in seconds for a variable-frame-rate clip (then ``fps`` only sets the encoder's nominal
+    rate). ``start`` delays the whole video stream: its first frame is presented at ``start``
+    seconds, which the container records as the stream's start time (mp4 through an edit list).
+    ``codec="mjpeg"`` writes intra-only frames (as many AVI dashcams do) instead.
+    Frame i always carries the number i (see `read_frame_number`) and is rendered as if ``t``
+    seconds into the clip, ``t`` counted from its first frame.
     """
     import av
 
@@ -205,9 +211,12 @@ def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tu
     width, height = size
     if width < 16 or height < 16 or width % 2 or height % 2:
         raise ValueError(f"size must be even and at least 16x16, got {width}x{height}")
+    if not start >= 0:
+        raise ValueError(f"start must be zero or positive, got {start!r}")
     vfr = times is not None
-    if vfr and Path(path).suffix.lower() == ".avi":
-        raise ValueError("AVI stores no presentation times: variable-frame-rate clips need .mp4/.mov/.mkv/.webm")
+    avi = Path(path).suffix.lower() == ".avi"
+    if avi and (vfr or start):
+        raise ValueError("AVI stores no presentation times: variable-frame-rate or delayed clips need .mp4/.mov/.mkv/.webm")
     if times is None:
         count = max(int(round(seconds * fps)), 1)
         times = [i / fps for i in range(count)]
@@ -219,21 +228,25 @@ def write_clip(path: str | Path, seconds: float = 1.0, fps: float = 10, size: tu
     rng = np.random.default_rng(seed)
     rate = fractions.Fraction(fps).limit_denominator(1001)
     # A constant rate gets the 1/fps time base (the only one AVI can store); explicit VFR times
-    # get milliseconds.
-    time_base = fractions.Fraction(1, 1000) if vfr else 1 / rate
+    # get milliseconds; a delayed start 1/90000 s (MPEG's clock), which holds both the usual
+    # frame rates and start times such as 1.23 s exactly. (Matroska and WebM store
+    # milliseconds whatever is asked.)
+    time_base = fractions.Fraction(1, 1000) if vfr else fractions.Fraction(1, 90000) if start else 1 / rate
     cache: dict = {}
     with av.open(str(path), "w") as container:
         # WebM only holds VP8/VP9/AV1; every other container here takes h264.
         webm = path.suffix.lower() == ".webm"
-        codec = "libvpx-vp9" if webm else "libx264"
+        codec = codec or ("libvpx-vp9" if webm else "libx264")
         stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
-        stream.options = {"crf": str(crf), "b": "0", "deadline": "realtime"} if webm else {"crf": str(crf), "preset": "veryfast"}
+        stream.options = ({"crf": str(crf), "b": "0", "deadline": "realtime"} if codec == "libvpx-vp9"
+                          else {"crf": str(crf), "preset": "veryfast"} if codec == "libx264" else {})
         for i, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(render_frame(i, t, seconds, size, scene, rng, cache), format="rgb24")
-            frame.pts = int(round(t / time_base))
+            frame.pts = int(round((start + t) / time_base))
             frame.time_base = time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -1,27 +1,30 @@
-"""Video input: open a clip, check it against limits, and sample frames the way CrashChat was trained.
+"""Video input: open a clip, check it against limits, and pick its frames as the authors' loader did.
 
     from crashchat.video import load_video
-    clip = load_video("dashcam.mp4")            # (T, H, W, 3) uint8 frames + timestamps
+    clip = load_video("dashcam.mp4")            # (T, H, W, 3) uint8 frames + their labels
     processor(videos=[clip.frames], video_metadata=[clip.metadata()], text=...)
 
-Sampling follows the paper: a 10 fps grid of target times ``k / 10`` s over the clip, uniformly
-thinned to at most 96 when the clip is longer than 9.6 s. Each target time gets the decoded frame
-whose *real* presentation time is nearest (ties go to the earlier frame). Indexing by
-``time * average_fps`` instead mislabels frames of variable-frame-rate dashcam files by up to a
-second (measured: ``../shared/reference/video.md``).
+The paper's numbers were produced by the authors' loader, so we pick exactly its frames. It pipes
+the whole clip through ffmpeg's ``fps=10:round=down`` filter, labels output frame k
+``start_time + k / 10`` s (``start_time``: the video stream's start, not always 0), and when the
+filter gives more than 96 frames keeps ``np.linspace(0, n - 1, 96, dtype=int)`` of them
+(truncation, not rounding). We do not run the filter: `fps_filter` replays libavfilter's algorithm
+on the frames' presentation times (integers, so nothing is lost to float rounding), and only the
+chosen frames are decoded. For a 30 fps clip that is source frames 2, 5, 8, ...: the *last*
+frame of each 0.1 s slot. The tests compare this, frame by frame and label by label, with the
+real filter run through PyAV (``tests/video_oracle.py``).
 
 Decoding uses decord (fast, applies rotation metadata); when decord is missing or refuses a file,
 PyAV decodes packet by packet and skips damaged packets, which rescues files with a corrupt run
-in the middle. Cheap checks (suffix, size, container, duration, resolution) run before any decoding,
-and every failure becomes one `VideoError` line naming the file. ``isolate=True`` decodes in a
-child process with a timeout, so a decoder that crashes or hangs on a hostile file cannot take the
-caller down with it.
+in the middle. Both pick from the same demuxed frame list, so they return the same frames. Cheap
+checks (suffix, size, container, duration, resolution) run before any decoding, and every failure
+becomes one `VideoError` line naming the file. ``isolate=True`` decodes in a child process with a
+timeout, so a decoder that crashes or hangs on a hostile file cannot take the caller down with it.
 """
 
 from __future__ import annotations
 
 import errno
-import math
 import multiprocessing.connection
 import os
 import pickle
@@ -30,7 +33,10 @@ import subprocess
 import sys
 import time
 import traceback
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +49,8 @@ SUPPORTED_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 PAPER_FPS = 10.0
 PAPER_MAX_FRAMES = 96
 
-# Frame times are compared at 0.1 ms: decord reports float32 seconds, PyAV exact fractions, and
-# both must pick the same frame. Two candidates closer than _TIE to equidistant count as a tie.
-_TIME_DECIMALS = 4
-_TIE = 5e-4
+_LABEL_DECIMALS = 6  # Clip.timestamps and source_times; ffprobe prints times with 6 decimals too
+_DECORD_TIME_TOLERANCE = 1e-3  # decord reports float32 seconds; 600 s in float32 is exact to 6e-5 s
 
 
 class VideoError(ValueError):
@@ -80,109 +84,237 @@ class VideoLimits:
 
 @dataclass(frozen=True, eq=False)  # identity equality: comparing frame arrays field-wise is ambiguous
 class Clip:
-    """Frames sampled from one video, with the times the model is told they were taken."""
+    """Frames picked from one video, with the times the model is told they were taken.
+
+    Plain values only (besides ``frames``), so that a clip pickles across the isolated child's pipe.
+    """
 
     path: str
     frames: np.ndarray
     """(T, H, W, 3) uint8 RGB."""
     timestamps: tuple[float, ...]
-    """Seconds of each sampled frame on the sampling grid (k / sample_fps)."""
+    """The authors' label of each frame: ``start_time + k / sample_fps`` for fps-filter output k,
+    rounded to 6 decimals (the processor prints them with one)."""
     duration_s: float
+    """Where the clip ends, in seconds on the labels' axis: the container's duration, or the end of
+    the last frame when frames run past it."""
     native_fps: float
     width: int
     height: int
     backend: str
     """"decord" or "pyav"."""
     sample_fps: float = PAPER_FPS
-    """Rate of the sampling grid the timestamps lie on."""
+    """Rate of ffmpeg's fps filter: labels step by 1 / sample_fps."""
     notes: tuple[str, ...] = ()
-    """What went wrong but was recovered from (decord refused the file, damaged packets skipped)."""
+    """What went wrong but was recovered from (decord refused the file, damaged packets skipped),
+    and where the authors' loader would have behaved differently."""
+    start_time: float = 0.0
+    """The video stream's start time in seconds, as ffprobe prints it (6 decimals): label 0."""
+    container_duration_s: float | None = None
+    """The container's (format) duration in seconds as ffprobe prints it; the authors' labels are
+    ``np.arange(start_time, start_time + container_duration_s + 0.1, 0.1)``. None for a clip
+    built by hand."""
+    filtered_frames: int = 0
+    """How many frames ffmpeg's fps filter outputs for the whole clip (before thinning)."""
+    filter_indices: tuple[int, ...] = ()
+    """Which fps-filter outputs were kept, k per frame (all of them up to max_frames)."""
+    source_indices: tuple[int, ...] = ()
+    """Each frame's position among the video's frames in presentation order (0-based)."""
+    source_times: tuple[float, ...] = ()
+    """Each frame's real presentation time in seconds, as stored in the file (6 decimals)."""
+
+    def labels(self) -> list[float]:
+        """The labels exactly as the authors' loader computes them (unrounded floats).
+
+        They decide what the prompt prints (``Time {label:.1f}s``): rounding 0.25000000000000006
+        to one decimal gives 0.3, rounding its 6-decimal form 0.25 gives 0.2.
+        """
+        if self.container_duration_s is None or not self.filter_indices:
+            return [float(t) for t in self.timestamps]  # a hand-built clip: its timestamps are all we have
+        grid = authors_labels(self.start_time, self.container_duration_s, self.filtered_frames, self.sample_fps)
+        return [float(grid[k]) for k in self.filter_indices]
 
     def metadata(self) -> VideoMetadata:
         """`VideoMetadata` for the transformers VideoLlama3 processor.
 
-        The processor labels frame i ``Time {frames_indices[i] / fps:.1f}s``, so we describe the
-        sampling grid: ``fps`` is the grid's rate and ``frames_indices`` the grid positions k,
-        which gives exactly ``timestamps[i]``. ``total_num_frames`` is the length of the full
-        grid, so ``sampled_fps`` reports the effective rate after thinning. Pass the frames with
-        ``do_sample_frames=False`` (the processor's default): they are already sampled.
+        The processor prints frame i as ``Time {metadata.timestamps[i]:.1f}s``. Plain
+        `VideoMetadata` derives timestamps as ``frames_indices[i] / fps``, which cannot give
+        ``start_time + k / 10`` exactly (or at all, for a start time such as 1.23 s), so the
+        metadata carries the authors' labels themselves (`LabelledMetadata`); ``fps`` and
+        ``frames_indices`` still describe the fps filter's output and which of it was kept.
+        Pass the frames with ``do_sample_frames=False`` (CrashChat's processor does): they are
+        already picked.
         """
-        from transformers.video_utils import VideoMetadata
-
-        return VideoMetadata(
-            total_num_frames=grid_length(self.duration_s, self.sample_fps),
+        return _labelled_metadata_class()(
+            total_num_frames=self.filtered_frames or len(self.frames),
             fps=self.sample_fps,
             width=self.width,
             height=self.height,
-            duration=self.duration_s,
+            duration=self.container_duration_s if self.container_duration_s is not None else self.duration_s,
             video_backend=self.backend,
-            frames_indices=[int(round(t * self.sample_fps)) for t in self.timestamps],
+            frames_indices=list(self.filter_indices) if self.filter_indices else list(range(len(self.frames))),
+            labels=self.labels(),
         )
 
 
-def grid_length(duration_s: float, fps: float) -> int:
-    """How many grid times k / fps fall inside [0, duration_s) (at least one).
+def __getattr__(name: str) -> Any:
+    if name == "LabelledMetadata":
+        return _labelled_metadata_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    >>> grid_length(3.0, 10), grid_length(3.05, 10), grid_length(0.01, 10)
-    (30, 31, 1)
+
+def _labelled_metadata_class() -> type:
+    """`LabelledMetadata`: transformers' VideoMetadata whose timestamps are given labels.
+
+    Importing transformers costs seconds (and the isolated decoding child never needs it), so the
+    class is built on first use and registered in this module, where pickle finds it by name.
     """
-    # The small epsilon keeps 3.0 s from growing a 31st point through float noise.
-    return max(1, math.ceil(duration_s * fps - 1e-6))
+    cls = globals().get("LabelledMetadata")
+    if cls is None:
+        from dataclasses import field, make_dataclass
+
+        from transformers.video_utils import VideoMetadata
+
+        def timestamps(self) -> list[float]:
+            return list(self.labels)
+
+        cls = make_dataclass(
+            "LabelledMetadata", [("labels", list, field(default_factory=list))], bases=(VideoMetadata,),
+            namespace={"timestamps": property(timestamps, doc="The authors' labels of the frames, in seconds."),
+                       "__doc__": "VideoMetadata whose timestamps are given labels, not frames_indices / fps.",
+                       "__module__": __name__})
+        globals()["LabelledMetadata"] = cls
+    return cls
 
 
-def sample_times(duration_s: float, fps: float = PAPER_FPS, max_frames: int = PAPER_MAX_FRAMES) -> tuple[float, ...]:
-    """Target times in seconds: the k / fps grid, uniformly thinned to at most max_frames.
+# ---------------------------------------------------------------------------------------------
+# Which frames: ffmpeg's fps filter, the authors' labels and thinning.
 
-    >>> sample_times(0.35)
-    (0.0, 0.1, 0.2, 0.3)
-    >>> t = sample_times(20.0); len(t), t[:3], t[-1]
-    (96, (0.0, 0.2, 0.4), 19.9)
+
+def fps_filter(pts: Sequence[int], end_pts: int, time_base: Fraction, fps: Fraction, origin: int = 0) -> list[int]:
+    """For every frame ffmpeg's ``fps=<fps>:round=down`` filter outputs, which input frame it is.
+
+    ``pts`` are the input frames' presentation times in ``time_base`` units, in the order they
+    reach the filter; ``end_pts`` the end of the stream (the last frame's pts plus its duration:
+    what the buffer source reports at EOF); ``origin`` is subtracted from every time first (the
+    ffmpeg command line subtracts the file's start time). Returns input positions, one per
+    output frame.
+
+    The filter (libavfilter ``vf_fps.c``) puts each input frame in output slot
+    ``floor(t * fps)``, starts at the first frame's slot, and fills every slot up to the EOF
+    slot (exclusive) with the latest frame whose slot is not after it: frames sharing a slot
+    give way to the last one, and a gap repeats the frame before it.
+
+    >>> fps_filter(range(90), 90, Fraction(1, 30), Fraction(10))[:4]  # 30 fps: the last of each 3
+    [2, 5, 8, 11]
+    >>> fps_filter([0, 5, 30], 31, Fraction(1, 100), Fraction(10))  # a gap repeats; 0.31 s ends in slot 3
+    [1, 1, 1]
     """
-    n = grid_length(duration_s, fps)
+    if len(pts) == 0:
+        return []
+    num = time_base.numerator * fps.numerator
+    den = time_base.denominator * fps.denominator
+
+    def slot(t: int) -> int:
+        return (t - origin) * num // den  # floor: AV_ROUND_DOWN rounds toward minus infinity
+
+    picks: list[int] = []
+    next_slot = slot(pts[0])
+    for i in range(len(pts)):
+        # Frame i fills every slot before the next frame's (or the end's).
+        limit = slot(pts[i + 1]) if i + 1 < len(pts) else slot(end_pts)
+        while next_slot < limit:
+            picks.append(i)
+            next_slot += 1
+    return picks
+
+
+def thin(n: int, max_frames: int) -> list[int]:
+    """Which of n frames the authors keep: all up to max_frames, else an even spread (truncated).
+
+    >>> thin(5, 96)
+    [0, 1, 2, 3, 4]
+    >>> thin(200, 96)[:5], thin(200, 96)[-1]
+    ([0, 2, 4, 6, 8], 199)
+    """
     if n <= max_frames:
-        ks = np.arange(n)
-    else:
-        ks = np.linspace(0, n - 1, max_frames).round().astype(int)
-    return tuple(round(int(k) / fps, 6) for k in ks)
+        return list(range(n))
+    return [int(k) for k in np.linspace(0, n - 1, max_frames, dtype=int)]
 
 
-class _Picker:
-    """Streams frames in presentation order and gives each target time its nearest frame.
+def authors_labels(start_time: float, duration: float, n: int, fps: float = PAPER_FPS) -> np.ndarray:
+    """The label of each of the n fps-filter outputs, as the authors compute it (float64 seconds).
 
-    One implementation for both backends, so decord and PyAV choose the same frames.
+    ``np.arange(start_time, start_time + duration + step, step)[:n]`` with ``step = 1 / fps``:
+    output k is labelled ``start_time + k * step`` up to numpy's float rounding. When frames run
+    past the container's duration (an undercounting header) the arange is shorter than n; the
+    authors' loader would then misalign, and we continue the same grid.
+
+    >>> [round(float(t), 6) for t in authors_labels(1.23, 2.0, 3)]
+    [1.23, 1.33, 1.43]
     """
-
-    def __init__(self, targets: tuple[float, ...]):
-        self.targets = targets
-        self.chosen: list[tuple[float, Any]] = []
-        self._prev: tuple[float, Any] | None = None
-
-    def feed(self, t: float, item: Any) -> None:
-        t = round(t, _TIME_DECIMALS)
-        while len(self.chosen) < len(self.targets) and t >= self.targets[len(self.chosen)] - _TIE:
-            target = self.targets[len(self.chosen)]
-            if self._prev is not None and (target - self._prev[0]) <= (t - target) + _TIE:
-                self.chosen.append(self._prev)
-            else:
-                self.chosen.append((t, item))
-        self._prev = (t, item)
-
-    def finish(self) -> list[tuple[float, Any]]:
-        while self._prev is not None and len(self.chosen) < len(self.targets):
-            self.chosen.append(self._prev)
-        return self.chosen
+    step = 1 / fps
+    labels = np.arange(start_time, start_time + duration + step, step)[:n]
+    if len(labels) < n:
+        # Same start and step, so numpy yields the same values for the first len(labels) entries.
+        labels = np.arange(start_time, start_time + (n + 1) * step, step)[:n]
+    return labels
 
 
-def nearest_frames(frame_times: list[float], targets: tuple[float, ...]) -> list[int]:
-    """Index of the frame nearest each target time (ties to the earlier frame).
+def _frame_rate(fps: float | Fraction) -> Fraction:
+    # How ffmpeg reads "fps=<number>" (av_d2q with a 1001000 bound): 30000/1001 stays exact.
+    return Fraction(fps).limit_denominator(1_001_000)
 
-    >>> nearest_frames([0.0, 0.05, 0.3, 0.33, 0.9], (0.0, 0.1, 0.2, 0.3, 0.4, 1.0))
-    [0, 1, 2, 2, 3, 4]
-    """
-    picker = _Picker(targets)
-    for i, t in enumerate(frame_times):
-        picker.feed(t, i)
-    return [i for _, i in picker.finish()]
+
+@dataclass(frozen=True)
+class Timeline:
+    """The video stream's frames in presentation order, as the demuxer lists them (nothing decoded)."""
+
+    pts: tuple[int, ...]
+    """Presentation times in time_base units, increasing."""
+    end_pts: int
+    """The last frame's pts plus its duration: where the stream ends for ffmpeg's fps filter."""
+    time_base: Fraction
+    origin: int
+    """The file's start time in time_base units: the ffmpeg command line subtracts it from every
+    timestamp before filtering (its default, without ``-copyts``)."""
+    start_time: float
+    """The video stream's start time in seconds, as ffprobe prints it (6 decimals)."""
+    container_duration: float
+    """The container's duration in seconds, as ffprobe prints it (6 decimals)."""
+    avi: bool = False
+    """An AVI file: it stores no presentation times, so frame n is timed n / rate."""
+
+    def seconds(self, pts: int) -> float:
+        """A time in seconds from the file's start (what the fps filter sees)."""
+        return float((pts - self.origin) * self.time_base)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which frames the authors' loader shows the model, and their labels."""
+
+    filtered: int
+    """Frames out of the fps filter for the whole clip."""
+    kept: tuple[int, ...]
+    """The fps-filter outputs kept after thinning."""
+    slots: tuple[int, ...]
+    """The filter's output slot of each kept frame (``floor(t * fps)`` on the filter's clock)."""
+    positions: tuple[int, ...]
+    """Each kept frame's position in the timeline."""
+    labels: np.ndarray
+    """The authors' label of each kept frame (float64 seconds)."""
+
+
+def select(timeline: Timeline, fps: float | Fraction = PAPER_FPS, max_frames: int = PAPER_MAX_FRAMES) -> Selection:
+    """The authors' frames for a timeline: fps filter, labels, thinning."""
+    rate = _frame_rate(fps)
+    picks = fps_filter(timeline.pts, timeline.end_pts, timeline.time_base, rate, timeline.origin)
+    kept = thin(len(picks), max_frames)
+    first = (timeline.pts[0] - timeline.origin) * timeline.time_base * rate // 1 if timeline.pts else 0
+    labels = authors_labels(timeline.start_time, timeline.container_duration, len(picks), float(rate))
+    return Selection(filtered=len(picks), kept=tuple(kept), slots=tuple(int(first) + k for k in kept),
+                     positions=tuple(picks[k] for k in kept), labels=labels[kept] if kept else labels[:0])
 
 
 def check_file(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> Path:
@@ -262,10 +394,11 @@ def _stream_duration(container: Any, stream: Any) -> float | None:
 
 def load_video(path: str | os.PathLike, *, fps: float = PAPER_FPS, max_frames: int = PAPER_MAX_FRAMES,
                limits: VideoLimits = VideoLimits(), isolate: bool = False) -> Clip:
-    """Check, decode and sample one video; raises `VideoError` for any unusable file.
+    """Check, decode and pick the frames of one video; raises `VideoError` for any unusable file.
 
-    fps sets the sampling grid (paper: 10), max_frames its cap (paper: 96). With isolate=True the
-    probe and the decoding run in a child process killed after ``limits.timeout_s``.
+    fps is the rate of ffmpeg's fps filter (paper: 10), max_frames the thinning cap (paper: 96).
+    With isolate=True the probe and the decoding run in a child process killed after
+    ``limits.timeout_s``.
     """
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps!r}")
@@ -279,190 +412,248 @@ def load_video(path: str | os.PathLike, *, fps: float = PAPER_FPS, max_frames: i
 
 
 def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
-    header_duration, native_fps, _, _ = probe(path, limits)
-
-    def plan(starts: np.ndarray) -> tuple[float, tuple[float, ...]]:
-        duration = _effective_duration(path, header_duration, starts, native_fps, limits)
-        return duration, sample_times(duration, fps, max_frames)
+    _, native_fps, _, _ = probe(path, limits)
+    timeline = read_timeline(path)
+    end_s = float(timeline.end_pts * timeline.time_base)
+    if end_s > limits.max_duration_s:
+        raise VideoError(f"{path}: frames run to {end_s:.1f} s, over the {limits.max_duration_s:g} s duration limit")
+    selection = select(timeline, fps, max_frames)
+    if selection.filtered == 0:
+        raise VideoError(f"{path}: shorter than one {1 / fps:g} s frame slot, so ffmpeg's fps filter gives no frame")
 
     notes: list[str] = []
+    frames = None
     try:
-        frames, times, targets, duration = _decode_decord(path, plan)
+        frames = _decode_decord(path, timeline, selection)
         backend = "decord"
+        chosen_pts = [timeline.pts[i] for i in selection.positions]
     except ImportError:
-        frames = None
         notes.append("decord is not installed; decoded with PyAV")
     except VideoError:
         raise
     except Exception as exc:  # decord raises RuntimeError, DECORDError, IndexError... on bad input
-        frames = None
         notes.append(f"decord failed ({_first_line(exc)}); decoded with PyAV")
-    else:
-        if len(frames) != len(targets):
-            notes.append(f"decord returned {len(frames)} of {len(targets)} frames; decoded with PyAV")
-            frames = None
-        elif (problem := _coverage_problem(targets, times, duration, native_fps)) is not None:
-            # decord may stop early on a damaged file; the tolerant PyAV pass gets a second look.
-            notes.append(f"decord: {problem}; decoded with PyAV")
-            frames = None
     if frames is None:
-        frames, times, targets, duration, pyav_notes = _decode_pyav(path, plan)
+        tolerance = max(1.0, 2.0 / native_fps) if native_fps > 0 else 1.0
+        frames, chosen_pts, selection, pyav_notes = _decode_pyav(path, timeline, selection, fps, max_frames, tolerance)
         backend = "pyav"
         notes.extend(pyav_notes)
-        if len(frames) != len(targets):
-            raise VideoError(f"{path}: decoded {len(frames)} of {len(targets)} frames (damaged or truncated file)")
-        problem = _coverage_problem(targets, times, duration, native_fps)
-        if problem is not None:
-            raise VideoError(f"{path}: {problem}")
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise VideoError(f"{path}: the decoder returned frames of shape {frames.shape} and type {frames.dtype}")
-    return Clip(path=path, frames=frames, timestamps=targets, duration_s=duration, native_fps=native_fps,
-                width=int(frames.shape[2]), height=int(frames.shape[1]), backend=backend, sample_fps=float(fps),
-                notes=tuple(notes))
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) != len(selection.kept):
+        raise VideoError(f"{path}: the decoder returned frames of shape {frames.shape} and type {frames.dtype} "
+                         f"for {len(selection.kept)} chosen frames")
+    notes.extend(_differences_from_the_authors(timeline, selection, fps))
+    return Clip(
+        path=path, frames=frames, timestamps=tuple(round(float(t), _LABEL_DECIMALS) for t in selection.labels),
+        duration_s=max(timeline.container_duration, round(end_s, _LABEL_DECIMALS)), native_fps=native_fps,
+        width=int(frames.shape[2]), height=int(frames.shape[1]), backend=backend, sample_fps=float(fps),
+        notes=tuple(notes), start_time=timeline.start_time, container_duration_s=timeline.container_duration,
+        filtered_frames=selection.filtered, filter_indices=selection.kept,
+        source_indices=tuple(bisect_left(timeline.pts, t) for t in chosen_pts),
+        source_times=tuple(round(float(t * timeline.time_base), _LABEL_DECIMALS) for t in chosen_pts),
+    )
 
 
-def _effective_duration(path: str, header: float, starts: np.ndarray, native_fps: float, limits: VideoLimits) -> float:
-    """The header's duration, stretched to the last frame's end when frames run past it.
+def _differences_from_the_authors(timeline: Timeline, selection: Selection, fps: float) -> list[str]:
+    """Where the authors' loader would not have shown these frames with these labels."""
+    notes = []
+    step = 1 / float(_frame_rate(fps))
+    span = len(np.arange(timeline.start_time, timeline.start_time + timeline.container_duration + step, step))
+    if selection.filtered > span:
+        notes.append(f"frames run past the container's {timeline.container_duration:.2f} s; labels after it continue "
+                     f"the {step:g} s grid (the authors' loader runs out of labels there)")
+    lead = timeline.seconds(timeline.pts[0])
+    if lead >= step:
+        notes.append(f"the video starts {lead:.2f} s after the file does; ffmpeg's command line would also show its "
+                     "first frame for that gap (not reproduced)")
+    return notes
 
-    ffmpeg's mp4 muxer derives the duration from decode times, which undercounts a
-    variable-frame-rate stream with B-frames (a 2.95 s last frame under a 2.6 s header).
-    Both backends use this with the same frame start times, so they sample the same grid.
+
+def read_timeline(path: str) -> Timeline:
+    """The video stream's frames in presentation order, from one demuxing pass that decodes nothing.
+
+    Packets without a time, and those the demuxer marks for discarding (cut by an edit list),
+    are not frames the decoder shows, so they are left out.
     """
-    if len(starts) == 0:
-        return header
-    step = float(np.median(np.diff(starts))) if len(starts) > 1 else (1.0 / native_fps if native_fps > 0 else 0.0)
-    end = round(float(starts[-1]) + step, _TIME_DECIMALS)
-    if end > limits.max_duration_s:
-        raise VideoError(f"{path}: frames run to {end:.1f} s, over the {limits.max_duration_s:g} s duration limit")
-    return max(header, end)
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            # ffprobe prints times as `ts * av_q2d(time_base)` with "%f"; the authors parse that.
+            start_time = float("%f" % (stream.start_time * (stream.time_base.numerator / stream.time_base.denominator))) \
+                if stream.start_time is not None and stream.time_base else 0.0
+            container_duration = float("%f" % (container.duration / 1_000_000)) if container.duration else 0.0
+            if _is_avi(container):
+                # AVI stores no presentation times (packet times are decode times), but it is
+                # constant-rate by design: frame n is shown at n / rate.
+                rate = stream.average_rate or stream.guessed_rate
+                if not rate:
+                    raise VideoError(f"{path}: an AVI file without a frame rate")
+                count = sum(1 for packet in container.demux(stream) if packet.size)
+                return Timeline(pts=tuple(range(count)), end_pts=count, time_base=1 / Fraction(rate), origin=0,
+                                start_time=start_time, container_duration=container_duration, avi=True)
+            time_base = Fraction(stream.time_base)
+            durations: dict[int, int] = {}
+            for packet in container.demux(stream):
+                if packet.pts is not None and not packet.is_discard:
+                    durations[packet.pts] = packet.duration or 0
+            # The ffmpeg command line shifts every timestamp by minus the file's start time
+            # (microseconds, rescaled to the stream's time base, rounded half away from zero).
+            origin = _rescale_us(container.start_time or 0, time_base)
+    except VideoError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise VideoError(f"{path}: not a readable video ({_first_line(exc)})") from None
+    if not durations:
+        raise VideoError(f"{path}: the video stream has no timed frames")
+    pts = tuple(sorted(durations))
+    return Timeline(pts=pts, end_pts=pts[-1] + durations[pts[-1]], time_base=time_base, origin=origin,
+                    start_time=start_time, container_duration=container_duration)
 
 
-def _coverage_problem(targets: tuple[float, ...], times: list[float], duration: float,
-                      native_fps: float) -> str | None:
-    """Why the chosen frames do not stand for their target times, or None when they do.
-
-    A frame may sit a little off its target (a slow or variable frame rate), but not a second
-    away: that means the file promised frames it does not hold (truncated, badly damaged).
-    """
-    tolerance = max(1.0, 2.0 / native_fps) if native_fps > 0 else 1.0
-    for target, t in zip(targets, times):
-        if abs(t - target) > tolerance:
-            return (f"no decodable frame near {target:.1f} s (nearest at {t:.1f} s of a {duration:.1f} s video): "
-                    "the file is truncated or damaged")
-    return None
+def _rescale_us(us: int, time_base: Fraction) -> int:
+    """av_rescale_q(us, 1/1000000, time_base): to time_base units, rounded half away from zero."""
+    exact = Fraction(us, 1_000_000) / time_base
+    magnitude = int(abs(exact) + Fraction(1, 2))
+    return magnitude if exact >= 0 else -magnitude
 
 
-def _decode_decord(path: str, plan: Any) -> tuple[np.ndarray, list[float], tuple[float, ...], float]:
-    """decord: frame times from its index, then one batched read of the chosen frames."""
+def _decode_decord(path: str, timeline: Timeline, selection: Selection) -> np.ndarray:
+    """decord: check that its frame list is the demuxer's, then one batched read of the chosen frames."""
     import decord
 
     # decord's "auto" (0) threads measured 2.7x slower than 2 threads on a 2-core machine.
     reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=max(1, min(4, os.cpu_count() or 1)))
     count = len(reader)
-    if count == 0:
-        raise RuntimeError("no frames")
-    # Start times of every frame in presentation order, relative to the stream start.
-    starts = reader.get_frame_timestamp(list(range(count)))[:, 0].astype(np.float64).round(_TIME_DECIMALS)
-    if not (np.all(np.isfinite(starts)) and starts.min() >= -_TIE and np.all(np.diff(starts) > 0)):
-        # AVI (h264 with B-frames) has no presentation times and decord reports AV_NOPTS_VALUE,
-        # yet its frame order is right: AVI is constant-rate, so frame i is shown at i / fps.
-        fps = reader.get_avg_fps()
-        if Path(path).suffix.lower() != ".avi" or not fps > 0:
-            raise RuntimeError("no usable frame timestamps")
-        starts = (np.arange(count) / fps).round(_TIME_DECIMALS)
-    duration, targets = plan(starts)
-    picker = _Picker(targets)
-    for i, t in enumerate(starts.tolist()):
-        picker.feed(t, i)
-    chosen = picker.finish()
-    frames = reader.get_batch([i for _, i in chosen]).asnumpy()
-    return frames, [t for t, _ in chosen], targets, duration
+    if count != len(timeline.pts):
+        raise RuntimeError(f"it lists {count} frames, the demuxer {len(timeline.pts)}")
+    if not timeline.avi:  # decord has no times for AVI (it reports AV_NOPTS_VALUE)
+        times = reader.get_frame_timestamp(list(range(count)))[:, 0].astype(np.float64)
+        expected = np.array([float((t - timeline.pts[0]) * timeline.time_base) for t in timeline.pts])
+        off = np.abs((times - times[0]) - expected)
+        if not np.all(off <= _DECORD_TIME_TOLERANCE):
+            i = int(np.argmax(off))
+            raise RuntimeError(f"its frame {i} is at {times[i] - times[0]:.3f} s, the demuxer's at {expected[i]:.3f} s")
+    return reader.get_batch(list(selection.positions)).asnumpy()
 
 
 def _is_avi(container: Any) -> bool:
     return "avi" in container.format.name.split(",")
 
 
-def _pyav_frame_starts(path: str) -> np.ndarray:
-    """Presentation times of every video packet, from a demux pass that decodes nothing."""
-    import av
+class _SlotPicker:
+    """Keeps, for each wanted output slot of the fps filter, the frame the filter puts there.
 
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        if _is_avi(container):
-            # AVI stores no presentation times (packet times are decode times), but it is
-            # constant-rate by design: frame n is shown at n / rate.
-            rate = stream.average_rate or stream.guessed_rate
-            if not rate:
-                raise VideoError(f"{path}: an AVI file without a frame rate")
-            count = sum(1 for packet in container.demux(stream) if packet.size)
-            return (np.arange(count) / float(rate)).round(_TIME_DECIMALS)
-        pts = sorted({packet.pts for packet in container.demux(stream) if packet.pts is not None})
-        if not pts:
-            return np.zeros(0)
-        origin = stream.start_time if stream.start_time is not None else pts[0]
-        return np.array([round(float((p - origin) * stream.time_base), _TIME_DECIMALS) for p in pts])
+    That is the latest frame whose slot is not after the wanted one (see `fps_filter`); frames
+    arrive in presentation order, and only the chosen ones are kept.
+    """
+
+    def __init__(self, wanted: Sequence[int]):
+        self.wanted = wanted
+        self.chosen: list[Any] = []
+        self._last: Any = None
+
+    def feed(self, slot: int, item: Any) -> None:
+        while self._last is not None and len(self.chosen) < len(self.wanted) and self.wanted[len(self.chosen)] < slot:
+            self.chosen.append(self._last)
+        self._last = item
+
+    def finish(self, end_slot: int) -> list[Any]:
+        self.feed(end_slot, None)
+        return self.chosen
 
 
-def _decode_pyav(path: str, plan: Any) -> tuple[np.ndarray, list[float], tuple[float, ...], float, list[str]]:
+def _decode_pyav(path: str, timeline: Timeline, selection: Selection, fps: float, max_frames: int,
+                 tolerance: float) -> tuple[np.ndarray, list[int], Selection, list[str]]:
     """PyAV, sequential and tolerant: a packet that fails to decode is counted and skipped.
 
-    Returns the frames, the times of the frames chosen, the target times, the duration and
-    notes on what was skipped.
+    Picks from the frames that actually decoded, as ffmpeg would. When damage changed where the
+    stream starts or ends (so the fps filter's output count), a second pass picks again. A run of
+    missing frames longer than ``tolerance`` seconds is an error (truncated or badly damaged).
+    Returns the frames, their pts, the selection used and notes on what was skipped.
     """
+    chosen, decoded, notes = _pyav_pass(path, timeline, selection.slots, fps)
+    if decoded.pts != timeline.pts or decoded.end_pts != timeline.end_pts:
+        _check_missing(path, timeline, decoded, tolerance)
+        replanned = select(decoded, fps, max_frames)
+        if replanned.slots != selection.slots:
+            chosen, decoded, notes = _pyav_pass(path, timeline, replanned.slots, fps)
+        selection = replanned
+    if len(chosen) != len(selection.slots):
+        raise VideoError(f"{path}: decoded {len(chosen)} of {len(selection.slots)} frames (damaged or truncated file)")
+    arrays: dict[int, np.ndarray] = {}
+    for _, frame in chosen:
+        if id(frame) not in arrays:
+            arrays[id(frame)] = _to_rgb(frame)
+    return np.stack([arrays[id(frame)] for _, frame in chosen]), [t for t, _ in chosen], selection, notes
+
+
+def _pyav_pass(path: str, timeline: Timeline, wanted: Sequence[int], fps: float) -> tuple[list, Timeline, list[str]]:
+    """Decode every frame; keep those the fps filter puts in the wanted slots, and list what decoded."""
     import av
 
+    rate = _frame_rate(fps)
+    num = timeline.time_base.numerator * rate.numerator
+    den = timeline.time_base.denominator * rate.denominator
+    picker = _SlotPicker(wanted)
     damaged = untimed = 0
+    decoded: list[int] = []
+    last_duration = 0
     try:
-        duration, targets = plan(_pyav_frame_starts(path))
-        picker = _Picker(targets)
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            by_count = _is_avi(container)
-            rate = stream.average_rate or stream.guessed_rate
-            origin = stream.start_time
-            last_pts = None
-            shown = 0
             for packet in container.demux(stream):
                 try:
-                    decoded = packet.decode()
+                    frames = packet.decode()
                 except av.FFmpegError:
                     damaged += 1
                     continue
-                for frame in decoded:
-                    if by_count:
-                        t = float(shown / rate)
-                    elif frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
+                for frame in frames:
+                    if timeline.avi:
+                        pts, duration = len(decoded), 1  # AVI: timed by frame count, as in read_timeline
+                    elif frame.pts is None or (decoded and frame.pts <= decoded[-1]):
                         untimed += 1  # no usable time, or out of order after damage: cannot be placed
                         continue
                     else:
-                        if origin is None:
-                            origin = frame.pts
-                        last_pts = frame.pts
-                        t = float((frame.pts - origin) * frame.time_base)
-                    shown += 1
-                    # Kept in YUV: only the chosen frames get converted below.
-                    picker.feed(t, frame)
-            chosen = picker.finish()
-            arrays: dict[int, np.ndarray] = {}
-            frames = []
-            for _, frame in chosen:
-                if id(frame) not in arrays:
-                    arrays[id(frame)] = _to_rgb(frame)
-                frames.append(arrays[id(frame)])
+                        pts, duration = frame.pts, frame.duration or 0
+                    decoded.append(pts)
+                    last_duration = duration
+                    picker.feed((pts - timeline.origin) * num // den, (pts, frame))  # kept in YUV until chosen
     except (av.FFmpegError, OSError) as exc:
         if getattr(exc, "errno", None) in (errno.ENOMEM, errno.EAGAIN):
             raise VideoError(f"{path}: ran out of memory or threads while decoding ({_first_line(exc)})") from None
         raise VideoError(f"{path}: not a readable video ({_first_line(exc)})") from None
-    if not frames:
+    if not decoded:
         raise VideoError(f"{path}: no frame could be decoded (truncated or damaged file)")
+    end_pts = decoded[-1] + last_duration
+    chosen = picker.finish((end_pts - timeline.origin) * num // den)
     notes = []
     if damaged:
         notes.append(f"{damaged} damaged packet(s) skipped; nearby frames may show artifacts")
     if untimed:
         notes.append(f"{untimed} frame(s) without a usable timestamp skipped")
-    return np.stack(frames), [t for t, _ in chosen], targets, duration, notes
+    return chosen, Timeline(pts=tuple(decoded), end_pts=end_pts, time_base=timeline.time_base, origin=timeline.origin,
+                            start_time=timeline.start_time, container_duration=timeline.container_duration,
+                            avi=timeline.avi), notes
+
+
+def _check_missing(path: str, listed: Timeline, decoded: Timeline, tolerance: float) -> None:
+    """Raise when the frames that failed to decode span more than tolerance seconds in a row."""
+    present = set(decoded.pts)
+    run_start = None
+    for i, t in enumerate(listed.pts + (None,)):
+        if t is not None and t not in present:
+            run_start = i if run_start is None else run_start
+            continue
+        if run_start is not None:
+            first = listed.seconds(listed.pts[run_start])
+            end = listed.seconds(t) if t is not None else listed.seconds(listed.end_pts)
+            if end - first > tolerance:
+                where = f"from {first:.1f} s to {end:.1f} s" if t is not None else f"after {first:.1f} s"
+                raise VideoError(f"{path}: no decodable frame {where} of a {listed.seconds(listed.end_pts):.1f} s video: "
+                                 "the file is truncated or damaged")
+            run_start = None
 
 
 def _to_rgb(frame: Any) -> np.ndarray:
@@ -488,8 +679,9 @@ _CHILD_CODE = "import sys; from crashchat.video import _child_main; _child_main(
 def _child_main(fd: int) -> None:
     """Entry point of the decoding child: (path, target, args, memory) pickled on stdin, answers on fd."""
     conn = multiprocessing.connection.Connection(fd)
-    path, target, args, memory_bytes = pickle.load(sys.stdin.buffer)
+    path, memory_bytes = "the video", None
     try:
+        path, target, args, memory_bytes = pickle.load(sys.stdin.buffer)
         if memory_bytes:
             import resource
 
@@ -569,10 +761,10 @@ def run_isolated(path: str | os.PathLike, timeout_s: float, target: Any, args: t
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m crashchat.video FILE...``: probe and sample each file, one line per file."""
+    """``python -m crashchat.video FILE...``: what CrashChat would pick from each file, one line per file."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m crashchat.video FILE [FILE...]  (prints what CrashChat would sample)")
+        print("usage: python -m crashchat.video FILE [FILE...]  (prints which frames CrashChat would pick)")
         return 0 if argv else 2
     status = 0
     for name in argv:
@@ -583,10 +775,16 @@ def main(argv: list[str] | None = None) -> int:
             status = 2
             continue
         print(f"{clip.path}: {clip.duration_s:.2f} s, {clip.width}x{clip.height} @ {clip.native_fps:.2f} fps, "
-              f"{len(clip.timestamps)} frames at {clip.timestamps[0]:.1f}..{clip.timestamps[-1]:.1f} s via {clip.backend}"
+              f"{len(clip.timestamps)} of {clip.filtered_frames} frames at {clip.sample_fps:g} fps, labelled "
+              f"{clip.timestamps[0]:.1f}..{clip.timestamps[-1]:.1f} s, via {clip.backend}"
               + "".join(f"\n  note: {n}" for n in clip.notes))
     return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m crashchat.video`, this file is the module `__main__`, and the isolated child
+    # could not unpickle `__main__._load` (nor `__main__.VideoLimits`). The importable module's
+    # `main` hands the child names it can import.
+    from crashchat.video import main as _main
+
+    sys.exit(_main())

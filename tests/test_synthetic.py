@@ -37,6 +37,36 @@ def test_variable_frame_rate_times_are_kept(tmp_path):
     assert [read_frame_number(f) for f in frames] == list(range(len(times)))
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_delayed_start_is_the_stream_start_time(tmp_path, suffix):
+    path = write_clip(tmp_path / f"late{suffix}", seconds=1.0, fps=25, start=1.23)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert float(stream.start_time * stream.time_base) == pytest.approx(1.23)
+    frames, times = decode_all(path)
+    assert [read_frame_number(f) for f in frames] == list(range(25))
+    assert times == pytest.approx([1.23 + i / 25 for i in range(25)], abs=1e-3)
+
+
+def test_ntsc_rate_is_exact(tmp_path):
+    from fractions import Fraction
+
+    path = write_clip(tmp_path / "ntsc.mp4", seconds=1.0, fps=Fraction(30000, 1001))
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == Fraction(30000, 1001)
+        pts = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None)
+    assert [Fraction(p) * stream.time_base for p in pts] == [Fraction(1001 * i, 30000) for i in range(30)]
+
+
+def test_intra_only_avi(tmp_path):
+    path = write_clip(tmp_path / "mj.avi", seconds=1.0, fps=10, codec="mjpeg")
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "mjpeg"
+    frames, _ = decode_all(path)
+    assert [read_frame_number(f) for f in frames] == list(range(10))
+
+
 @pytest.mark.parametrize("suffix", [".mov", ".mkv", ".avi", ".webm"])
 def test_other_containers(tmp_path, suffix):
     frames, _ = decode_all(write_clip(tmp_path / f"c{suffix}", seconds=1.0, fps=10))
@@ -72,6 +102,10 @@ def test_bad_arguments_are_refused(tmp_path):
         write_clip(tmp_path / "x.mp4", times=[0.0, 0.2, 0.1])
     with pytest.raises(ValueError, match="AVI"):
         write_clip(tmp_path / "x.avi", times=[0.0, 0.1])
+    with pytest.raises(ValueError, match="AVI"):
+        write_clip(tmp_path / "x.avi", start=0.5)
+    with pytest.raises(ValueError, match="start"):
+        write_clip(tmp_path / "x.mp4", start=-1.0)
     with pytest.raises(ValueError, match="kind"):
         write_broken(tmp_path / "x.mp4", "melted")
 
