@@ -89,6 +89,31 @@ def serves(tasks: Sequence[Task]) -> str:
     return groups.pop() if len(groups) == 1 else "linguistic"
 
 
+def default_epochs(tasks: Sequence[Task]) -> float:
+    """The authors' epochs: 20 for their independent (one-task) scripts, 10 for the mixtures.
+
+    >>> [default_epochs(resolve_strategy(s)) for s in ("independent:crash_recognition", "heterogeneous")]
+    [20.0, 10.0]
+    """
+    return 20.0 if len(tasks) == 1 else 10.0
+
+
+def judge_eval(loss: float, best: float | None, bad_evals: int, threshold: float) -> tuple[bool, int]:
+    """(is `loss` the new best, evaluations without improvement) after one evaluation.
+
+    As the authors' trainer (transformers' `EarlyStoppingCallback` with `metric_for_best_model`):
+    the best checkpoint is the lowest val loss, however small the gain; the patience counter is
+    reset only by a gain of more than `threshold` over the best so far.
+
+    >>> judge_eval(2.9995, best=3.0, bad_evals=0, threshold=0.001)  # new best, but no real improvement
+    (True, 1)
+    >>> judge_eval(2.5, best=3.0, bad_evals=2, threshold=0.001), judge_eval(3.1, best=3.0, bad_evals=0, threshold=0.001)
+    ((True, 0), (False, 1))
+    """
+    improved = best is None or best - loss > threshold
+    return best is None or loss < best, 0 if improved else bad_evals + 1
+
+
 # --- configuration --------------------------------------------------------------------------------
 
 
@@ -121,7 +146,9 @@ class TrainConfig:
     """AdamW weight decay."""
     warmup_ratio: float = 0.1
     """Linear warmup over this fraction of the steps, then cosine decay to zero."""
-    epochs: float = 10.0
+    epochs: float | None = None
+    """Passes over the training data; by default 20 for a one-task strategy (`independent:<task>`) and
+    10 for the others, as in the authors' scripts."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides `epochs` for the schedule too)."""
     global_batch: int = 24
@@ -142,9 +169,10 @@ class TrainConfig:
     log_steps: int = 10
     """Optimizer steps between log lines (terminal and TensorBoard)."""
     patience: int = 3
-    """Evaluations without an improvement of more than `threshold` before stopping."""
+    """Evaluations in a row that do not beat the best val loss by more than `threshold` before stopping."""
     threshold: float = 0.001
-    """An eval loss must beat the best by more than this to count as an improvement."""
+    """Early stopping only: how much an eval loss must beat the best by to reset the patience (the best
+    adapter is simply the lowest val loss)."""
     keep_checkpoints: int = 2
     """Checkpoints kept in `OUT/checkpoints` (the oldest are deleted)."""
     resume: bool = False
@@ -171,6 +199,8 @@ class TrainConfig:
             raise ValueError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.epochs is None:
+            self.epochs = default_epochs(self.tasks)
         if self.lr <= 0 or self.epochs <= 0:
             raise ValueError("--lr and --epochs must be positive")
         if not self.split_dir.is_dir():
@@ -535,13 +565,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
         """Evaluate, keep the best adapter; True when early stopping says stop."""
         loss = evaluate()
         progress.last_eval_step = progress.step
-        best = progress.best_eval_loss
-        improved = best is None or (loss < best and best - loss > cfg.threshold)
-        if improved:
-            progress.best_eval_loss, progress.best_step, progress.bad_evals = loss, progress.step, 0
+        new_best, progress.bad_evals = judge_eval(loss, progress.best_eval_loss, progress.bad_evals, cfg.threshold)
+        if new_best:
+            progress.best_eval_loss, progress.best_step = loss, progress.step
             save_adapter(accelerator, net, cfg.out / "adapter")
-        else:
-            progress.bad_evals += 1
         accelerator.log({"eval/loss": loss}, step=progress.step)
         say(f"step {progress.step}: eval loss {loss:.4f} (best {progress.best_eval_loss:.4f} at step "
             f"{progress.best_step}; {progress.bad_evals}/{cfg.patience} without improvement)")

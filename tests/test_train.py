@@ -94,6 +94,15 @@ def test_config_validates_flags(root, tmp_path):
     assert TrainConfig("heterogeneous", root, root, tmp_path).lora_r == 64  # paper defaults
 
 
+@pytest.mark.parametrize("strategy, epochs", [
+    ("independent:crash_recognition", 20.0), ("crash_description", 20.0),  # one task: the independent scripts'
+    ("homogeneous:perception", 10.0), ("heterogeneous", 10.0), ("crash_recognition,crash_description", 10.0),
+])
+def test_epochs_default_to_the_authors_per_strategy(root, tmp_path, strategy, epochs):
+    assert TrainConfig(strategy, root, root, tmp_path).epochs == epochs
+    assert TrainConfig(strategy, root, root, tmp_path, epochs=3).epochs == 3  # an explicit value wins
+
+
 # --- the loss ---------------------------------------------------------------------------------------
 
 
@@ -300,11 +309,32 @@ def test_analyze_loads_the_adapter(overfit, root, capsys):
     assert code == 0 and report.is_file()
 
 
-def test_early_stopping_on_the_val_loss(root, tmp_path):
-    # A threshold no step can beat: the second evaluation is "no improvement", patience 1 stops.
-    result = train(config(root, tmp_path, max_steps=10, eval_steps=1, save_steps=10, patience=1, threshold=100.0))
-    assert (result.stopped, result.steps, result.best_step) == ("early_stopping", 2, 1)
-    assert [c.name for c in checkpoints(tmp_path)] == ["step-000002"]  # the stopping point is saved
+@pytest.mark.parametrize("losses, bests, bad_evals", [
+    # the lowest loss is the best, however small the gain; only gains over 0.001 reset the patience
+    ([3.0, 2.9995, 2.999, 2.9985], [True, True, True, True], [0, 1, 2, 3]),
+    ([3.0, 3.2, 2.5, 2.4995, 2.6], [True, False, True, True, False], [0, 1, 0, 1, 2]),
+])
+def test_best_is_the_lowest_val_loss_and_the_threshold_only_decides_stopping(losses, bests, bad_evals):
+    from crashchat.train import judge_eval
+
+    best, bad, seen = None, 0, []
+    for loss in losses:
+        new_best, bad = judge_eval(loss, best, bad, threshold=0.001)
+        best = loss if new_best else best
+        seen.append((new_best, bad))
+    assert seen == list(zip(bests, bad_evals))
+
+
+def test_early_stopping_on_the_val_loss_keeps_the_lowest(root, tmp_path):
+    # A threshold no step can beat: every evaluation after the first is "no improvement" and
+    # patience 2 stops at the third, yet the val loss falls (train = val) so the best is the last.
+    result = train(config(root, tmp_path, max_steps=10, eval_steps=1, save_steps=10, patience=2, threshold=100.0,
+                          lora_dropout=0.0))
+    assert (result.stopped, result.steps, result.best_step) == ("early_stopping", 3, 3)
+    assert [c.name for c in checkpoints(tmp_path)] == ["step-000003"]  # the stopping point is saved
+    best = adapter_weights(tmp_path)
+    final = {k: v for k, v in adapter_weights(tmp_path / "checkpoints" / "step-000003").items()}
+    assert best.keys() == final.keys() and all(torch.equal(best[k], final[k]) for k in best)
 
 
 def test_epochs_and_skip_bad_records_are_counted(root, tmp_path, capsys):
