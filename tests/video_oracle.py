@@ -14,8 +14,9 @@ compare the two. Which source frame each output is comes from the frame-number b
 The command line itself is not used (CI has no ffmpeg binary). Measured here against Debian's
 ffmpeg 5.1 CLI on the same clips: identical for constant-rate clips and for start offsets; for a
 variable-frame-rate mp4 the 5.1 CLI ends the stream at the last frame's start (so it drops the
-last 0.1 s slot or more), where this graph (FFmpeg 8's libraries, like ffmpeg >= 7's CLI) uses
-the last frame's duration.
+last 0.1 s slot or more), where this graph (FFmpeg 8's libraries) ends it after the last frame's
+duration; and where another stream starts before the video, the CLI repeats the first frame for
+that gap (its output-side frame-rate sync, not the fps filter).
 """
 
 from __future__ import annotations
