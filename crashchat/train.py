@@ -11,10 +11,12 @@ loads with `--linguistic OUT/adapter` or `--perception OUT/adapter`, as `OUT/cra
 says (the paper serves the linguistic tasks from the heterogeneous model and the perception tasks
 from the homogeneous perception model).
 
-The loop is a plain accelerate loop: LoRA on the LLM's projections, the projector trained, the
-vision encoder and the LLM frozen; AdamW, cosine schedule with warmup; evaluation on the val split
-every `eval_steps` with early stopping on its loss; a checkpoint every `save_steps` that `--resume`
-continues from (trainable weights, optimizer, scheduler, RNG and data position).
+The loop is a plain accelerate loop (`_Run`: data, model, resume, fit, finish): LoRA on the
+LLM's projections, the projector trained, the vision encoder and the LLM frozen; AdamW, cosine
+schedule with warmup; the loss of a step is the mean over all answer tokens of its examples, on
+every process and micro-batch (the authors'); evaluation on the val split every `eval_steps`,
+keeping the lowest-loss adapter, with early stopping; a checkpoint every `save_steps` that
+`--resume` continues from (trainable weights, optimizer, scheduler, RNG and data position).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from crashchat.data import IGNORE_INDEX, DataConfig, DataError
 from crashchat.tasks import GROUPS, TASK_IDS, TASKS, Task, get_task, tasks_in_group
@@ -426,6 +428,32 @@ class _Progress:
     skipped_videos: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Step:
+    """What one optimizer step reports."""
+
+    loss: float
+    """Mean over all answer tokens of the step's examples, on every process."""
+    grad_norm: float
+    lr: float
+    """The learning rate the step used."""
+    examples: int
+    """Examples in the step, all processes (the epoch's last step may hold fewer than the global batch)."""
+
+
+@dataclass
+class _Window:
+    """The steps since the last log line: their mean loss and throughput."""
+
+    loss: float = 0.0
+    steps: int = 0
+    examples: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, step: _Step) -> None:
+        self.loss, self.steps, self.examples = self.loss + step.loss, self.steps + 1, self.examples + step.examples
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run one training strategy to the end (or early stop); see the module docstring."""
     import torch
@@ -436,225 +464,291 @@ def train(cfg: TrainConfig) -> TrainResult:
         # OpenMP's spin-waiting made them 10-50x slower (measured: 0.12 s vs 1.4-9 s a step).
         torch.set_num_threads(1)
     try:
-        return _train(cfg)
+        run = _Run(cfg)
+        run.read_data()
+        run.build_model()
+        run.resume()
+        stopped = run.fit()
+        return run.finish(stopped)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig) -> TrainResult:
-    import torch
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from transformers import get_cosine_schedule_with_warmup
+class _Run:
+    """One training run; `train` calls its steps in order: data, model, resume, fit, finish."""
 
-    from crashchat.data import Collator, Encoder, TrainingData, read_tasks, split_path
+    def __init__(self, cfg: TrainConfig):
+        import torch
+        from accelerate import Accelerator, DataLoaderConfiguration
+        from accelerate.utils import set_seed
 
-    use_bf16 = cfg.bf16 and torch.cuda.is_available()
-    accelerator = Accelerator(
-        mixed_precision="bf16" if use_bf16 else "no",
-        log_with="tensorboard", project_dir=str(cfg.out),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    accumulation = cfg.accumulation(accelerator.num_processes)
-    main = accelerator.is_main_process
-    say = accelerator.print
+        use_bf16 = cfg.bf16 and torch.cuda.is_available()
+        self.cfg = cfg
+        self.accelerator = Accelerator(
+            mixed_precision="bf16" if use_bf16 else "no",
+            log_with="tensorboard", project_dir=str(cfg.out),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+        self.dtype = torch.bfloat16 if use_bf16 else torch.float32
+        self.accumulation = cfg.accumulation(self.accelerator.num_processes)
+        self.say = self.accelerator.print
+        self.tasks = cfg.tasks
+        self.found = checkpoints(cfg.out)
+        if self.found and not cfg.resume:
+            raise ValueError(f"--out {cfg.out} already holds checkpoints; pass --resume to continue or pick "
+                             "a new --out")
+        self.progress = _Progress()
+        self.losses: list[tuple[int, float]] = []
+        self.grad_norms: list[tuple[int, float]] = []
+        set_seed(cfg.seed)
 
-    found = checkpoints(cfg.out)
-    if found and not cfg.resume:
-        raise ValueError(f"--out {cfg.out} already holds checkpoints; pass --resume to continue or pick a new --out")
-    set_seed(cfg.seed)
+    # --- data and model ---------------------------------------------------------------------------
 
-    tasks = cfg.tasks
-    if cfg.eval:
-        missing = [str(p) for t in tasks if not (p := split_path(cfg.split_dir, t, "val")).is_file()]
-        if missing:
-            raise DataError(f"{missing[0]}: no such split file (pass --no-eval to train without validation)")
-    train_split = read_tasks(cfg.split_dir, tasks, "train", videos_dir=cfg.videos_dir, skip_bad=cfg.data.skip_bad)
-    val_split = (read_tasks(cfg.split_dir, tasks, "val", videos_dir=cfg.videos_dir, skip_bad=cfg.data.skip_bad)
-                 if cfg.eval else None)
-    for line in train_split.skipped + (val_split.skipped if val_split else []):
-        say(f"skipped: {line}")
-    say(f"strategy {cfg.strategy}: {len(train_split.records)} train examples {train_split.count_by_task()}"
-        + (f", {len(val_split.records)} val" if val_split else ", no validation"))
+    def read_data(self) -> None:
+        """The strategy's train (and val) records; bad ones stop the run or, with `skip_bad`, are listed."""
+        from crashchat.data import read_tasks, split_path
 
-    with accelerator.main_process_first():  # one process downloads/converts the base, then the rest read it
-        base, processor = load_base(cfg, str(accelerator.device))
-    model = attach_lora(base, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                        gradient_checkpointing=cfg.gradient_checkpointing)
-    net = answer_loss(model)
-    names = trainable_names(net)
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    say(f"trainable parameters: {n_train:,} (LoRA r={cfg.lora_r} on the LLM + projector); vision and LLM frozen")
+        cfg = self.cfg
+        if cfg.eval:
+            missing = [str(p) for t in self.tasks if not (p := split_path(cfg.split_dir, t, "val")).is_file()]
+            if missing:
+                raise DataError(f"{missing[0]}: no such split file (pass --no-eval to train without validation)")
+        read = dict(videos_dir=cfg.videos_dir, skip_bad=cfg.data.skip_bad)
+        self.train_split = read_tasks(cfg.split_dir, self.tasks, "train", **read)
+        self.val_split = read_tasks(cfg.split_dir, self.tasks, "val", **read) if cfg.eval else None
+        for line in self.train_split.skipped + (self.val_split.skipped if self.val_split else []):
+            self.say(f"skipped: {line}")
+        self.say(f"strategy {cfg.strategy}: {len(self.train_split.records)} train examples "
+                 f"{self.train_split.count_by_task()}"
+                 + (f", {len(self.val_split.records)} val" if self.val_split else ", no validation"))
 
-    encoder = Encoder(processor, token_budget=cfg.data.token_budget)
-    collate = Collator(encoder.pad_id)
-    loader_kwargs = dict(batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.num_workers,
-                         persistent_workers=False)
-    train_loader = DataLoader(TrainingData(train_split.records, encoder, cfg.data), shuffle=True, **loader_kwargs)
-    val_loader = (DataLoader(TrainingData(val_split.records, encoder, cfg.data), shuffle=False, **loader_kwargs)
-                  if val_split else None)
+    def build_model(self) -> None:
+        """Base + fresh adapter, data loaders, AdamW and the cosine schedule, prepared for the processes."""
+        import torch
+        from torch.utils.data import DataLoader
+        from transformers import get_cosine_schedule_with_warmup
 
-    steps_per_epoch = math.ceil(math.ceil(len(train_split.records) / (cfg.batch_size * accelerator.num_processes))
-                                / accumulation)
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
-    # Not passed to `prepare`: accelerate would step it once per process per step.
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
-    net, optimizer, train_loader = accelerator.prepare(net, optimizer, train_loader)
-    if val_loader is not None:
-        val_loader = accelerator.prepare(val_loader)
-    accelerator.register_for_checkpointing(scheduler)
+        from crashchat.data import Collator, Encoder, TrainingData
 
-    # Checkpoints hold only the trainable weights: the frozen base is gigabytes and never changes.
-    def keep_trainable(models, weights, output_dir):
-        for i, state in enumerate(weights):
-            weights[i] = {k: v for k, v in state.items() if _strip(k) in names}
+        cfg, accelerator = self.cfg, self.accelerator
+        with accelerator.main_process_first():  # one process downloads/converts the base, then the rest read it
+            base, processor = load_base(cfg, str(accelerator.device))
+        model = attach_lora(base, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                            gradient_checkpointing=cfg.gradient_checkpointing)
+        net = answer_loss(model)
+        self.names = trainable_names(net)
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.say(f"trainable parameters: {n_train:,} (LoRA r={cfg.lora_r} on the LLM + projector); "
+                 "vision and LLM frozen")
 
-    accelerator.register_save_state_pre_hook(keep_trainable)
+        encoder = Encoder(processor, token_budget=cfg.data.token_budget)
+        loader = dict(batch_size=cfg.batch_size, collate_fn=Collator(encoder.pad_id), num_workers=cfg.num_workers,
+                      persistent_workers=False)
+        train_loader = DataLoader(TrainingData(self.train_split.records, encoder, cfg.data), shuffle=True, **loader)
+        val_loader = (DataLoader(TrainingData(self.val_split.records, encoder, cfg.data), shuffle=False, **loader)
+                      if self.val_split else None)
 
-    progress = _Progress()
-    if found:
-        last = found[-1]
-        saved = json.loads((last / STATE_FILE).read_text())
-        if saved.get("tasks") != [t.id for t in tasks]:
-            raise ValueError(f"--resume: {last} trained {saved.get('tasks')}, not --strategy {cfg.strategy}")
-        accelerator.load_state(str(last), strict=False)
-        _restore_trainable(accelerator.unwrap_model(net), last, names)
-        progress = _Progress(**saved["progress"])
-        say(f"resumed from {last} at step {progress.step} (epoch {progress.epoch}, batch {progress.batches_in_epoch})")
-    elif cfg.resume:
-        say(f"--resume: no checkpoint in {cfg.out}/checkpoints yet; starting from the beginning")
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay)
+        self.net, self.optimizer, self.train_loader = accelerator.prepare(net, optimizer, train_loader)
+        self.val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / self.accumulation)  # batches per process
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
+        # Not passed to `prepare`: accelerate would step it once per process per step.
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, math.ceil(cfg.warmup_ratio * self.total_steps),
+                                                         self.total_steps)
+        accelerator.register_for_checkpointing(self.scheduler)
 
-    if main:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        (cfg.out / "train_config.json").write_text(json.dumps(cfg.to_json(), indent=2, default=str))
-    accelerator.init_trackers("tensorboard", config={k: v for k, v in cfg.to_json().items()
-                                                     if isinstance(v, (int, float, str, bool))})
-    dtype = torch.bfloat16 if use_bf16 else torch.float32
-    say(f"{total_steps} steps of {cfg.global_batch} examples ({accumulation} accumulation x {cfg.batch_size} "
-        f"x {accelerator.num_processes} process(es)), {steps_per_epoch} steps per epoch, device {accelerator.device}")
+        # Checkpoints hold only the trainable weights: the frozen base is gigabytes and never changes.
+        def keep_trainable(models, weights, output_dir):
+            for i, state in enumerate(weights):
+                weights[i] = {k: v for k, v in state.items() if _strip(k) in self.names}
 
-    def evaluate() -> float:
-        net.eval()
-        total = torch.zeros((), device=accelerator.device)
-        count = torch.zeros((), device=accelerator.device)
+        accelerator.register_save_state_pre_hook(keep_trainable)
+
+    def resume(self) -> None:
+        """Continue from the last checkpoint (weights, optimizer, schedule, RNG, data position), if any."""
+        cfg = self.cfg
+        if self.found:
+            last = self.found[-1]
+            saved = json.loads((last / STATE_FILE).read_text())
+            if saved.get("tasks") != [t.id for t in self.tasks]:
+                raise ValueError(f"--resume: {last} trained {saved.get('tasks')}, not --strategy {cfg.strategy}")
+            self.accelerator.load_state(str(last), strict=False)
+            _restore_trainable(self.accelerator.unwrap_model(self.net), last, self.names)
+            self.progress = _Progress(**saved["progress"])
+            self.say(f"resumed from {last} at step {self.progress.step} (epoch {self.progress.epoch}, "
+                     f"batch {self.progress.batches_in_epoch})")
+        elif cfg.resume:
+            self.say(f"--resume: no checkpoint in {cfg.out}/checkpoints yet; starting from the beginning")
+        if self.accelerator.is_main_process:
+            cfg.out.mkdir(parents=True, exist_ok=True)
+            (cfg.out / "train_config.json").write_text(json.dumps(cfg.to_json(), indent=2, default=str))
+        self.accelerator.init_trackers("tensorboard", config={k: v for k, v in cfg.to_json().items()
+                                                              if isinstance(v, (int, float, str, bool))})
+        self.say(f"{self.total_steps} steps of {cfg.global_batch} examples ({self.accumulation} accumulation x "
+                 f"{cfg.batch_size} x {self.accelerator.num_processes} process(es)), {self.steps_per_epoch} steps "
+                 f"per epoch, device {self.accelerator.device}")
+
+    # --- training ---------------------------------------------------------------------------------
+
+    def fit(self) -> str:
+        """Optimizer steps until the last one or early stopping, with logs, evaluations and checkpoints.
+
+        Returns why it stopped: `max_steps`, `epochs` or `early_stopping`.
+        """
+        cfg, progress = self.cfg, self.progress
+        if progress.step >= self.total_steps:
+            return "max_steps"
+        self.net.train()
+        window = _Window()
+        for step in self.steps():
+            window.add(step)
+            if progress.step % cfg.log_steps == 0 or progress.step == self.total_steps:
+                self.log(window, step)
+                window = _Window()
+            stopped = None
+            if self.val_loader is not None and progress.step % cfg.eval_steps == 0 and self.judge():
+                stopped = "early_stopping"
+            if progress.step >= self.total_steps:
+                stopped = "max_steps" if cfg.max_steps else "epochs"
+            if progress.step % cfg.save_steps == 0 or stopped:
+                self.checkpoint()
+            if progress.step % cfg.eval_steps == 0 or progress.step % cfg.save_steps == 0:
+                window.start = time.perf_counter()  # samples/s measures training alone
+            if stopped:
+                return stopped
+        raise AssertionError("unreachable: steps() ends only when fit stops asking")
+
+    def steps(self) -> Iterator[_Step]:
+        """Optimizer steps, epoch after epoch, from the saved data position; each after it is taken.
+
+        A step is `accumulation` micro-batches on every process (fewer at an epoch's end); its
+        loss is the mean over all their answer tokens (`optimizer_step`).
+        """
+        progress, loader = self.progress, self.train_loader
+        batches = len(loader)
+        while True:
+            loader.set_epoch(progress.epoch)
+            epoch = (self.accelerator.skip_first_batches(loader, progress.batches_in_epoch)
+                     if progress.batches_in_epoch else loader)
+            loss_sum, tokens, micro_batches = 0, 0, 0
+            for batch in epoch:
+                self.note_skipped(batch, replaced=True)
+                progress.batches_in_epoch += 1
+                micro_batches += 1
+                ends_step = progress.batches_in_epoch % self.accumulation == 0 or progress.batches_in_epoch == batches
+                batch_sum, batch_tokens = micro_batch_backward(self.accelerator, self.net, batch, self.dtype,
+                                                               sync=ends_step)
+                loss_sum, tokens = loss_sum + batch_sum, tokens + batch_tokens
+                if not ends_step:
+                    continue
+                lr = self.scheduler.get_last_lr()[0]
+                loss, grad_norm = optimizer_step(self.accelerator, self.net, self.optimizer, loss_sum, tokens,
+                                                 self.cfg.max_grad_norm)
+                self.scheduler.step()
+                progress.step += 1
+                examples = micro_batches * self.cfg.batch_size * self.accelerator.num_processes
+                loss_sum, tokens, micro_batches = 0, 0, 0
+                yield _Step(loss=loss, grad_norm=grad_norm, lr=lr, examples=examples)
+            progress.epoch += 1
+            progress.batches_in_epoch = 0
+
+    def note_skipped(self, batch: dict, *, replaced: bool = False) -> None:
+        self.progress.skipped_videos.extend(batch["skipped"])
+        if replaced:
+            for line in batch["skipped"]:
+                self.say(f"skipped (replaced by the next readable record): {line}")
+
+    def log(self, window: _Window, last: _Step) -> None:
+        """One log line (terminal and TensorBoard): the window's mean loss, the last step's lr and norm."""
+        elapsed = time.perf_counter() - window.start
+        loss, step = window.loss / window.steps, self.progress.step
+        self.accelerator.log({"train/loss": loss, "train/lr": last.lr, "train/grad_norm": last.grad_norm,
+                              "train/samples_per_s": window.examples / elapsed}, step=step)
+        self.say(f"step {step}/{self.total_steps} epoch {self.progress.epoch} loss {loss:.4f} lr {last.lr:.3g} "
+                 f"grad norm {last.grad_norm:.3g} {window.examples / elapsed:.2f} samples/s")
+        self.losses.append((step, loss))
+        self.grad_norms.append((step, last.grad_norm))
+
+    # --- evaluation and checkpoints ---------------------------------------------------------------
+
+    def evaluate(self) -> float:
+        """Mean loss over all answer tokens of the val split (all processes)."""
+        import torch
+
+        device = self.accelerator.device
+        total, count = torch.zeros((), device=device), torch.zeros((), device=device)
+        self.net.eval()
         with torch.no_grad():
-            for batch in val_loader:
-                progress.skipped_videos.extend(batch["skipped"])
-                loss_sum, tokens = net(**_to_device(batch, accelerator.device, dtype))
+            for batch in self.val_loader:
+                self.note_skipped(batch)
+                loss_sum, tokens = self.net(**_to_device(batch, device, self.dtype))
                 total += loss_sum.float()
                 count += tokens
-        net.train()
-        total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
+        self.net.train()
+        total, count = self.accelerator.reduce(total, "sum"), self.accelerator.reduce(count, "sum")
         return float(total / count.clamp(min=1))
 
-    def checkpoint() -> None:
-        target = cfg.out / "checkpoints" / f"step-{progress.step:06d}"
+    def judge(self) -> bool:
+        """Evaluate and keep the lowest-loss adapter in OUT/adapter; True when early stopping says stop."""
+        progress = self.progress
+        loss = self.evaluate()
+        progress.last_eval_step = progress.step
+        new_best, progress.bad_evals = judge_eval(loss, progress.best_eval_loss, progress.bad_evals,
+                                                  self.cfg.threshold)
+        if new_best:
+            progress.best_eval_loss, progress.best_step = loss, progress.step
+            save_adapter(self.accelerator, self.net, self.cfg.out / "adapter")
+        self.accelerator.log({"eval/loss": loss}, step=progress.step)
+        self.say(f"step {progress.step}: eval loss {loss:.4f} (best {progress.best_eval_loss:.4f} at step "
+                 f"{progress.best_step}; {progress.bad_evals}/{self.cfg.patience} without improvement)")
+        return progress.bad_evals >= self.cfg.patience
+
+    def checkpoint(self) -> None:
+        """`OUT/checkpoints/step-N`: what `--resume` needs and an adapter; only the newest few are kept."""
+        cfg, accelerator = self.cfg, self.accelerator
+        target = cfg.out / "checkpoints" / f"step-{self.progress.step:06d}"
         accelerator.save_state(str(target))
-        save_adapter(accelerator, net, target / "adapter")
-        if main:
-            state = {"tasks": [t.id for t in tasks], "progress": asdict(progress)}
-            (target / STATE_FILE).write_text(json.dumps(state, indent=2))
+        save_adapter(accelerator, self.net, target / "adapter")
+        if accelerator.is_main_process:
+            state = {"tasks": [t.id for t in self.tasks], "progress": asdict(self.progress)}
+            (target / STATE_FILE).write_text(json.dumps(state, indent=2))  # last: marks the checkpoint complete
             for old in checkpoints(cfg.out)[:-cfg.keep_checkpoints]:
                 shutil.rmtree(old)
         accelerator.wait_for_everyone()
 
-    def run_eval() -> bool:
-        """Evaluate, keep the best adapter; True when early stopping says stop."""
-        loss = evaluate()
-        progress.last_eval_step = progress.step
-        new_best, progress.bad_evals = judge_eval(loss, progress.best_eval_loss, progress.bad_evals, cfg.threshold)
-        if new_best:
-            progress.best_eval_loss, progress.best_step = loss, progress.step
-            save_adapter(accelerator, net, cfg.out / "adapter")
-        accelerator.log({"eval/loss": loss}, step=progress.step)
-        say(f"step {progress.step}: eval loss {loss:.4f} (best {progress.best_eval_loss:.4f} at step "
-            f"{progress.best_step}; {progress.bad_evals}/{cfg.patience} without improvement)")
-        return progress.bad_evals >= cfg.patience
+    # --- the end ----------------------------------------------------------------------------------
 
-    net.train()
-    stopped = "epochs"
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    last_train_loss = None
-    losses: list[tuple[int, float]] = []
-    grad_norms: list[tuple[int, float]] = []
-    done = progress.step >= total_steps
-    if done:
-        stopped = "max_steps"
-    max_epochs = math.ceil(total_steps / steps_per_epoch) + 1
-    batches_per_epoch = len(train_loader)
-    while not done and progress.epoch < max_epochs:
-        train_loader.set_epoch(progress.epoch)
-        loader = (accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
-                  if progress.batches_in_epoch else train_loader)
-        step_loss = step_tokens = 0
-        for batch in loader:
-            progress.skipped_videos.extend(batch["skipped"])
-            for line in batch["skipped"]:
-                say(f"skipped (replaced by the next readable record): {line}")
-            progress.batches_in_epoch += 1
-            ends_step = progress.batches_in_epoch % accumulation == 0 or progress.batches_in_epoch == batches_per_epoch
-            loss_sum, tokens = micro_batch_backward(accelerator, net, batch, dtype, sync=ends_step)
-            step_loss, step_tokens = step_loss + loss_sum, step_tokens + tokens
-            if not ends_step:
-                continue
-            loss, grad_norm = optimizer_step(accelerator, net, optimizer, step_loss, step_tokens, cfg.max_grad_norm)
-            step_loss = step_tokens = 0
-            scheduler.step()
-            progress.step += 1
-            window_loss += loss
-            window_steps += 1
-            if progress.step % cfg.log_steps == 0 or progress.step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                loss = window_loss / window_steps
-                samples = window_steps * cfg.global_batch
-                lr = scheduler.get_last_lr()[0]
-                accelerator.log({"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
-                                 "train/samples_per_s": samples / elapsed}, step=progress.step)
-                say(f"step {progress.step}/{total_steps} epoch {progress.epoch} loss {loss:.4f} lr {lr:.3g} "
-                    f"grad norm {grad_norm:.3g} {samples / elapsed:.2f} samples/s")
-                last_train_loss = loss
-                losses.append((progress.step, loss))
-                grad_norms.append((progress.step, grad_norm))
-                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-            if val_loader is not None and progress.step % cfg.eval_steps == 0 and run_eval():
-                stopped, done = "early_stopping", True
-            if progress.step >= total_steps:
-                stopped, done = "max_steps" if cfg.max_steps else "epochs", True
-            if progress.step % cfg.save_steps == 0 or done:
-                checkpoint()
-            if progress.step % cfg.eval_steps == 0 or progress.step % cfg.save_steps == 0:
-                window_start = time.perf_counter()  # samples/s measures training alone
-            if done:
-                break
-        else:
-            progress.epoch += 1
-            progress.batches_in_epoch = 0
+    def finish(self, stopped: str) -> TrainResult:
+        """The final weights compared too (or saved, without validation); the summary written and printed."""
+        cfg, progress = self.cfg, self.progress
+        if self.val_loader is not None and progress.last_eval_step != progress.step:
+            self.judge()  # the best adapter stays in OUT/adapter
+        if self.val_loader is None:
+            save_adapter(self.accelerator, self.net, cfg.out / "adapter")
+        self.accelerator.end_training()
 
-    if val_loader is not None and progress.last_eval_step != progress.step:
-        run_eval()  # the final weights are compared too; the best adapter stays in OUT/adapter
-    if val_loader is None:
-        save_adapter(accelerator, net, cfg.out / "adapter")
-    accelerator.end_training()
-
-    result = TrainResult(
-        adapter=str(cfg.out / "adapter"), serves=serves(tasks), tasks=[t.id for t in tasks],
-        steps=progress.step, stopped=stopped, best_eval_loss=progress.best_eval_loss,
-        best_step=progress.best_step, last_train_loss=last_train_loss,
-        train_examples=len(train_split.records), val_examples=len(val_split.records) if val_split else 0,
-        skipped_records=train_split.skipped + (val_split.skipped if val_split else []),
-        skipped_videos=sorted(set(progress.skipped_videos)), losses=losses, grad_norms=grad_norms, model=accelerator.unwrap_model(net).peft,
-    )
-    if main:
-        (cfg.out / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2))
-    skipped = len(result.skipped_records) + len(result.skipped_videos)
-    say(f"done after {result.steps} steps ({stopped}); {skipped} bad record(s) skipped"
-        + (f"; best eval loss {result.best_eval_loss:.4f} at step {result.best_step}"
-           if result.best_eval_loss is not None else ""))
-    say(f"adapter for the {result.serves} tasks: python -m crashchat analyze VIDEO --{result.serves} {result.adapter}")
-    return result
+        splits = [self.train_split] + ([self.val_split] if self.val_split else [])
+        result = TrainResult(
+            adapter=str(cfg.out / "adapter"), serves=serves(self.tasks), tasks=[t.id for t in self.tasks],
+            steps=progress.step, stopped=stopped, best_eval_loss=progress.best_eval_loss,
+            best_step=progress.best_step, last_train_loss=self.losses[-1][1] if self.losses else None,
+            train_examples=len(self.train_split.records),
+            val_examples=len(self.val_split.records) if self.val_split else 0,
+            skipped_records=[line for split in splits for line in split.skipped],
+            skipped_videos=sorted(set(progress.skipped_videos)), losses=self.losses, grad_norms=self.grad_norms,
+            model=self.accelerator.unwrap_model(self.net).peft,
+        )
+        if self.accelerator.is_main_process:
+            (cfg.out / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2))
+        skipped = len(result.skipped_records) + len(result.skipped_videos)
+        self.say(f"done after {result.steps} steps ({stopped}); {skipped} bad record(s) skipped"
+                 + (f"; best eval loss {result.best_eval_loss:.4f} at step {result.best_step}"
+                    if result.best_eval_loss is not None else ""))
+        self.say(f"adapter for the {result.serves} tasks: python -m crashchat analyze VIDEO --{result.serves} "
+                 f"{result.adapter}")
+        return result
 
 
 def _restore_trainable(model, checkpoint: Path, names: set[str]) -> None:
