@@ -480,9 +480,10 @@ def read_timeline(path: str) -> Timeline:
         with av.open(path) as container:
             stream = container.streams.video[0]
             # ffprobe prints times as `ts * av_q2d(time_base)` with "%f"; the authors parse that.
-            start_time = float("%f" % (stream.start_time * (stream.time_base.numerator / stream.time_base.denominator))) \
-                if stream.start_time is not None and stream.time_base else 0.0
-            container_duration = float("%f" % (container.duration / 1_000_000)) if container.duration else 0.0
+            start_time = 0.0
+            if stream.start_time is not None and stream.time_base:
+                start_time = float(f"{stream.start_time * (stream.time_base.numerator / stream.time_base.denominator):f}")
+            container_duration = float(f"{container.duration / 1_000_000:f}") if container.duration else 0.0
             if _is_avi(container):
                 # AVI stores no presentation times (packet times are decode times), but it is
                 # constant-rate by design: frame n is shown at n / rate.

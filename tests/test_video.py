@@ -20,12 +20,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from video_oracle import authors_load, run_fps_filter_on_times
 
 from crashchat import video
-from crashchat.synthetic import BROKEN_KINDS, read_frame_number, write_broken, write_clip
-from crashchat.video import (SUPPORTED_SUFFIXES, Clip, VideoError, VideoLimits, authors_labels, fps_filter, load_video,
-                             probe, run_isolated, thin)
-from video_oracle import authors_load, run_fps_filter_on_times
+from crashchat.synthetic import (
+    BROKEN_KINDS,
+    read_frame_number,
+    write_broken,
+    write_clip,
+)
+from crashchat.video import (
+    SUPPORTED_SUFFIXES,
+    Clip,
+    VideoError,
+    VideoLimits,
+    authors_labels,
+    fps_filter,
+    load_video,
+    probe,
+    run_isolated,
+    thin,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,21 +75,21 @@ def _jittered_times(seed: int, count: int, gaps: tuple[float, float], long_gap: 
 # The generated clips compared with the oracle: (file name, write_clip arguments). Tiny frames for
 # most (the barcode needs 48 px of width for 12 bits); one 320x240 and one 1080p.
 ORACLE_CLIPS = {
-    "cfr10": ("cfr10.mp4", dict(seconds=3.0, fps=10)),
+    "cfr10": ("cfr10.mp4", {"seconds": 3.0, "fps": 10}),
     # 51 frames: the last, alone in slot 20, ends at 2.04 s, inside that slot, so the filter drops it.
-    "cfr25_eof": ("cfr25.mp4", dict(seconds=2.04, fps=25)),
-    "ntsc_320x240": ("ntsc.mp4", dict(seconds=12.0, fps=Fraction(30000, 1001), size=(320, 240))),
-    "cfr30_mkv": ("cfr30.mkv", dict(seconds=3.0, fps=30)),
-    "cfr60_mov": ("cfr60.mov", dict(seconds=2.0, fps=60)),
-    "vfr_mp4": ("vfr.mp4", dict(seconds=8.0, times=_jittered_times(1, 80, (0.02, 0.2)))),
-    "vfr_mkv_stall": ("vfr.mkv", dict(seconds=6.0, times=_jittered_times(2, 50, (0.03, 0.15), long_gap=1.2))),
-    "start_0.5_mp4": ("start05.mp4", dict(seconds=2.0, fps=25, start=0.5)),
-    "start_1.23_mkv": ("start123.mkv", dict(seconds=3.0, fps=30, start=1.23)),
-    "start_1.23_ntsc_mp4": ("start123.mp4", dict(seconds=3.0, fps=30000 / 1001, start=1.23)),
-    "start_0.37_webm": ("start037.webm", dict(seconds=2.0, fps=25, start=0.37)),
-    "long_60s": ("long.mp4", dict(seconds=60.0, fps=10, scene="normal")),
-    "hd_1080p": ("hd.mp4", dict(seconds=2.0, fps=25, size=(1920, 1080))),
-    "avi_mjpeg": ("intra.avi", dict(seconds=2.04, fps=25, codec="mjpeg")),
+    "cfr25_eof": ("cfr25.mp4", {"seconds": 2.04, "fps": 25}),
+    "ntsc_320x240": ("ntsc.mp4", {"seconds": 12.0, "fps": Fraction(30000, 1001), "size": (320, 240)}),
+    "cfr30_mkv": ("cfr30.mkv", {"seconds": 3.0, "fps": 30}),
+    "cfr60_mov": ("cfr60.mov", {"seconds": 2.0, "fps": 60}),
+    "vfr_mp4": ("vfr.mp4", {"seconds": 8.0, "times": _jittered_times(1, 80, (0.02, 0.2))}),
+    "vfr_mkv_stall": ("vfr.mkv", {"seconds": 6.0, "times": _jittered_times(2, 50, (0.03, 0.15), long_gap=1.2)}),
+    "start_0.5_mp4": ("start05.mp4", {"seconds": 2.0, "fps": 25, "start": 0.5}),
+    "start_1.23_mkv": ("start123.mkv", {"seconds": 3.0, "fps": 30, "start": 1.23}),
+    "start_1.23_ntsc_mp4": ("start123.mp4", {"seconds": 3.0, "fps": 30000 / 1001, "start": 1.23}),
+    "start_0.37_webm": ("start037.webm", {"seconds": 2.0, "fps": 25, "start": 0.37}),
+    "long_60s": ("long.mp4", {"seconds": 60.0, "fps": 10, "scene": "normal"}),
+    "hd_1080p": ("hd.mp4", {"seconds": 2.0, "fps": 25, "size": (1920, 1080)}),
+    "avi_mjpeg": ("intra.avi", {"seconds": 2.04, "fps": 25, "codec": "mjpeg"}),
 }
 
 
@@ -414,15 +429,15 @@ def test_a_dying_decoder_becomes_a_video_error(target, args, how):
 def run_module(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     return subprocess.run([sys.executable, "-m", "crashchat.video", *args], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=REPO)
+                          timeout=120, env=env, cwd=REPO, check=False)
 
 
 def test_command_line_on_a_good_and_a_bad_file(clips, tmp_path):
     # Run as `python -m`, the module is `__main__`; its isolated child must still find `_load`.
     good = run_module(str(clips["3s"]))
     assert good.returncode == 0, good.stderr
-    assert good.stdout.splitlines() == [f"{clips['3s']}: 3.00 s, 64x64 @ 10.00 fps, 30 of 30 frames at 10 fps, "
-                                        "labelled 0.0..2.9 s, via decord"]
+    line = f"{clips['3s']}: 3.00 s, 64x64 @ 10.00 fps, 30 of 30 frames at 10 fps, labelled 0.0..2.9 s, via decord"
+    assert good.stdout.splitlines() == [line]
     bad = run_module(str(write_broken(tmp_path / "text.mp4", "text")))
     assert bad.returncode == 2 and bad.stdout == ""
     assert len(bad.stderr.splitlines()) == 1 and bad.stderr.startswith(f"error: {tmp_path / 'text.mp4'}: not a readable video")

@@ -47,7 +47,7 @@ class AuthorsFrames:
 
 
 def _ffprobe_time(value: float) -> float:
-    return float("%f" % value)  # ffprobe prints seconds with "%f"; the loader parses that text
+    return float(f"{value:f}")  # ffprobe prints seconds with "%f"; the loader parses that text
 
 
 def run_fps_filter(path, fps: str = "10") -> tuple[list[int], float, float]:
