@@ -48,7 +48,7 @@ class DataConfig:
     max_frames: int = 96
     """At most this many frames per clip; longer clips are thinned uniformly."""
     token_budget: int | None = TRAIN_TOKEN_BUDGET
-    """Merged visual tokens per clip; None keeps the processor's own budget."""
+    """Merged visual tokens per clip (`none`: the processor's own budget)."""
     skip_bad: bool = False
     """Leave out (and count) malformed records and unreadable videos instead of stopping."""
 

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 from crashchat.data import IGNORE_INDEX, DataConfig, DataError
 from crashchat.tasks import GROUPS, TASK_IDS, TASKS, Task, get_task, tasks_in_group
@@ -124,17 +124,19 @@ class TrainConfig:
     """One training run; the defaults are the paper's settings (`reference/model.md`)."""
 
     strategy: str
-    """Which tasks are mixed (see `resolve_strategy`)."""
+    """Which tasks are mixed: `independent:<task>`, `homogeneous:linguistic`, `homogeneous:perception`,
+    `heterogeneous`, or a comma-separated list of tasks."""
     split_dir: Path
     """Folder of `crashchat_dada_video_total_<name>_{train,val}.json`."""
     videos_dir: Path
     """Folder the records' `video` paths are relative to (or the folder of the mp4s itself)."""
     out: Path
     """Run folder: `adapter/` (the result), `checkpoints/`, `tensorboard/`, `crashchat_train.json`."""
-    model: str = "videollama3"
+    model: Literal["videollama3", "tiny-random"] = "videollama3"
     """`videollama3` (the base, `--base` or the hub's) or `tiny-random` (CPU runs in seconds)."""
     base: str | None = None
-    """Hub id or local dir of the base (native or the authors' layout, converted once)."""
+    """Hub id or local dir of the base (native or the authors' layout, converted once); default the hub's
+    VideoLLaMA3-7B."""
     cache_dir: str | None = None
     """Where a converted base goes (see `crashchat.loading.ModelConfig`)."""
     lora_r: int = 64
@@ -142,6 +144,7 @@ class TrainConfig:
     lora_alpha: int = 16
     """LoRA scaling numerator: the update is scaled by alpha / r."""
     lora_dropout: float = 0.05
+    """Dropout on the input of the LoRA branches."""
     lr: float = 1e-5
     """Learning rate of the LoRA weights and the projector."""
     weight_decay: float = 0.0
@@ -162,8 +165,9 @@ class TrainConfig:
     bf16: bool = True
     """bf16 weights and autocast on GPU (ignored on CPU, which trains in float32)."""
     gradient_checkpointing: bool = True
+    """Recompute activations during the backward pass: less memory, more compute."""
     eval: bool = True
-    """Evaluate on the val split and stop early on its loss; needs the `_val.json` files."""
+    """Evaluate on the val split (the `_val.json` files), keep the lowest-loss adapter and stop early."""
     eval_steps: int = 50
     """Optimizer steps between evaluations on the val split."""
     save_steps: int = 50
@@ -778,52 +782,20 @@ def _strip(key: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m crashchat train",
+    """The flags are `TrainConfig`'s fields (and `DataConfig`'s), their help the fields' docstrings."""
+    from crashchat.flags import HelpFormatter, add_flags
+
+    parser = argparse.ArgumentParser(
+        prog="python -m crashchat train", formatter_class=HelpFormatter,
         description="LoRA instruction tuning of VideoLLaMA3 on CrashChat tasks (paper defaults).",
     )
-    p.add_argument("--strategy", required=True,
-                   help="independent:<task> | homogeneous:linguistic | homogeneous:perception | heterogeneous"
-                        f" | comma-separated tasks ({', '.join(TASK_IDS)})")
-    p.add_argument("--split-dir", required=True, type=Path, help="folder of the *_train.json / *_val.json files")
-    p.add_argument("--videos-dir", required=True, type=Path, help="folder the records' video paths are relative to")
-    p.add_argument("--out", required=True, type=Path, help="run folder (adapter/, checkpoints/, tensorboard/)")
-    p.add_argument("--model", default="videollama3", choices=("videollama3", "tiny-random"))
-    p.add_argument("--base", help="base hub id or local dir (default DAMO-NLP-SG/VideoLLaMA3-7B)")
-    p.add_argument("--cache-dir")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT/checkpoints")
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    numeric = {
-        "lora_r": int, "lora_alpha": int, "lora_dropout": float, "lr": float, "weight_decay": float,
-        "warmup_ratio": float, "epochs": float, "global_batch": int, "batch_size": int, "max_grad_norm": float,
-        "eval_steps": int, "save_steps": int, "log_steps": int, "patience": int, "threshold": float,
-        "keep_checkpoints": int, "seed": int, "num_workers": int,
-    }
-    for name, kind in numeric.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=defaults[name], help=f"default {defaults[name]}")
-    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
-    p.add_argument("--no-eval", action="store_true", help="no val split: no evaluation, no early stopping")
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 on GPU too")
-    p.add_argument("--no-gradient-checkpointing", action="store_true")
-    data = DataConfig()
-    p.add_argument("--fps", type=float, default=data.fps, help=f"frames sampled per second (default {data.fps})")
-    p.add_argument("--max-frames", type=int, default=data.max_frames, help=f"default {data.max_frames}")
-    p.add_argument("--token-budget", type=int, default=data.token_budget,
-                   help=f"merged visual tokens per clip (default {data.token_budget})")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave out and count malformed records and unreadable videos instead of stopping")
-    return p
+    return add_flags(parser, TrainConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    numeric = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-               if hasattr(args, f.name) and f.name not in ("data", "eval", "bf16", "gradient_checkpointing")}
-    return TrainConfig(
-        **numeric,
-        eval=not args.no_eval, bf16=not args.no_bf16, gradient_checkpointing=not args.no_gradient_checkpointing,
-        data=DataConfig(fps=args.fps, max_frames=args.max_frames, token_budget=args.token_budget,
-                        skip_bad=args.skip_bad),
-    )
+    from crashchat.flags import from_flags
+
+    return from_flags(TrainConfig, args)
 
 
 def main(argv: list[str] | None = None) -> int:

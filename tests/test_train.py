@@ -392,6 +392,42 @@ def test_cli_errors_are_one_line_exit_2(root, tmp_path, capsys):
     assert "pass --resume" in capsys.readouterr().err
 
 
+def test_cli_flags_are_the_config_fields_with_their_docstrings():
+    from dataclasses import MISSING, fields
+
+    from crashchat.flags import field_docs
+    from crashchat.train import build_parser
+
+    actions = {action.dest: action for action in build_parser()._actions if action.dest != "help"}
+    expected = {}
+    for cls in (TrainConfig, DataConfig):
+        docs = field_docs(cls)
+        expected.update({f.name: (f, docs.get(f.name)) for f in fields(cls) if f.name != "data"})
+    assert actions.keys() == expected.keys()
+    for name, (f, doc) in expected.items():
+        assert doc and actions[name].help.replace("%%", "%") == doc, name
+        assert actions[name].option_strings[0] == "--" + name.replace("_", "-")
+        assert actions[name].required == (f.default is MISSING and f.default_factory is MISSING)
+        if f.default is not MISSING:
+            assert actions[name].default == f.default, name
+    assert actions["fps"].default == DataConfig().fps
+
+
+def test_cli_flags_build_the_config(root, tmp_path):
+    from crashchat.train import build_parser, config_from_args
+
+    required = ["--strategy", "independent:crash_recognition", "--split-dir", str(root / "one"),
+                "--videos-dir", str(root), "--out", str(tmp_path)]
+    parse = build_parser().parse_args
+    assert config_from_args(parse(required)) == TrainConfig("independent:crash_recognition", root / "one", root,
+                                                            tmp_path)
+    cfg = config_from_args(parse([*required, "--epochs", "3", "--no-eval", "--no-bf16", "--skip-bad", "--resume",
+                                  "--token-budget", "none", "--fps", "5", "--model", "tiny-random"]))
+    assert (cfg.epochs, cfg.eval, cfg.bf16, cfg.resume, cfg.model) == (3, False, False, True, "tiny-random")
+    assert cfg.data == DataConfig(fps=5, token_budget=None, skip_bad=True)
+    assert config_from_args(parse(required)).epochs == 20  # independent: the authors' 20
+
+
 def test_cli_trains_and_reports_the_adapter(root, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["--strategy", "independent:crash_recognition", "--split-dir", str(root / "one"),
