@@ -14,7 +14,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from crashchat.cli import add_model_args, add_video_args, model_config, tasks_arg, video_options
+from crashchat.cli import (
+    add_generation_args,
+    add_model_args,
+    add_video_args,
+    generation_options,
+    load,
+    model_config,
+    tasks_arg,
+    video_options,
+)
 from crashchat.pipeline import analyze
 from crashchat.report import build_report, report_markdown
 from crashchat.tasks import TASK_IDS
@@ -26,35 +35,35 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the report JSON here")
     parser.add_argument("--tasks", type=tasks_arg, default=list(TASK_IDS),
                         help="comma-separated task ids (default: all six)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (default 256)")
     add_model_args(parser)
+    add_generation_args(parser)
     add_video_args(parser)
     args = parser.parse_args(list(argv))
 
     from crashchat.convert import ConvertError
-    from crashchat.loading import load_model
-    from crashchat.weights import ModelLoadError
     from crashchat.video import VideoError, load_video
+    from crashchat.weights import ModelLoadError
 
     try:
         cfg = model_config(args)
+        generation = generation_options(args)
         clip = load_video(args.video, **video_options(args))  # bad videos fail before the model loads
     except (ValueError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        model = load_model(cfg)
+        model = load(cfg)
     except (ModelLoadError, ConvertError) as exc:  # one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if model.random_weights:
         print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
     results = {}
-    for task_id, result in analyze(model, clip, args.tasks, max_new_tokens=args.max_new_tokens):
+    for task_id, result in analyze(model, clip, args.tasks, **generation):
         state = "skipped (no crash)" if result["skipped"] else f"{result['seconds']:.2f} s"
         print(f"  {task_id}: {state}", file=sys.stderr)
         results[task_id] = result
-    report = build_report(clip, model, results)
+    report = build_report(clip, model, results, generation)
     print(report_markdown(report))
     if args.json_out:
         try:

@@ -6,19 +6,54 @@ import argparse
 
 from crashchat.tasks import get_task
 
+AUTHORS_MAX_NEW_TOKENS = 2048
+"""The authors' evaluation allows 2048 new tokens (`crashchat.stopping` ends loops early)."""
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """The flags that pick the weights (shared by `analyze` and `predict`)."""
+
+def model_name(text: str) -> str:
+    """`--model`: one of our names, or `hf:<hub id or folder>` for any transformers video-LLM."""
     from crashchat.loading import MODEL_NAMES
 
-    parser.add_argument("--model", choices=MODEL_NAMES, default="crashchat",
+    if text in MODEL_NAMES or (text.startswith("hf:") and text[3:].strip()):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown model {text!r}; choose from {', '.join(MODEL_NAMES)} or hf:<hub id or folder>")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick the weights (shared by `analyze`, `predict` and `inspect`)."""
+    parser.add_argument("--model", type=model_name, default="crashchat", metavar="MODEL",
                         help="crashchat (base + both adapters, default), videollama3 (the base alone), "
-                             "tiny-random (random 2-layer model, offline, for trying the pipeline)")
+                             "tiny-random (random 2-layer model, offline, for trying the pipeline), or "
+                             "hf:<hub id or folder> (any transformers video-LLM, zero-shot, e.g. "
+                             "hf:Qwen/Qwen3-VL-8B-Instruct)")
     parser.add_argument("--base", help="base weights: hub id or local dir, native or the authors' layout")
     parser.add_argument("--linguistic", help="linguistic adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--perception", help="perception adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
     parser.add_argument("--cache-dir", help="where converted checkpoints go (default ~/.cache/crashchat)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="hf: models only: allow the checkpoint's own Python code (off by default)")
+    parser.add_argument("--max-pixels", type=int,
+                        help="hf: models only: scale frames down to at most this many pixels each before the "
+                             "model's processor (default: as decoded)")
+
+
+def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = AUTHORS_MAX_NEW_TOKENS) -> None:
+    """Answer length, format guidance and the repetition guard."""
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
+                        help=f"answer length limit (default {max_new_tokens}, as the authors' evaluation)")
+    parser.add_argument("--guided", action="store_true",
+                        help="format-guided decoding for recognition and the two localizations (answers always "
+                             "parse; changes what is measured, so it is off by default and recorded)")
+    parser.add_argument("--no-repetition-stop", dest="repetition_stop", action="store_false",
+                        help="do not end answers stuck in an exact loop early (default: end them, and record it)")
+
+
+def generation_options(args) -> dict:
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    return {"max_new_tokens": args.max_new_tokens, "guided": args.guided, "repetition_stop": args.repetition_stop}
 
 
 def add_video_args(parser: argparse.ArgumentParser) -> None:
@@ -47,10 +82,28 @@ def video_options(args) -> dict:
 
 
 def model_config(args):
+    """A `GenericConfig` for `hf:` models, else a CrashChat `ModelConfig`; `ValueError` for bad combinations."""
+    from crashchat.generic import PREFIX, GenericConfig
     from crashchat.loading import ModelConfig
 
+    if args.model.startswith(PREFIX):
+        given = [f"--{n}" for n in ("base", "linguistic", "perception", "cache_dir") if getattr(args, n, None)]
+        if given:
+            raise ValueError(f"{', '.join(given)}: CrashChat options; an hf: model is loaded as it is")
+        return GenericConfig(source=args.model[len(PREFIX):], device=args.device,
+                             trust_remote_code=args.trust_remote_code, max_pixels=args.max_pixels)
+    if args.trust_remote_code or args.max_pixels:
+        raise ValueError("--trust-remote-code and --max-pixels apply to hf: models only")
     return ModelConfig(name=args.model, base=args.base, linguistic=args.linguistic, perception=args.perception,
                        device=args.device, cache_dir=args.cache_dir)
+
+
+def load(cfg):
+    """The model a `model_config` describes (CrashChat or a generic video-LLM)."""
+    from crashchat.generic import GenericConfig, load_generic
+    from crashchat.loading import load_model
+
+    return load_generic(cfg) if isinstance(cfg, GenericConfig) else load_model(cfg)
 
 
 def tasks_arg(text: str) -> list[str]:

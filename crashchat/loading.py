@@ -119,6 +119,7 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
 
     device = cfg.device or default_device()
     adapters = {g: resolve_adapter(cfg, g) for g in GROUPS}  # small downloads first: fail before the 16 GB
+    sources = _sources(cfg)
     if cfg.name == "tiny-random" and cfg.base is None:
         base, processor = build_tiny_random()
     else:
@@ -134,7 +135,7 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
         processor = build_processor(AutoTokenizer.from_pretrained(base_dir))
 
     if cfg.name == "videollama3":
-        return _finish(base, processor, cfg, device, ())
+        return _finish(base, processor, cfg, device, (), sources)
     with warnings.catch_warnings():  # peft calls a transformers property deprecated in 5.2x
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model = None
@@ -146,13 +147,29 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
                     model.load_adapter(adapters[group], adapter_name=group, is_trainable=False)
             else:  # tiny-random without trained adapters: random but distinct adapters
                 model = add_random_adapter(model if model is not None else base, group)
-    return _finish(model, processor, cfg, device, GROUPS)
+    return _finish(model, processor, cfg, device, GROUPS, sources)
 
 
-def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...]) -> "CrashChat":
+def _sources(cfg: ModelConfig) -> dict:
+    """What each part was loaded from, as the user would name it (provenance)."""
+    tiny = cfg.name == "tiny-random"
+    base = cfg.base or ("tiny-random (built offline)" if tiny else BASE_REPO)
+    adapters = {}
+    for group in GROUPS:
+        given = getattr(cfg, group)
+        if cfg.name == "videollama3":
+            adapters[group] = None
+        elif given:
+            adapters[group] = given
+        else:
+            adapters[group] = "random (tiny-random)" if tiny else f"{ADAPTER_REPO}/{ADAPTER_SUBFOLDERS[group]}"
+    return {"base": base, **adapters}
+
+
+def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...], sources: dict) -> "CrashChat":
     from crashchat.model import CrashChat
 
     model.eval()  # LoRA layers are created in training mode; dropout would change the logits
     model.to(device)
     return CrashChat(model=model, processor=processor, name=cfg.name, random_weights=cfg.name == "tiny-random",
-                     device=device, groups=groups)
+                     device=device, groups=groups, sources=sources)

@@ -36,6 +36,10 @@ class CrashChat:
     random_weights: bool
     device: str
     groups: tuple[str, ...]
+    sources: dict = field(default_factory=dict)
+    """Where the weights came from: `base`, `linguistic`, `perception` (hub id or folder; None = none)."""
+    prompt_format: str = "authors-eval"
+    """How questions are put: the split's value with its `<video>\n`, after the frames, no system prompt."""
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -80,6 +84,21 @@ class CrashChat:
         return self.processor.tokenizer
 
     @property
+    def token_budget(self) -> int:
+        """Merged visual tokens per clip the processor allows (16384 for the real model, as evaluated)."""
+        from crashchat.prompt import PIXELS_PER_MERGED_TOKEN
+
+        return int(self.processor.video_processor.size["longest_edge"]) // PIXELS_PER_MERGED_TOKEN
+
+    def provenance(self) -> dict:
+        """The `model` block of `crashchat.provenance` for outputs made with this model."""
+        dtype = next(self.model.parameters()).dtype
+        return {"id": self.name, "backend": "crashchat", "family": "video_llama_3", "revision": None,
+                "base": self.sources.get("base"), "linguistic": self.sources.get("linguistic"),
+                "perception": self.sources.get("perception"), "dtype": str(dtype).removeprefix("torch."),
+                "attention": "sdpa", "trust_remote_code": False, "random_weights": bool(self.random_weights)}
+
+    @property
     def stop_ids(self) -> list[int]:
         """The end of the assistant turn (`<|im_end|>`) and the tokenizer's eos."""
         tok = self.tokenizer
@@ -108,8 +127,11 @@ class CrashChat:
         new = out[0, inputs["input_ids"].shape[1]:]
         return self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
 
-    def stream(self, clip, question: str, *, group: str, history=(), max_new_tokens: int = 256) -> Iterator[str]:
-        """Text chunks of the greedy answer as they are decoded (generation runs in a thread)."""
+    def stream(self, clip, question: str, *, group: str, history=(), max_new_tokens: int = 256,
+               **generate_kwargs) -> Iterator[str]:
+        """Text chunks of the greedy answer as they are decoded (generation runs in a thread).
+
+        `generate_kwargs` go to transformers' `generate` (e.g. a `logits_processor`)."""
         import torch
         from transformers import TextIteratorStreamer
 
@@ -121,7 +143,8 @@ class CrashChat:
         def work():
             try:
                 with self.using(group), torch.inference_mode():
-                    self.model.generate(**inputs, **self._generation_kwargs(max_new_tokens), streamer=streamer)
+                    self.model.generate(**inputs, **self._generation_kwargs(max_new_tokens, generate_kwargs),
+                                        streamer=streamer)
             except BaseException as exc:  # re-raised in the caller's thread below
                 errors.append(exc)
                 streamer.end()

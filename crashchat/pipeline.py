@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from crashchat.guided import guided_options
+from crashchat.stopping import RepetitionStop, repetition_options
 from crashchat.tasks import GROUPS, TASK_IDS, get_task
 
 if TYPE_CHECKING:
@@ -43,18 +44,20 @@ def _jsonable(value):
 
 
 def skipped(group: str) -> dict:
-    return {"group": group, "response": None, "parsed": None, "skipped": True, "seconds": 0.0}
+    return {"group": group, "response": None, "parsed": None, "skipped": True, "seconds": 0.0, "stopped": None}
 
 
 def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, gate: bool,
-           max_new_tokens: int = 256, guided: bool = False, generate_options: Callable[[str], dict] | None = None,
-           ) -> Iterator[tuple[str, dict]]:
+           max_new_tokens: int = 256, guided: bool = False, repetition_stop: bool = True,
+           generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
     """Answer `(task_id, question)` pairs about one clip, yielding `(task_id, result)` as each finishes.
 
     Groups run in `GROUPS` order (linguistic first: recognition, which gates perception, is
     linguistic), questions within a group in the order given. `result` is `{"group", "response",
     "parsed", "skipped", "seconds"}`; a group's first answer's seconds include the shared prefill.
-    `guided=True` constrains the closed-form answers to their format (`crashchat.guided`).
+    `guided=True` constrains the closed-form answers to their format (`crashchat.guided`);
+    `repetition_stop` ends an answer stuck in an exact loop (`crashchat.stopping`), and its
+    result then says `"stopped": "repetition"` (else `"stopped": None`).
     `generate_options(task_id)` may add `generate` arguments per task (timing, fixed lengths).
     """
     prepared = model.prepare(clip)
@@ -75,21 +78,26 @@ def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, ga
                 options = {"max_new_tokens": max_new_tokens}
                 if guided:
                     options.update(guided_options(task.kind, model.tokenizer, duration=duration, end_ids=model.stop_ids))
+                guard = RepetitionStop() if repetition_stop else None
+                if guard is not None:
+                    options.update(repetition_options(guard))
                 if generate_options:
                     options.update(generate_options(task_id))
                 response = ask(question, **options)
                 parsed = task.parse(response)
                 if task_id == RECOGNITION:
                     crash = parsed
-                yield task_id, {"group": group, "response": response, "parsed": _jsonable(parsed),
-                                "skipped": False, "seconds": round(time.perf_counter() - start, 3)}
+                yield task_id, {"group": group, "response": response, "parsed": _jsonable(parsed), "skipped": False,
+                                "seconds": round(time.perf_counter() - start, 3),
+                                "stopped": "repetition" if guard is not None and guard.stopped else None}
                 start = time.perf_counter()
 
 
 def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
-            gate: bool = True, guided: bool = False, generate_options: Callable[[str], dict] | None = None,
-            ) -> Iterator[tuple[str, dict]]:
-    """The six-task report's answers for one clip (`answer` with each task's own prompt), gated."""
-    questions = [(t, get_task(t).prompt) for t in task_order(tasks)]
+            gate: bool = True, guided: bool = False, repetition_stop: bool = True,
+            generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
+    """The six-task report's answers for one clip, gated; each task asked as the authors' evaluation
+    asks it (`Task.question`: the split's value, `<video>\n` included)."""
+    questions = [(t, get_task(t).question) for t in task_order(tasks)]
     yield from answer(model, clip, questions, gate=gate, max_new_tokens=max_new_tokens, guided=guided,
-                      generate_options=generate_options)
+                      repetition_stop=repetition_stop, generate_options=generate_options)

@@ -12,8 +12,12 @@ if TYPE_CHECKING:
     from crashchat.model import CrashChat
 
 
-def build_report(clip, model: "CrashChat", results: dict) -> dict:
-    """The report JSON: video, model, the gate's verdict and every task's answer."""
+def build_report(clip, model: "CrashChat", results: dict, generation: dict | None = None) -> dict:
+    """The report JSON: video, model, how the model was asked, the gate's verdict and every task's answer.
+
+    `generation` is what `crashchat.pipeline.analyze` was given (max_new_tokens, guided,
+    repetition_stop); it is recorded with the prompt format under `input`.
+    """
     recognition = results.get(RECOGNITION)
     crash = None if recognition is None or recognition["parsed"] is None else recognition["parsed"] == "Yes"
     report = {
@@ -22,6 +26,9 @@ def build_report(clip, model: "CrashChat", results: dict) -> dict:
                   "timestamps": [round(float(t), 3) for t in clip.timestamps]},
         "model": {"name": model.name, "random_weights": bool(model.random_weights),
                   "groups": list(model.groups) or ["base"], "device": model.device},
+        "input": {"prompt_format": getattr(model, "prompt_format", "authors-eval"),
+                  "sample_fps": float(getattr(clip, "sample_fps", 10.0)), "frames": int(len(clip.frames)),
+                  **(generation or {})},
         "crash_detected": crash,
         "tasks": {t: results[t] for t in TASK_IDS if t in results},
     }

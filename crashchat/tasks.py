@@ -164,7 +164,7 @@ class Task:
     split_name: str
     """`<name>` in the authors' file `crashchat_dada_video_total_<name>_test.json`."""
     prompt: str
-    """The question asked of the model, exactly as in the split."""
+    """The question, exactly as in the split after its `<video>\n` (the training format)."""
     kind: Kind
     """Answer form; decides the parser and the metric family."""
     parse: Callable[[str], object]
@@ -175,6 +175,14 @@ class Task:
     """`pred_*` keys of the authors' per-task prediction files."""
     gt_fields: tuple[str, ...]
     """`gt_*` keys of those files (recognised, never trusted)."""
+
+    @property
+    def question(self) -> str:
+        """What the model is asked at evaluation: the split's human value as written, `<video>\n`
+        included. The authors' evaluation passes it as is, so the model reads
+        `...Time 9.5s:<frames>\n<video>\nYou are...` (`../shared/reference/authors_eval.md`);
+        training uses `prompt` alone."""
+        return f"<video>\n{self.prompt}"
 
     def split_file(self, split: str = "test") -> str:
         return f"crashchat_dada_video_total_{self.split_name}_{split}.json"

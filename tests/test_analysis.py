@@ -57,7 +57,8 @@ def test_real_tiny_model_report(tiny_crashchat, clip):
     assert recognition["group"] == "linguistic" and isinstance(recognition["response"], str)
     assert recognition["parsed"] != "Yes"  # random weights: whatever it says, it is not a clean Yes
     for task_id in PERCEPTION:
-        assert results[task_id] == {"group": "perception", "response": None, "parsed": None, "skipped": True, "seconds": 0.0}
+        assert results[task_id] == {"group": "perception", "response": None, "parsed": None, "skipped": True,
+                                    "seconds": 0.0, "stopped": None}
     report = build_report(clip, tiny_crashchat, results)
     json.dumps(report)
     assert report["model"] == {"name": "tiny-random", "random_weights": True, "groups": ["linguistic", "perception"],
@@ -84,7 +85,9 @@ def test_gate_runs_perception_only_after_yes(tiny_crashchat, clip, monkeypatch, 
 
                 def ask(question, **options):
                     asked.append((group, question))
-                    return answer if question == CRASH_RECOGNITION_PROMPT else real_ask(question, **options)
+                    # asked as the authors' evaluation asks: the split's value, `<video>\n` included
+                    assert question.endswith(CRASH_RECOGNITION_PROMPT) or question.startswith("<video>\n")
+                    return answer if question == f"<video>\n{CRASH_RECOGNITION_PROMPT}" else real_ask(question, **options)
                 return ask
 
             def __exit__(self_inner, *exc):

@@ -11,42 +11,15 @@ from pathlib import Path
 import pytest
 
 from crashchat import predict
-from crashchat.synthetic import write_broken, write_clip
 from crashchat.tasks import TASKS
+from mini_split import VIDEOS, expected_rows, write_mini_split
 
 REPO = Path(__file__).resolve().parents[1]
-ANSWERS = {"yes_no": None, "time_range": "0.5 - 0.9 seconds", "time": "0.4 seconds", "text": "car hits a car."}
-# name, scene, what is on disk
-VIDEOS = [("c0.mp4", "crash", "ok"), ("n1.mp4", "normal", "ok"), ("c2.mp4", "crash", "ok"),
-          ("c3.mp4", "crash", "broken"), ("n4.mp4", "normal", "missing")]
 
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("mini")
-    (root / "videos").mkdir()
-    (root / "split").mkdir()
-    for i, (name, scene, state) in enumerate(VIDEOS):
-        if state == "ok":
-            write_clip(root / "videos" / name, seconds=1.0, scene=scene, seed=i)
-        elif state == "broken":
-            write_broken(root / "videos" / name, "text")
-    for task in TASKS:
-        records = []
-        for name, scene, _ in VIDEOS:
-            if task.group == "perception" and scene != "crash":
-                continue  # as in the real split: localization only for crash videos
-            answer = ANSWERS[task.kind] or ("Yes" if scene == "crash" else "No")
-            records.append({"video": [f"videos/{name}"], "source": "MM-AU-CAP" if scene == "crash" else "D2City",
-                            "conversations": [{"from": "human", "value": f"<video>\n{task.prompt}"},
-                                              {"from": "gpt", "value": answer}]})
-        (root / "split" / task.split_file()).write_text(json.dumps(records))
-    return root / "split", root
-
-
-def _expected_rows() -> set[tuple[str, str]]:
-    return {(name, t.id) for name, scene, state in VIDEOS if state == "ok"
-            for t in TASKS if not (t.group == "perception" and scene != "crash")}
+    return write_mini_split(tmp_path_factory.mktemp("mini"))
 
 
 def _rows(path: Path) -> list[dict]:
@@ -70,7 +43,7 @@ def test_predict_then_score(mini, tmp_path, capsys):
             "--max-new-tokens", "4", "--no-progress"]
     assert predict.main(argv) == 0
     rows = _rows(out)
-    assert {(r["video"], r["task"]) for r in rows} == _expected_rows()
+    assert {(r["video"], r["task"]) for r in rows} == expected_rows()
     assert all(set(r) == {"video", "task", "response"} and isinstance(r["response"], str) for r in rows)
     errors = {e["video"]: e["error"] for e in _rows(out.with_name("sub.jsonl.errors.jsonl"))}
     assert errors["c3.mp4"].startswith("unreadable:") and errors["n4.mp4"].startswith("missing:")
@@ -85,7 +58,7 @@ def test_predict_then_score(mini, tmp_path, capsys):
     assert predict.main(argv + ["--resume"]) == 0
     assert "5 already answered" in capsys.readouterr().err
     resumed = _rows(out)
-    assert len(resumed) == len(rows) and {(r["video"], r["task"]) for r in resumed} == _expected_rows()
+    assert len(resumed) == len(rows) and {(r["video"], r["task"]) for r in resumed} == expected_rows()
 
     if not (REPO / "leaderboard" / "scoring.py").is_file():
         pytest.skip("leaderboard/scoring.py is not there yet: the scorer lands with the leaderboard issue")
@@ -111,9 +84,11 @@ def test_shards_write_parts_and_rank0_merges(mini, tmp_path, monkeypatch, capsys
     assert not out.exists()
     monkeypatch.setenv("RANK", "0")
     assert predict.main(argv) == 0
-    assert {(r["video"], r["task"]) for r in _rows(out)} == _expected_rows()
+    assert {(r["video"], r["task"]) for r in _rows(out)} == expected_rows()
     assert len(_rows(tmp_path / "multi.jsonl.errors.jsonl")) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.jsonl", "multi.jsonl.errors.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.jsonl", "multi.jsonl.errors.jsonl",
+                                                          "multi.jsonl.meta.json"]
+    assert json.loads((tmp_path / "multi.jsonl.meta.json").read_text())["run"]["processes"] == 2
 
 
 def test_bad_split_is_one_line(tmp_path, capsys):

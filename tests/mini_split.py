@@ -1,0 +1,43 @@
+"""A five-video mini split in the authors' layout: synthetic clips, one broken and one missing video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crashchat.tasks import TASKS
+
+ANSWERS = {"yes_no": None, "time_range": "0.5 - 0.9 seconds", "time": "0.4 seconds", "text": "car hits a car."}
+# name, scene, what is on disk
+VIDEOS = [("c0.mp4", "crash", "ok"), ("n1.mp4", "normal", "ok"), ("c2.mp4", "crash", "ok"),
+          ("c3.mp4", "crash", "broken"), ("n4.mp4", "normal", "missing")]
+
+
+def write_mini_split(root: Path) -> tuple[Path, Path]:
+    """`root/split` (six test files) and `root/videos`; returns (split dir, videos dir)."""
+    from crashchat.synthetic import write_broken, write_clip
+
+    (root / "videos").mkdir(parents=True)
+    (root / "split").mkdir()
+    for i, (name, scene, state) in enumerate(VIDEOS):
+        if state == "ok":
+            write_clip(root / "videos" / name, seconds=1.0, scene=scene, seed=i)
+        elif state == "broken":
+            write_broken(root / "videos" / name, "text")
+    for task in TASKS:
+        records = []
+        for name, scene, _ in VIDEOS:
+            if task.group == "perception" and scene != "crash":
+                continue  # as in the real split: localization only for crash videos
+            answer = ANSWERS[task.kind] or ("Yes" if scene == "crash" else "No")
+            records.append({"video": [f"videos/{name}"], "source": "MM-AU-CAP" if scene == "crash" else "D2City",
+                            "conversations": [{"from": "human", "value": f"<video>\n{task.prompt}"},
+                                              {"from": "gpt", "value": answer}]})
+        (root / "split" / task.split_file()).write_text(json.dumps(records))
+    return root / "split", root
+
+
+def expected_rows() -> set[tuple[str, str]]:
+    """(video, task) of every question whose video can be read."""
+    return {(name, t.id) for name, scene, state in VIDEOS if state == "ok"
+            for t in TASKS if not (t.group == "perception" and scene != "crash")}

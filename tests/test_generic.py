@@ -1,0 +1,134 @@
+"""`predict --model hf:DIR`: each video-LLM family's tiny random checkpoint through predict, provenance
+written and valid, scored by the leaderboard CLI; refusals and resume across families."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hf_families import FAMILIES, write_family
+from mini_split import VIDEOS, expected_rows, write_mini_split
+
+from crashchat import predict, provenance
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory) -> tuple[Path, Path]:
+    return write_mini_split(tmp_path_factory.mktemp("mini"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    return {f: write_family(f, root / f) for f in FAMILIES + ("llava",)}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _argv(split, videos, out, model, *extra) -> list[str]:
+    return ["--split-dir", str(split), "--videos-dir", str(videos), "--out", str(out), "--model", model,
+            "--max-new-tokens", "3", "--no-progress", "--device", "cpu", *extra]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_predicts_a_scoreable_submission_with_provenance(family, checkpoints, mini, tmp_path, one_thread):
+    split, videos = mini
+    out = tmp_path / f"{family}.jsonl"
+    assert predict.main(_argv(split, videos, out, f"hf:{checkpoints[family]}")) == 0
+    rows = _rows(out)
+    assert {(r["video"], r["task"]) for r in rows} == expected_rows()
+    assert all(isinstance(r["response"], str) for r in rows)
+
+    meta = provenance.loads((tmp_path / f"{family}.jsonl.meta.json").read_bytes())
+    assert meta["model"] == {**meta["model"], "id": f"hf:{checkpoints[family]}", "backend": "hf", "family": family,
+                             "dtype": "float32", "attention": "sdpa", "trust_remote_code": False}
+    assert meta["prompt"] == {"format": "chat-template", "video_tag": False, "system_prompt": False}
+    assert meta["frames"]["fps"] == 10.0 and meta["frames"]["max_frames"] == 96
+    assert meta["generation"]["max_new_tokens"] == 3 and not meta["generation"]["guided"]
+    assert meta["answers"]["written"] == len(rows) and meta["answers"]["videos_failed"] == 2
+    assert meta["packages"]["transformers"]
+    assert provenance.describe(meta).startswith(f"zero-shot, {family}, 96 frames @ 10 fps")
+
+    score = subprocess.run([sys.executable, "-m", "leaderboard", "score", str(out), "--split-dir", str(split),
+                            "--bootstrap", "0", "--json", str(tmp_path / "score.json")],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert score.returncode == 0, score.stderr
+    result = json.loads((tmp_path / "score.json").read_text())
+    assert result["validation"]["crash_recognition"]["matched"] == 3
+
+
+def test_the_model_sees_the_question_without_the_tag_and_true_times(checkpoints, crash_clip):
+    """Qwen3-VL reads time from the metadata: the prompt names the frames' real times."""
+    from crashchat.generic import GenericConfig, load_generic
+    from crashchat.tasks import get_task
+    from crashchat.video import load_video
+
+    model = load_generic(GenericConfig(str(checkpoints["qwen3_vl"]), device="cpu"))
+    clip = load_video(crash_clip)
+    question = get_task("crash_recognition").question
+    text = model.chat_text(question)
+    assert "<video>" not in text and get_task("crash_recognition").prompt in text
+    ids = model.inputs(model.prepare(clip), question)["input_ids"][0]
+    shown = model.tokenizer.decode(ids)
+    # Qwen3-VL merges frames two by two and labels each pair with the mean of their times
+    times = [float(t) for t in re.findall(r"<(\d+\.\d) seconds>", shown)]
+    pairs = [(a + b) / 2 for a, b in zip(clip.timestamps[::2], clip.timestamps[1::2])]
+    assert len(times) == len(pairs) == len(clip.timestamps) // 2
+    assert all(abs(t - p) <= 0.05 + 1e-9 for t, p in zip(times, pairs)), (times, pairs)
+
+
+@pytest.mark.parametrize("family, why", [("llava", "no video support in its processor")])
+def test_an_image_only_model_is_refused_in_one_line(family, why, checkpoints, mini, tmp_path, capsys):
+    split, videos = mini
+    assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", f"hf:{checkpoints[family]}")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[1].startswith("error: ") and why in err[1] and "llava" in err[1], err
+
+
+def test_a_bad_hub_id_offline_is_one_line(mini, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    split, videos = mini
+    assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", "hf:nobody/no-such-model")) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: cannot fetch hf:nobody/no-such-model from the Hugging Face Hub"), err
+    assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", "hf:./missing-folder")) == 1
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_crashchat_options_with_an_hf_model_are_refused(mini, tmp_path, capsys):
+    split, videos = mini
+    assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", "hf:x/y", "--linguistic", "a")) == 2
+    assert "--linguistic: CrashChat options" in capsys.readouterr().err
+
+
+def test_resume_across_families_keeps_earlier_answers(checkpoints, mini, tmp_path, capsys, one_thread):
+    """A run stopped after two videos is finished by another family's run: rows are kept, none asked twice."""
+    split, videos = mini
+    out = tmp_path / "mixed.jsonl"
+    assert predict.main(_argv(split, videos, out, f"hf:{checkpoints['qwen2_vl']}", "--limit", "2")) == 0
+    first = _rows(out)
+    assert {r["video"] for r in first} == {VIDEOS[0][0], VIDEOS[1][0]}
+    assert predict.main(_argv(split, videos, out, f"hf:{checkpoints['llava_onevision']}", "--resume")) == 0
+    assert f"{len(first)} already answered" in capsys.readouterr().err
+    rows = _rows(out)
+    assert rows[:len(first)] == first and {(r["video"], r["task"]) for r in rows} == expected_rows()
+    meta = json.loads((tmp_path / "mixed.jsonl.meta.json").read_text())
+    assert meta["model"]["family"] == "llava_onevision"  # the run that finished the file
+
+
+def test_nothing_predicted_exits_non_zero_with_a_summary(checkpoints, tmp_path, capsys):
+    split = write_mini_split(tmp_path / "m")[0]
+    empty = tmp_path / "no-videos"
+    empty.mkdir()
+    out = tmp_path / "none.jsonl"
+    assert predict.main(_argv(split, empty, out, f"hf:{checkpoints['qwen2_vl']}")) == 1
+    err = capsys.readouterr().err
+    assert "error: nothing could be predicted" in err and "0 answers" in err
