@@ -355,20 +355,26 @@ def test_epochs_and_skip_bad_records_are_counted(root, tmp_path, capsys):
 # --- resume -----------------------------------------------------------------------------------------
 
 
-def test_resume_continues_from_the_last_checkpoint_exactly(root, tmp_path, capsys):
+@pytest.mark.parametrize("case", ["one example a step", "accumulated, stopped mid-epoch"])
+def test_resume_continues_from_the_last_checkpoint_exactly(root, mixed, tmp_path, capsys, case):
     # No dropout, so the only state is weights, optimizer, schedule and data position.
-    cfg = dict(split="all", strategy="homogeneous:perception", max_steps=4, save_steps=2, eval=False,
-               lora_dropout=0.0)
+    cfg = dict(max_steps=4, save_steps=2, eval=False, lora_dropout=0.0)
+    if case == "one example a step":
+        cfg.update(split="all", strategy="homogeneous:perception")
+    else:  # 4 records, 2 per step: the step-3 checkpoint is in the middle of epoch 1
+        cfg.update(split_dir=mixed, global_batch=2, max_steps=5, save_steps=3)
     full = train(config(root, tmp_path / "full", **cfg))
-    assert [c.name for c in checkpoints(tmp_path / "full")] == ["step-000002", "step-000004"]
+    saved = [c.name for c in checkpoints(tmp_path / "full")]
     expected = {k: v.clone() for k, v in full.model.state_dict().items() if ".lora_" in k or "modules_to_save" in k}
 
-    # A run "killed" after its step-2 checkpoint, then resumed.
+    # A run "killed" after its first checkpoint, then resumed.
     out = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-000002", out / "checkpoints" / "step-000002")
+    shutil.copytree(tmp_path / "full" / "checkpoints" / saved[0], out / "checkpoints" / saved[0])
     resumed = train(config(root, out, resume=True, **cfg))
     assert "resumed from" in capsys.readouterr().out
-    assert resumed.steps == 4 and [s for s, _ in resumed.losses] == [3, 4]
+    first = int(saved[0].split("-")[1]) + 1
+    assert resumed.steps == cfg["max_steps"] and [s for s, _ in resumed.losses] == list(range(first, resumed.steps + 1))
+    assert resumed.losses == full.losses[first - 1:]
     for key, value in resumed.model.state_dict().items():
         if key in expected:
             torch.testing.assert_close(value, expected[key], atol=1e-6, rtol=1e-6)
