@@ -372,16 +372,15 @@ def optimizer_step(accelerator, net, optimizer, loss_sum, tokens, max_grad_norm:
     """
     import torch
 
-    totals = accelerator.reduce(torch.stack([loss_sum.float(), tokens.float()]), "sum")
-    count = totals[1].clamp(min=1)
-    scale = accelerator.num_processes / count
+    total, count = accelerator.reduce(torch.stack([loss_sum.float(), tokens.float()]), "sum").tolist()
+    count = max(count, 1.0)
     for param in net.parameters():
         if param.grad is not None:
-            param.grad.mul_(scale.to(param.grad.dtype))
+            param.grad.mul_(accelerator.num_processes / count)  # a float: works on FSDP's sharded grads too
     norm = accelerator.clip_grad_norm_(net.parameters(), max_grad_norm or float("inf"))
     optimizer.step()
     optimizer.zero_grad()
-    return float(totals[0] / count), float(norm)
+    return total / count, float(norm)
 
 
 def _to_device(batch: dict, device, dtype) -> dict:
