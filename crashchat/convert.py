@@ -152,7 +152,8 @@ def convert_base(src: str | Path, dst: str | Path) -> Path:
         raise ConvertError(f"{src}: no readable config.json")
     config = native_config(authors)
     with torch.device("meta"):
-        expected = set(VideoLlama3ForConditionalGeneration(config).state_dict())
+        shapes = {k: tuple(v.shape) for k, v in VideoLlama3ForConditionalGeneration(config).state_dict().items()}
+    expected = set(shapes)
 
     tmp = _staging(dst)
     seen: dict[str, str] = {}
@@ -169,6 +170,10 @@ def convert_base(src: str | Path, dst: str | Path) -> Path:
                     raise ConvertError(f"{file.name}: {exc}") from None
                 if new in seen:
                     raise ConvertError(f"{file.name}: {key!r} and {seen[new]!r} both map to {new!r}")
+                shape = tuple(fh.get_slice(key).get_shape())
+                if new in shapes and shape != shapes[new]:
+                    raise ConvertError(f"{file.name}: {key}: shape {list(shape)} does not match the config "
+                                       f"({list(shapes[new])})")
                 seen[new] = key
                 tensors[new] = fh.get_tensor(key).contiguous()
         name = f"model-{i:05d}-of-{len(files):05d}.safetensors"
@@ -180,8 +185,7 @@ def convert_base(src: str | Path, dst: str | Path) -> Path:
         missing.discard("lm_head.weight")
     unexpected = set(seen) - expected
     if missing or unexpected:
-        raise ConvertError(f"{src}: weights do not match the config: missing {sorted(missing)[:5]}, "
-                           f"unexpected {sorted(unexpected)[:5]}")
+        raise ConvertError(f"{src}: weights do not match the config: {describe_keys(missing, unexpected)}")
     (tmp / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=1))
     _copy_tokenizer(src, tmp)
@@ -271,8 +275,74 @@ def _load_tensors(path: Path) -> dict:
     return data
 
 
-def convert_adapter(src: str | Path, dst: str | Path) -> Path:
-    """Write a native peft adapter (LoRA on the LLM + its projector) to `dst`."""
+def describe_keys(missing=(), unexpected=(), mismatched=(), first: int = 3) -> str:
+    """`2 missing (a, b), 1 unexpected (c)`: the first few keys of each kind, for one-line errors."""
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)):
+        keys = sorted(keys)
+        if keys:
+            more = ", ..." if len(keys) > first else ""
+            parts.append(f"{len(keys)} {what} ({', '.join(keys[:first])}{more})")
+    return "; ".join(parts)
+
+
+def check_adapter_complete(tensors: dict, *, where: str, base_config=None) -> None:
+    """Every layer's seven LoRA projections with A and B, and the projector's four tensors.
+
+    With `base_config` (a native `VideoLlama3Config`), the number of layers and every shape are
+    checked against the base too; without it, the layers found must run from 0 without a gap.
+    """
+    from crashchat.weights import LORA_MODULES
+
+    pattern = re.compile(r"^base_model\.model\.model\.language_model\.layers\.(\d+)\.(?:self_attn|mlp)\."
+                         r"(\w+)\.lora_([AB])\.weight$")
+    found = {}
+    for key in tensors:
+        if m := pattern.match(key):
+            found[(int(m.group(1)), m.group(2), m.group(3))] = key
+    layers = base_config.text_config.num_hidden_layers if base_config is not None else (
+        max((n for n, _, _ in found), default=-1) + 1)
+    module_of = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
+                 "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+    wanted = {(n, m, ab) for n in range(layers) for m in LORA_MODULES for ab in "AB"}
+    missing = [f"layers.{n}.{module_of[m]}.{m}.lora_{ab}" for n, m, ab in sorted(wanted - set(found))]
+    extra = [found[k] for k in sorted(set(found) - wanted)]
+    projector = {f"base_model.model.model.projector.readout.{i}.{w}" for i in (0, 2) for w in ("weight", "bias")}
+    missing += sorted(projector - set(tensors))
+    mismatched = []
+    if base_config is not None:
+        shapes = _adapter_shapes(base_config, tensors)
+        mismatched = [f"{k} {list(tensors[k].shape)} (base: {list(v)})" for k, v in shapes.items()
+                      if k in tensors and tuple(tensors[k].shape) != v]
+    if missing or extra or mismatched:
+        raise ConvertError(f"{where}: adapter incomplete for a {layers}-layer base: "
+                           f"{describe_keys(missing, extra, mismatched)}")
+
+
+def _adapter_shapes(base_config, tensors: dict) -> dict:
+    """Expected shape of each LoRA A/B and projector tensor, from the base's layer sizes (meta device)."""
+    import torch
+    from transformers import VideoLlama3ForConditionalGeneration
+
+    with torch.device("meta"):
+        base = VideoLlama3ForConditionalGeneration(base_config)
+    shapes = {}
+    for key, value in tensors.items():
+        if key.startswith("base_model.model.model.projector."):
+            name = key.removeprefix("base_model.model.")
+            shapes[key] = tuple(base.get_parameter(name).shape)
+        elif (m := re.match(r"^base_model\.model\.(.+)\.lora_([AB])\.weight$", key)):
+            linear = base.get_submodule(m.group(1))
+            rank = value.shape[0] if m.group(2) == "A" else value.shape[1]
+            shapes[key] = (rank, linear.in_features) if m.group(2) == "A" else (linear.out_features, rank)
+    return shapes
+
+
+def convert_adapter(src: str | Path, dst: str | Path, base_config=None) -> Path:
+    """Write a native peft adapter (LoRA on the LLM + its projector) to `dst`.
+
+    Refuses an incomplete adapter (`check_adapter_complete`), against `base_config` when given.
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -308,10 +378,9 @@ def convert_adapter(src: str | Path, dst: str | Path) -> Path:
             projector[native_projector_key(key)] = value.contiguous()
         except ConvertError as exc:
             raise ConvertError(f"non_lora_trainables.bin: {exc}") from None
-    if len(projector) != 4:
-        raise ConvertError(f"non_lora_trainables.bin: expected the projector's 4 tensors, found {len(projector)}")
     tensors.update(projector)
 
+    check_adapter_complete(tensors, where=str(src), base_config=base_config)
     r = int(authors.get("r", 64))
     ranks = {v.shape[0] for k, v in tensors.items() if "lora_A" in k}
     if ranks != {r}:
@@ -328,6 +397,18 @@ def convert_adapter(src: str | Path, dst: str | Path) -> Path:
 # --- command line ---------------------------------------------------------------------------------
 
 
+def base_config_of(folder: Path):
+    """The native `VideoLlama3Config` of a base folder, native or in the authors' layout."""
+    from transformers import VideoLlama3Config
+
+    config = _config(Path(folder))
+    if config is None:
+        raise ConvertError(f"--base {folder}: no readable config.json")
+    if config.get("model_type") == "video_llama_3":
+        return VideoLlama3Config.from_pretrained(folder)
+    return native_config(config)
+
+
 def _kind(src: Path) -> str:
     if (src / "adapter_config.json").is_file():
         return "adapter"
@@ -342,6 +423,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("src", help="authors' folder, or a Hub path: owner/repo (base) or owner/repo/sub/folder (adapter)")
     parser.add_argument("out", type=Path, help="output folder (native layout)")
     parser.add_argument("--kind", choices=("base", "adapter"), help="what SRC holds (default: from its files)")
+    parser.add_argument("--base", type=Path, metavar="DIR",
+                        help="adapters: check completeness and shapes against this base (native or authors' folder; "
+                             "only its config.json is read)")
     args = parser.parse_args(list(argv))
 
     from crashchat.weights import ModelLoadError, snapshot
@@ -357,7 +441,8 @@ def main(argv: Sequence[str]) -> int:
             patterns = [f"{sub}/{p}" if sub else p for p in (ADAPTER_PATTERNS if kind == "adapter" else BASE_PATTERNS)]
             src = snapshot(repo, patterns) / sub
         kind = args.kind or _kind(src)
-        done = convert_base(src, args.out) if kind == "base" else convert_adapter(src, args.out)
+        base_config = base_config_of(args.base) if args.base else None
+        done = convert_base(src, args.out) if kind == "base" else convert_adapter(src, args.out, base_config)
     except ConvertError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

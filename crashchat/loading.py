@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from crashchat.model import CrashChat
 
 MODEL_NAMES = ("crashchat", "videollama3", "tiny-random")
+MIN_TOKENS = 16
+"""Per-frame floor of merged visual tokens (4x4), the authors' image processor default."""
 
 
 @dataclass
@@ -130,9 +132,11 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
                   file=sys.stderr)
         # bf16 on GPU as the authors ran it; on CPU the checkpoint's own dtype (bf16 for the 7B:
         # half the memory of float32), loaded straight onto the device
-        base = VideoLlama3ForConditionalGeneration.from_pretrained(
-            base_dir, dtype=torch.bfloat16 if cuda else "auto", attn_implementation="sdpa", device_map={"": device})
-        processor = build_processor(AutoTokenizer.from_pretrained(base_dir))
+        base, info = VideoLlama3ForConditionalGeneration.from_pretrained(
+            base_dir, dtype=torch.bfloat16 if cuda else "auto", attn_implementation="sdpa", device_map={"": device},
+            output_loading_info=True)
+        _check_base_loaded(info, base_dir)
+        processor = build_processor(AutoTokenizer.from_pretrained(base_dir), min_tokens=min_tokens_of(base_dir))
 
     if cfg.name == "videollama3":
         return _finish(base, processor, cfg, device, (), sources)
@@ -141,13 +145,81 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
         model = None
         for group in GROUPS:
             if adapters[group] is not None:
-                if model is None:
-                    model = PeftModel.from_pretrained(base, adapters[group], adapter_name=group, is_trainable=False)
-                else:
-                    model.load_adapter(adapters[group], adapter_name=group, is_trainable=False)
+                try:
+                    if model is None:
+                        model = PeftModel.from_pretrained(base, adapters[group], adapter_name=group, is_trainable=False)
+                    else:
+                        model.load_adapter(adapters[group], adapter_name=group, is_trainable=False)
+                except RuntimeError as exc:  # torch's size mismatch when copying a tensor
+                    first = str(exc).strip().splitlines()[0][:300]
+                    raise ModelLoadError(f"--{group} {adapters[group]}: does not fit the base ({first})") from None
+                check_adapter_loaded(model, group, adapters[group])
             else:  # tiny-random without trained adapters: random but distinct adapters
                 model = add_random_adapter(model if model is not None else base, group)
     return _finish(model, processor, cfg, device, GROUPS, sources)
+
+
+def _check_base_loaded(info: dict, folder: Path) -> None:
+    """Every weight of the base came from its files, with the right shape (transformers only warns)."""
+    from crashchat.convert import describe_keys
+
+    missing, unexpected = set(info.get("missing_keys") or ()), set(info.get("unexpected_keys") or ())
+    mismatched = {str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()}
+    if missing or unexpected or mismatched:
+        raise ModelLoadError(f"--base {folder}: weights do not match its config: "
+                             f"{describe_keys(missing, unexpected, mismatched)}")
+
+
+def check_adapter_loaded(model, group: str, folder: Path) -> None:
+    """The adapter's file holds exactly the tensors its config asks for, with their shapes.
+
+    peft loads an adapter with tensors missing and only warns: the missing LoRA layers would then
+    keep their initial values (B = 0, a silent no-op), so a damaged download would run as a
+    weaker model without a word.
+    """
+    from peft.utils import get_peft_model_state_dict
+
+    from crashchat.convert import describe_keys
+
+    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model, adapter_name=group).items()}
+    stored = _tensor_shapes(Path(folder))
+    mismatched = {k for k in set(expected) & set(stored) if expected[k] != stored[k]}
+    problems = describe_keys(set(expected) - set(stored), set(stored) - set(expected), mismatched)
+    if problems:
+        raise ModelLoadError(f"--{group} {folder}: adapter does not match the model: {problems}")
+
+
+def _tensor_shapes(folder: Path) -> dict[str, tuple]:
+    """Key -> shape of a peft adapter's weights file, read without loading safetensors data."""
+    safetensors, binary = folder / "adapter_model.safetensors", folder / "adapter_model.bin"
+    if safetensors.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(safetensors), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    if binary.is_file():
+        import torch
+
+        return {k: tuple(v.shape) for k, v in torch.load(binary, map_location="meta", weights_only=True).items()}
+    raise ModelLoadError(f"{folder}: no adapter_model.safetensors or adapter_model.bin")
+
+
+def min_tokens_of(folder: Path, default: int = MIN_TOKENS) -> int:
+    """The per-frame floor of merged tokens: the checkpoint's `min_tokens` when its processor config
+    sets one (the authors build their image processor from the checkpoint), else 16 (4x4, their
+    class default)."""
+    import json
+
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        try:
+            config = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        for section in (config, config.get("image_processor") or {}, config.get("video_processor") or {}):
+            value = section.get("min_tokens") if isinstance(section, dict) else None
+            if isinstance(value, int) and value > 0:
+                return value
+    return default
 
 
 def _sources(cfg: ModelConfig) -> dict:

@@ -276,13 +276,10 @@ def meta_path(out: Path) -> Path:
     return out.with_name(out.name + SUFFIX)
 
 
-FRAME_SAMPLER = "authors-fps-filter"
-"""How `crashchat.video` picks frames: ffmpeg's fps=10:round=down, labels start + k/10, truncating thinning."""
-
-
 def write_meta(out: Path, *, model, args, video_kwargs: dict, options: dict, started: str, questions: int) -> dict:
     """`OUT.meta.json` (`crashchat.provenance`): how these predictions were made, counted from `out`."""
     from crashchat import provenance
+    from crashchat.video import SAMPLER
 
     model_block = model.provenance()
     rows = read_rows(out)
@@ -290,7 +287,7 @@ def write_meta(out: Path, *, model, args, video_kwargs: dict, options: dict, sta
     meta = {
         "format": provenance.FORMAT,
         "model": model_block,
-        "frames": {"sampler": FRAME_SAMPLER, "fps": float(video_kwargs["fps"]),
+        "frames": {"sampler": SAMPLER, "fps": float(video_kwargs["fps"]),
                    "max_frames": int(video_kwargs["max_frames"]), "max_pixels": getattr(model, "max_pixels", None),
                    "token_budget": getattr(model, "token_budget", None)},
         "prompt": {"format": model.prompt_format, "video_tag": model.prompt_format == "authors-eval",

@@ -29,11 +29,12 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_processor(tokenizer, token_budget: int = EVAL_TOKEN_BUDGET, min_tokens: int = 128):
+def build_processor(tokenizer, token_budget: int = EVAL_TOKEN_BUDGET, min_tokens: int = 16):
     """A native processor around `tokenizer` with the CrashChat frame budget and chat format.
 
     `token_budget` is the total of merged tokens over all frames (split per frame by the
-    processor); `min_tokens` the floor per frame (the processor's default, 128).
+    processor); `min_tokens` the floor per frame: 16 (4x4) as the authors' image processor, not
+    transformers' 128, which would upscale small frames (320x240) differently.
     """
     from transformers import VideoLlama3ImageProcessor, VideoLlama3Processor, VideoLlama3VideoProcessor
 

@@ -48,6 +48,9 @@ if TYPE_CHECKING:  # transformers is heavy; only `Clip.metadata` needs it, and i
 SUPPORTED_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 PAPER_FPS = 10.0
 PAPER_MAX_FRAMES = 96
+SAMPLER = "authors-fps-filter"
+"""How frames are picked, as recorded in outputs: ffmpeg's fps filter (round=down), labels
+start + k / fps, truncating thinning to max_frames (the authors' loader)."""
 
 _LABEL_DECIMALS = 6  # Clip.timestamps and source_times; ffprobe prints times with 6 decimals too
 _DECORD_TIME_TOLERANCE = 1e-3  # decord reports float32 seconds; 600 s in float32 is exact to 6e-5 s

@@ -185,3 +185,92 @@ def test_crashchat_and_baseline_load_from_local_authors_folders(tmp_path, tiny_c
 
     results = dict(analyze(baseline, clip, ["crash_recognition", "crash_description"], max_new_tokens=2))
     assert all(r["group"] == "linguistic" and isinstance(r["response"], str) for r in results.values())
+
+
+# --- loud loading: nothing missing, nothing extra, nothing mis-shaped -------------------------------
+
+
+def _drop(path: Path, key_part: str) -> str:
+    """Remove the first tensor whose key contains `key_part` from a .bin or .safetensors file."""
+    from safetensors.torch import load_file, save_file
+
+    if path.suffix == ".bin":
+        tensors = torch.load(path, weights_only=True)
+    else:
+        tensors = load_file(str(path))
+    key = next(k for k in sorted(tensors) if key_part in k)
+    del tensors[key]
+    if path.suffix == ".bin":
+        torch.save(tensors, path)
+    else:
+        save_file(tensors, str(path))
+    return key
+
+
+def test_an_authors_adapter_missing_a_lora_tensor_is_refused(tmp_path, tiny_crashchat):
+    src = write_authors_adapter(tiny_crashchat, "linguistic", tmp_path / "authors")
+    _drop(src / "adapter_model.bin", "layers.1.mlp.down_proj.lora_B")
+    with pytest.raises(ConvertError, match=r"adapter incomplete for a 2-layer base: 1 missing "
+                                           r"\(layers\.1\.mlp\.down_proj\.lora_B\)"):
+        convert.convert_adapter(src, tmp_path / "native")
+    assert not (tmp_path / "native").exists()
+
+
+def test_a_whole_missing_layer_is_caught_against_the_base(tmp_path, tiny_crashchat):
+    """Without the base, layer 1 gone looks like a 1-layer adapter; `--base` knows there are two."""
+    src = write_authors_adapter(tiny_crashchat, "perception", tmp_path / "authors")
+    lora = torch.load(src / "adapter_model.bin", weights_only=True)
+    torch.save({k: v for k, v in lora.items() if ".layers.1." not in k}, src / "adapter_model.bin")
+    base = write_authors_base(*build_tiny_random(), tmp_path / "authors_base")
+    assert convert.main([str(src), str(tmp_path / "out"), "--base", str(base)]) == 2
+    with pytest.raises(ConvertError, match="adapter incomplete for a 2-layer base: 14 missing"):
+        convert.convert_adapter(src, tmp_path / "native2", convert.base_config_of(base))
+
+
+def test_a_mis_shaped_projector_is_caught_against_the_base(tmp_path, tiny_crashchat):
+    src = write_authors_adapter(tiny_crashchat, "perception", tmp_path / "authors")
+    projector = torch.load(src / "non_lora_trainables.bin", weights_only=True)
+    key = next(k for k in projector if k.endswith("readout.2.bias"))
+    projector[key] = torch.zeros(7)
+    torch.save(projector, src / "non_lora_trainables.bin")
+    base = write_authors_base(*build_tiny_random(), tmp_path / "authors_base")
+    with pytest.raises(ConvertError, match=r"1 mis-shaped \(base_model\.model\.model\.projector\.readout\.2\.bias \[7\]"):
+        convert.convert_adapter(src, tmp_path / "native", convert.base_config_of(base))
+
+
+@pytest.mark.parametrize("damage", ["missing", "mis-shaped", "unexpected"])
+def test_a_damaged_native_adapter_is_refused_at_load(tmp_path, tiny_crashchat, damage):
+    """peft itself loads an adapter with half its tensors gone and only warns; we refuse, naming keys."""
+    from safetensors.torch import load_file, save_file
+
+    from crashchat.weights import ModelLoadError
+
+    tiny_crashchat.model.save_pretrained(tmp_path / "saved")  # one sub-folder per adapter
+    folder = tmp_path / "saved" / "perception"
+    file = folder / "adapter_model.safetensors"
+    tensors = load_file(str(file))
+    key = sorted(k for k in tensors if "lora_A" in k)[0]
+    if damage == "missing":
+        del tensors[key]
+    elif damage == "mis-shaped":
+        tensors[key] = torch.zeros(tensors[key].shape[0], tensors[key].shape[1] + 1)
+    else:
+        tensors["base_model.model.model.language_model.layers.0.mlp.up_proj.lora_C.weight"] = torch.zeros(2)
+    save_file(tensors, str(file))
+    with pytest.raises(ModelLoadError) as info:
+        load_model(ModelConfig(name="tiny-random", linguistic=str(tmp_path / "saved" / "linguistic"),
+                               perception=str(folder), device="cpu"))
+    message = str(info.value)
+    assert message.startswith("--perception ") and "\n" not in message
+    assert damage in message or (damage == "mis-shaped" and "does not fit the base" in message), message
+
+
+def test_a_base_missing_a_weight_is_refused_at_load(tmp_path):
+    from crashchat.weights import ModelLoadError
+
+    model, processor = build_tiny_random()
+    model.save_pretrained(tmp_path / "base")
+    processor.tokenizer.save_pretrained(tmp_path / "base")
+    dropped = _drop(tmp_path / "base" / "model.safetensors", "layers.1.mlp.up_proj")
+    with pytest.raises(ModelLoadError, match=rf"weights do not match its config: 1 missing \({re.escape(dropped)}\)"):
+        load_model(ModelConfig(name="videollama3", base=str(tmp_path / "base"), device="cpu"))
