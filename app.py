@@ -1,6 +1,6 @@
 """CrashChat app: `python app.py [--model NAME] [--host HOST] [--port PORT]`.
 
-Two tabs assembled from library code: the chat tab (`crashchat/ui.py`) and the leaderboard tab
+Two tabs assembled from library code: the chat tab (`crashchat/chat/`) and the leaderboard tab
 (`leaderboard/ui.py`). Nothing heavy happens at import: the model loads on first use.
 """
 
@@ -11,7 +11,7 @@ import os
 
 import gradio as gr
 
-from crashchat import ui as chat_ui
+from crashchat.chat import layout as chat_ui
 from leaderboard import ui as board_ui
 
 

@@ -42,7 +42,7 @@ def app_url(tmp_path_factory):
     examples = tmp_path_factory.mktemp("examples")
     for name, scene, seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
         write_clip(examples / name, seconds=1.0, scene=scene, seed=seed)
-    env = dict(os.environ, CRASHCHAT_MODEL="tiny-random", CRASHCHAT_MAX_NEW_TOKENS="6",
+    env = dict(os.environ, CRASHCHAT_MODEL="tiny-random", CRASHCHAT_MAX_NEW_TOKENS="24",
                CRASHCHAT_EXAMPLES_DIR=str(examples), GRADIO_ANALYTICS_ENABLED="False")
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
@@ -71,57 +71,118 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Screenshots of each step, for a person to look at when a test fails."""
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
 def page(app_url):
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1300, "height": 1800})
         page.goto(app_url)
-        page.wait_for_selector("#cc-video")
+        page.wait_for_selector("#cc-upload")
         yield page
         browser.close()
 
 
 def _upload(page, path: Path) -> None:
-    clear = page.locator("#cc-video button[aria-label='Clear']")
-    if clear.count():  # a video is loaded: the file input comes back once it is cleared
+    clear = page.locator("#cc-upload button[aria-label='Clear']")
+    if clear.count():  # a file is loaded: the drop zone comes back once it is cleared
         clear.click()
-    page.locator("#cc-video input[type=file]").set_input_files(str(path))
+    page.locator("#cc-upload input[type=file]").set_input_files(str(path))
+
+
+def _record_disabled(page, elem_id: str) -> None:
+    """Note every change of a button's `disabled` state (a run may be over before we could look)."""
+    page.evaluate("""id => {
+        const button = document.getElementById(id);
+        window.ccStates = [button.disabled];
+        new MutationObserver(() => window.ccStates.push(button.disabled))
+            .observe(button, {attributes: true, attributeFilter: ['disabled']});
+    }""", elem_id)
+
+
+def _band_pixels(png: bytes, rgb: tuple[int, int, int], tolerance: int = 12) -> int:
+    """How many pixels of a screenshot have (about) this colour."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(rgb)).max(axis=-1) <= tolerance).sum())
+
+
+# The crash window: timeline.COLORS["crash"] (214, 39, 40) at alpha 0.3 over white.
+CRASH_BAND = tuple(round(255 * 0.7 + c * 0.3) for c in (214, 39, 40))
 
 
 @pytest.mark.browser
 @needs_chromium
-def test_upload_analyze_shows_six_sections_and_the_timeline(page, crash_clip):
-    assert "RANDOM WEIGHTS" in page.locator("#cc-model-status").inner_text()
+def test_upload_analyze_shows_the_verdict_timeline_window_and_key_frames(page, crash_clip, shots):
+    status = page.locator("#cc-model-status").inner_text()
+    assert "RANDOM WEIGHTS" in status and "up to 24 new tokens" in status and "guided decoding on" in status
+    assert page.locator("#cc-analyze").is_disabled()  # nothing to analyze yet
     _upload(page, crash_clip)
     page.locator("#cc-upload-status", has_text="Ready:").wait_for(timeout=60_000)
+    page.locator("#cc-video video").wait_for(timeout=10_000)  # the preview plays the upload
+    _record_disabled(page, "cc-send")
     page.locator("#cc-analyze").click()
     page.locator("#cc-upload-status", has_text="Done:").wait_for(timeout=120_000)
+    page.wait_for_function("window.ccStates.at(-1) === false", timeout=10_000)
+    # locked while the run went on, then unlocked: no second request could be queued meanwhile
+    assert page.evaluate("window.ccStates") == [False, True, False]
     for task_id in TASK_IDS:
         text = page.locator(f"#cc-section-{task_id}").inner_text()
         assert "waiting" not in text and "running" not in text, (task_id, text)
-    assert "Verdict" in page.locator("#cc-verdict").inner_text()
-    assert "RANDOM WEIGHTS" in page.locator("#cc-verdict").inner_text()
+    verdict = page.locator("#cc-verdict").inner_text()
+    assert "Verdict: crash detected" in verdict and "RANDOM WEIGHTS" in verdict
+    assert "guided" in page.locator("#cc-section-crash_localization").inner_text()
+    frames = page.locator("#cc-keyframes img")
+    frames.first.wait_for(timeout=10_000)
+    assert frames.count() >= 1 and "crash start" in page.locator("#cc-keyframes").inner_text()
     timeline = page.locator("#cc-timeline img")
     timeline.wait_for(timeout=10_000)
     assert timeline.bounding_box()["width"] > 200
+    assert _band_pixels(timeline.screenshot(), CRASH_BAND) > 500, "no crash window drawn on the timeline"
     assert page.locator("#cc-download-json").is_visible() and page.locator("#cc-download-md").is_visible()
+    assert page.locator(".toast-body").count() == 0
+    page.screenshot(path=str(shots / "analyzed.png"), full_page=True)
 
-    page.locator("#cc-suggest-crash_description").click()
+    page.locator("#cc-suggest-crash_localization").click()
+    page.locator("#cc-chat", has_text="perception adapter · guided").wait_for(timeout=60_000)
+    page.locator("#cc-question textarea").fill("Why did the car swerve?")
+    page.locator("#cc-send").click()
     page.locator("#cc-chat", has_text="linguistic adapter").wait_for(timeout=60_000)
+    page.wait_for_function("!document.getElementById('cc-send').disabled", timeout=10_000)
+    # the question just asked is inside the chat box's visible part, not scrolled away by the answer
+    box = page.locator("#cc-chat .bubble-wrap").bounding_box()
+    asked = page.locator("#cc-chat .message-row.user-row").last.bounding_box()
+    assert box["y"] <= asked["y"] and asked["y"] + asked["height"] <= box["y"] + box["height"], (box, asked)
+    page.locator("#cc-chat").screenshot(path=str(shots / "chat.png"))
 
 
 @pytest.mark.browser
 @needs_chromium
-def test_broken_upload_shows_an_error_and_the_app_stays_up(page, tmp_path, normal_clip):
+def test_broken_upload_shows_exactly_one_message_and_the_app_stays_up(page, tmp_path, normal_clip, shots):
     from crashchat.synthetic import write_broken
 
     _upload(page, write_broken(tmp_path / "broken_upload.mp4", "truncated"))
     status = page.locator("#cc-upload-status", has_text="Cannot use this file")
     status.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # a player's own error would show up by now
     assert "broken_upload.mp4" in status.inner_text()
+    assert page.get_by_text("Cannot use this file").count() == 1
+    assert page.get_by_text("not playable").count() == 0 and page.locator(".toast-body").count() == 0
+    assert not page.locator("#cc-video video").count()  # the broken file never reaches the player
+    assert page.locator("#cc-analyze").is_disabled() and page.locator("#cc-send").is_disabled()
+    page.screenshot(path=str(shots / "broken.png"))
     _upload(page, normal_clip)  # the app still works after the bad file
     page.locator("#cc-upload-status", has_text="Ready:").wait_for(timeout=60_000)
+    page.wait_for_function("!document.getElementById('cc-analyze').disabled", timeout=10_000)
 
 
 def test_analyze_endpoint_with_gradio_client(app_url, crash_clip, tmp_path):

@@ -1,4 +1,4 @@
-"""The chat tab's functions with the tiny random model (no browser; `test_chat_browser.py` has one)."""
+"""The chat tab (`crashchat.chat`) with the tiny random model, no browser (`test_chat_browser.py` has one)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from crashchat import ui
+from crashchat.chat import config, display, events, layout, resources
+from crashchat.chat.state import KEEP, Session
 from crashchat.tasks import TASK_IDS, get_task
 from crashchat.timeline import Mark
 
@@ -16,25 +17,25 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 @pytest.fixture(scope="module")
-def cfg(tmp_path_factory) -> ui.TabConfig:
+def cfg(tmp_path_factory) -> config.TabConfig:
     from crashchat.synthetic import EXAMPLES, write_clip
 
     examples = tmp_path_factory.mktemp("examples")
     for name, scene, seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
         write_clip(examples / name, seconds=1.0, scene=scene, seed=seed)
     # few tokens keep the tiny model fast; isolate=True as in the app (uploads decode in a child)
-    return ui.TabConfig(model="tiny-random", max_new_tokens=4, examples_dir=examples)
+    return config.TabConfig(model="tiny-random", max_new_tokens=4, examples_dir=examples)
 
 
 @pytest.fixture(scope="module")
-def uploaded(cfg, crash_clip) -> ui.Session:
-    view = ui.upload_view(cfg, str(crash_clip))
+def uploaded(cfg, crash_clip) -> Session:
+    view = events.upload_view(cfg, str(crash_clip))
     assert view.session.video == str(crash_clip)
     return view.session
 
 
 def _last(views, name):
-    values = [getattr(v, name) for v in views if getattr(v, name) is not ui.KEEP]
+    values = [getattr(v, name) for v in views if getattr(v, name) is not KEEP]
     assert values, f"no view set {name}"
     return values[-1]
 
@@ -46,56 +47,86 @@ def test_config_from_env_and_its_errors(monkeypatch):
     monkeypatch.setenv("CRASHCHAT_MODEL", "tiny-random")
     monkeypatch.setenv("CRASHCHAT_TIME_LIMIT_S", "42")
     monkeypatch.setenv("CRASHCHAT_MAX_NEW_TOKENS", "7")
-    cfg = ui.TabConfig.from_env()
+    cfg = config.TabConfig.from_env()
     assert (cfg.model, cfg.time_limit_s, cfg.max_new_tokens) == ("tiny-random", 42.0, 7)
-    assert ui.TabConfig.from_env("videollama3").model == "videollama3"  # the --model flag wins
+    assert config.TabConfig.from_env("videollama3").model == "videollama3"  # the --model flag wins
     monkeypatch.setenv("CRASHCHAT_TIME_LIMIT_S", "soon")
     with pytest.raises(ValueError, match="CRASHCHAT_TIME_LIMIT_S='soon'"):
-        ui.TabConfig.from_env()
+        config.TabConfig.from_env()
     with pytest.raises(ValueError, match="unknown model 'gpt'"):
-        ui.TabConfig(model="gpt")
+        config.TabConfig(model="gpt")
     with pytest.raises(ValueError, match="positive"):
-        ui.TabConfig(model="tiny-random", time_limit_s=0)
+        config.TabConfig(model="tiny-random", time_limit_s=0)
+
+
+def test_guided_decoding_is_on_for_the_tiny_model_only_unless_the_environment_says(monkeypatch):
+    assert config.TabConfig(model="tiny-random").guided is True
+    assert config.TabConfig(model="crashchat").guided is False
+    assert config.TabConfig(model="tiny-random", guided=False).guided is False
+    monkeypatch.setenv("CRASHCHAT_GUIDED", "0")
+    assert config.TabConfig.from_env("tiny-random").guided is False
+    monkeypatch.setenv("CRASHCHAT_GUIDED", "1")
+    assert config.TabConfig.from_env("videollama3").guided is True
+    monkeypatch.setenv("CRASHCHAT_GUIDED", "maybe")
+    with pytest.raises(ValueError, match="CRASHCHAT_GUIDED='maybe': use 1"):
+        config.TabConfig.from_env("tiny-random")
+
+
+def test_status_line_says_the_answer_length_limit_and_whether_answers_are_guided(monkeypatch):
+    monkeypatch.setattr(resources, "gpu_available", lambda: True)
+    tiny = display.model_status(config.TabConfig(model="tiny-random", max_new_tokens=64))
+    assert "up to 64 new tokens" in tiny and "CRASHCHAT_MAX_NEW_TOKENS" in tiny and "2048" in tiny
+    assert "guided decoding **on**" in tiny and "RANDOM WEIGHTS" in tiny
+    assert "guided decoding off" in display.model_status(config.TabConfig(model="crashchat"))
 
 
 def test_real_model_on_cpu_says_it_needs_a_gpu_and_loads_nothing(monkeypatch, crash_clip):
-    monkeypatch.setattr(ui, "gpu_available", lambda: False)
-    cfg = ui.TabConfig(model="crashchat")
-    assert ui.needs_gpu(cfg)
-    status = ui.model_status(cfg)
+    monkeypatch.setattr(resources, "gpu_available", lambda: False)
+    cfg = config.TabConfig(model="crashchat")
+    assert resources.needs_gpu(cfg)
+    status = display.model_status(cfg)
     assert "needs a GPU" in status and "Leaderboard tab works" in status
-    views = list(ui.analysis_views(cfg, ui.Session(video=str(crash_clip))))
+    views = list(events.analysis_views(cfg, Session(video=str(crash_clip))))
     assert len(views) == 1 and "needs a GPU" in views[0].status
-    assert ui.loaded_model("crashchat") is None
-    chat = list(ui.chat_views(cfg, "What happened?", ui.Session(video=str(crash_clip))))
+    assert resources.loaded_model("crashchat") is None
+    chat = list(events.chat_views(cfg, "What happened?", Session(video=str(crash_clip))))
     assert "needs a GPU" in chat[-1].chat[-1]["content"]
     with pytest.raises(ValueError, match="needs a GPU"):
-        ui.analyze_report(cfg, str(crash_clip))
-    monkeypatch.setattr(ui, "gpu_available", lambda: True)
-    assert not ui.needs_gpu(cfg)
+        events.analyze_report(cfg, str(crash_clip))
+    monkeypatch.setattr(resources, "gpu_available", lambda: True)
+    assert not resources.needs_gpu(cfg)
 
 
 def test_tiny_model_status_says_random_weights_before_and_after_loading(cfg):
-    assert "RANDOM WEIGHTS" in ui.model_status(cfg)
-    model = ui.get_model(cfg.model)
-    status = ui.model_status(cfg)
+    assert "RANDOM WEIGHTS" in display.model_status(cfg)
+    model = resources.get_model(cfg.model)
+    status = display.model_status(cfg)
     assert "RANDOM WEIGHTS" in status and f"device `{model.device}`" in status and "linguistic, perception" in status
 
 
 # --- uploads ------------------------------------------------------------------------------------------
 
 
-def test_upload_of_a_good_clip_is_ready_with_a_timeline(cfg, crash_clip):
-    view = ui.upload_view(cfg, str(crash_clip))
+def test_upload_of_a_good_clip_is_ready_with_a_timeline_and_a_preview(cfg, crash_clip):
+    view = events.upload_view(cfg, str(crash_clip))
     assert view.status.startswith("Ready: crash_synthetic.mp4: 3.0 s, 64×64")
-    assert view.error is None
+    assert view.error is None and view.preview == str(crash_clip)  # h264 in mp4: every browser plays it
     assert view.timeline.axes[0].get_xlim() == (0.0, 3.0)
-    assert view.chat == [] and view.json_file is None and view.sections == ui.empty_sections()
+    assert view.chat == [] and view.json_file is None and view.sections == display.empty_sections()
 
 
 def test_no_upload_asks_for_one(cfg):
-    view = ui.upload_view(cfg, None)
-    assert "Upload a video" in view.status and view.session.video is None
+    view = events.upload_view(cfg, None)
+    assert "Upload a video" in view.status and view.session.video is None and view.preview is None
+
+
+def test_a_readable_clip_browsers_cannot_play_gets_no_preview_but_is_ready(cfg, tmp_path):
+    from crashchat.synthetic import write_clip
+
+    path = write_clip(tmp_path / "dashcam.avi", seconds=1.0, scene="crash")
+    view = events.upload_view(cfg, str(path))
+    assert view.status.startswith("Ready: dashcam.avi") and "No preview: browsers do not play" in view.status
+    assert view.preview is None and view.session.video == str(path)
 
 
 @pytest.mark.parametrize("kind", ["empty", "text", "truncated", "audio_only", "one_pixel"])
@@ -104,26 +135,27 @@ def test_bad_uploads_give_a_readable_message_within_seconds(cfg, tmp_path, kind)
 
     path = write_broken(tmp_path / f"upload_{kind}.mp4", kind)
     start = time.monotonic()
-    view = ui.upload_view(cfg, str(path))
+    view = events.upload_view(cfg, str(path))
     assert time.monotonic() - start < 20
     assert view.status.startswith("**Cannot use this file.**"), view.status
     assert f"upload_{kind}.mp4" in view.status and str(tmp_path) not in view.status  # the name, not the temp dir
     assert view.error and "\n" not in view.error and "Traceback" not in view.error
-    assert view.session.video is None  # Analyze and chat then ask for a video
+    assert view.session.video is None  # Analyze and chat stay off
+    assert view.preview is None  # the player never sees it: no second, generic error
 
 
 def test_unsupported_suffix_is_refused(cfg, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello")
-    assert "unsupported file type '.txt'" in ui.upload_view(cfg, str(path)).status
+    assert "unsupported file type '.txt'" in events.upload_view(cfg, str(path)).status
 
 
 # --- Analyze ------------------------------------------------------------------------------------------
 
 
 def test_analyze_streams_task_by_task_then_offers_downloads(cfg, uploaded):
-    views = list(ui.analysis_views(cfg, uploaded))
-    section_views = [v.sections for v in views if v.sections is not ui.KEEP]
+    views = list(events.analysis_views(cfg, uploaded))
+    section_views = [v.sections for v in views if v.sections is not KEEP]
     # a first frame with everything waiting/running, then one update per finished task
     assert len(section_views) == 1 + len(TASK_IDS)
     assert "_running…_" in section_views[0]["crash_recognition"]
@@ -147,27 +179,27 @@ def test_analyze_streams_task_by_task_then_offers_downloads(cfg, uploaded):
 
 
 def test_analyze_without_a_video_asks_for_one(cfg):
-    views = list(ui.analysis_views(cfg, ui.Session()))
+    views = list(events.analysis_views(cfg, Session()))
     assert len(views) == 1 and "Upload a video first" in views[0].status
 
 
 def test_analyze_stops_at_the_time_limit_with_a_message(cfg, uploaded):
-    tight = ui.TabConfig(model=cfg.model, max_new_tokens=2, time_limit_s=1e-6)
-    views = list(ui.analysis_views(tight, uploaded))
+    tight = config.TabConfig(model=cfg.model, max_new_tokens=2, time_limit_s=1e-6)
+    views = list(events.analysis_views(tight, uploaded))
     assert "time limit" in views[-1].status and "CRASHCHAT_TIME_LIMIT_S" in views[-1].status
-    assert views[-1].error and views[-1].json_file is ui.KEEP  # no report offered for a cut run
+    assert views[-1].error and views[-1].json_file is KEEP  # no report offered for a cut run
 
 
 def test_analyze_api_returns_the_report_and_refuses_bad_files(cfg, crash_clip, tmp_path):
-    report = ui.analyze_report(cfg, str(crash_clip))
+    report = events.analyze_report(cfg, str(crash_clip))
     assert set(report) >= {"video", "model", "crash_detected", "tasks"}
     assert json.loads(json.dumps(report)) == report
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"")
     with pytest.raises(ValueError, match=r"bad\.mp4: the file is empty"):
-        ui.analyze_report(cfg, str(bad))
+        events.analyze_report(cfg, str(bad))
     with pytest.raises(ValueError, match="Upload a video"):
-        ui.analyze_report(cfg, None)
+        events.analyze_report(cfg, None)
 
 
 # --- rendering ----------------------------------------------------------------------------------------
@@ -178,28 +210,28 @@ def test_sections_render_each_answer_form():
         return {"group": get_task(task_id).group, "response": response, "parsed": parsed,
                 "skipped": skipped, "seconds": 0.5}
 
-    assert "**Yes**" in ui.section_markdown("crash_recognition", result("crash_recognition", "Yes", "Yes"))
-    assert "**1.9 – 4 s**" in ui.section_markdown("crash_localization",
+    assert "**Yes**" in display.section_markdown("crash_recognition", result("crash_recognition", "Yes", "Yes"))
+    assert "**1.9 – 4 s**" in display.section_markdown("crash_localization",
                                                   result("crash_localization", "4.0 - 1.9 seconds", [4.0, 1.9]))
-    assert "**2.5 s**" in ui.section_markdown("pre_crash_localization", result("pre_crash_localization", "2.5 s", 2.5))
-    assert "No time could be read" in ui.section_markdown("pre_crash_localization",
+    assert "**2.5 s**" in display.section_markdown("pre_crash_localization", result("pre_crash_localization", "2.5 s", 2.5))
+    assert "No time could be read" in display.section_markdown("pre_crash_localization",
                                                           result("pre_crash_localization", "soon", None))
-    assert "Skipped: no crash" in ui.section_markdown("crash_localization",
+    assert "Skipped: no crash" in display.section_markdown("crash_localization",
                                                       result("crash_localization", None, None, skipped=True))
-    text = ui.section_markdown("causal_reasoning", result("causal_reasoning", "The car ran a red light.", "x"))
+    text = display.section_markdown("causal_reasoning", result("causal_reasoning", "The car ran a red light.", "x"))
     assert text.startswith("### Why did it happen?") and "ran a red light" in text and "linguistic adapter" in text
 
 
 def test_verdicts():
-    assert "crash detected" in ui.verdict_markdown(True, False) and "RANDOM" not in ui.verdict_markdown(True, False)
-    assert "no crash detected" in ui.verdict_markdown(False, True) and "RANDOM WEIGHTS" in ui.verdict_markdown(False, True)
-    assert "unclear" in ui.verdict_markdown(None, False, running=True)
+    assert "crash detected" in display.verdict_markdown(True, False) and "RANDOM" not in display.verdict_markdown(True, False)
+    assert "no crash detected" in display.verdict_markdown(False, True) and "RANDOM WEIGHTS" in display.verdict_markdown(False, True)
+    assert "unclear" in display.verdict_markdown(None, False, running=True)
 
 
 def test_report_figure_draws_the_report_and_chat_marks():
     report = {"tasks": {"crash_localization": {"parsed": [1.0, 2.0], "skipped": False},
                         "pre_crash_localization": {"parsed": 0.5, "skipped": False}}}
-    ax = ui.report_figure(3.0, report, [Mark("chat", "Q1", 2.5)]).axes[0]
+    ax = display.report_figure(3.0, report, [Mark("chat", "Q1", 2.5)]).axes[0]
     texts = " ".join(t.get_text() for t in ax.texts)
     assert "crash 1–2 s" in texts and "pre-crash 0.5 s" in texts and "Q1 2.5 s" in texts
 
@@ -208,15 +240,15 @@ def test_report_figure_draws_the_report_and_chat_marks():
 
 
 def test_chat_streams_tokens_routes_and_keeps_history(cfg, uploaded):
-    views = list(ui.chat_views(cfg, "When does the car start to skid?", uploaded))
-    answers = [v.chat[-1]["content"] for v in views if v.chat is not ui.KEEP]
+    views = list(events.chat_views(cfg, "When does the car start to skid?", uploaded))
+    answers = [v.chat[-1]["content"] for v in views if v.chat is not KEEP]
     assert len(answers) >= 3  # placeholder, then growing text
     assert views[-1].chat[0] == {"role": "user", "content": "When does the car start to skid?"}
     assert "perception adapter" in answers[-1] and "RANDOM WEIGHTS" in answers[-1]
     session = views[-1].session
     assert len(session.turns) == 1 and session.turns[0][0] == "When does the car start to skid?"
 
-    views = list(ui.chat_views(cfg, "Why did it happen?", session))
+    views = list(events.chat_views(cfg, "Why did it happen?", session))
     session = views[-1].session
     assert "linguistic adapter" in views[-1].chat[-1]["content"]
     assert [q for q, _ in session.turns] == ["When does the car start to skid?", "Why did it happen?"]
@@ -224,31 +256,51 @@ def test_chat_streams_tokens_routes_and_keeps_history(cfg, uploaded):
     assert uploaded.turns == []  # the caller's session is not mutated (gr.State keeps per-tab copies)
 
 
-def test_suggestion_uses_the_tasks_group_and_shows_its_title(cfg, uploaded):
-    task = get_task("pre_crash_localization")
-    views = list(ui.chat_views(cfg, task.prompt, uploaded, group=task.group, shown=f"**{task.title}**"))
-    assert views[-1].chat[0]["content"] == "**Pre-crash localization**"
-    assert views[-1].session.turns[0][0] == task.prompt  # the model gets the full prompt
-    assert "perception adapter" in views[-1].chat[-1]["content"]
+def test_a_free_form_question_is_sent_as_typed(cfg, uploaded):
+    views = list(events.chat_views(cfg, "  Who is at fault?  ", uploaded))
+    assert views[-1].session.turns[0][0] == "Who is at fault?"
+    assert views[-1].chat[0]["content"] == "Who is at fault?"
+    assert "guided" not in views[-1].chat[-1]["content"]  # free-form answers are never guided
+
+
+@pytest.mark.parametrize("task_id", ["crash_recognition", "crash_localization", "pre_crash_localization"])
+def test_task_buttons_ask_as_the_authors_evaluation_and_guided_answers_parse(cfg, uploaded, task_id):
+    task = get_task(task_id)
+    wide = config.TabConfig(model=cfg.model, max_new_tokens=16, examples_dir=cfg.examples_dir)
+    views = list(events.chat_views(wide, "", uploaded, task=task_id))
+    asked, answer = views[-1].session.turns[0]
+    assert asked == task.question and asked.startswith("<video>\n")  # the split's value, as evaluated
+    assert views[-1].chat[0]["content"] == f"**{task.title}**: {task.prompt}"  # the readable prompt shown
+    assert task.parse(answer) is not None, answer
+    footer = views[-1].chat[-1]["content"]
+    assert f"{task.group} adapter · guided · RANDOM WEIGHTS" in footer
+    if task.group == "perception":  # the time it names is drawn on the timeline
+        assert views[-1].session.chat_marks and views[-1].timeline is not KEEP
+
+
+def test_task_buttons_are_not_guided_when_guidance_is_off(cfg, uploaded):
+    plain = config.TabConfig(model=cfg.model, max_new_tokens=4, guided=False, examples_dir=cfg.examples_dir)
+    views = list(events.chat_views(plain, "", uploaded, task="crash_recognition"))
+    assert "linguistic adapter · RANDOM WEIGHTS" in views[-1].chat[-1]["content"]
 
 
 def test_chat_without_a_video_or_text(cfg):
-    assert list(ui.chat_views(cfg, "   ", ui.Session())) == []
-    views = list(ui.chat_views(cfg, "What happened?", ui.Session()))
+    assert list(events.chat_views(cfg, "   ", Session())) == []
+    views = list(events.chat_views(cfg, "What happened?", Session()))
     assert "Upload a video first" in views[-1].chat[-1]["content"]
 
 
 def test_chat_stops_at_the_time_limit(cfg, uploaded):
-    tight = ui.TabConfig(model=cfg.model, max_new_tokens=8, time_limit_s=1e-6)
-    views = list(ui.chat_views(tight, "Describe the crash.", uploaded))
+    tight = config.TabConfig(model=cfg.model, max_new_tokens=8, time_limit_s=1e-6)
+    views = list(events.chat_views(tight, "Describe the crash.", uploaded))
     assert "time limit" in views[-1].chat[-1]["content"]
     assert views[-1].session.turns == []  # a cut answer is not fed back as context
 
 
 def test_chat_marks_only_perception_answers_with_times():
-    assert ui.chat_mark("1.0 - 2.0 seconds", "perception", 2) == Mark("chat", "Q2", 1.0, 2.0)
-    assert ui.chat_mark("1.0 - 2.0 seconds", "linguistic", 2) is None
-    assert ui.chat_mark("I cannot tell.", "perception", 1) is None
+    assert events.chat_mark("1.0 - 2.0 seconds", "perception", 2) == Mark("chat", "Q2", 1.0, 2.0)
+    assert events.chat_mark("1.0 - 2.0 seconds", "linguistic", 2) is None
+    assert events.chat_mark("I cannot tell.", "perception", 1) is None
 
 
 # --- the Gradio tab -----------------------------------------------------------------------------------
@@ -258,23 +310,30 @@ def test_build_lays_out_the_tab_with_an_analyze_endpoint(cfg):
     import gradio as gr
 
     with gr.Blocks() as demo:
-        ui.build(config=cfg)
+        layout.build(config=cfg)
     names = {fn.api_name for fn in demo.fns.values()}
     assert "analyze" in names
-    ids = {b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
-    assert {f"cc-section-{t}" for t in TASK_IDS} <= ids
-    assert {"cc-video", "cc-timeline", "cc-analyze", "cc-chat", "cc-keyframes", "cc-verdict"} <= ids
-    examples = [Path(p).name for p in ui.example_clips(cfg)]
+    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert {f"cc-section-{t}" for t in TASK_IDS} <= set(blocks)
+    assert {"cc-upload", "cc-video", "cc-timeline", "cc-analyze", "cc-chat", "cc-keyframes", "cc-verdict"} <= set(blocks)
+    # nothing to run before a readable upload; the chat box has no label over its messages
+    assert not blocks["cc-analyze"].interactive and not blocks["cc-send"].interactive
+    assert not blocks["cc-chat"].show_label and not blocks["cc-chat"].autoscroll
+    assert not blocks["cc-video"].visible  # the preview player appears with a readable upload
+    # each model request is locked, run in the model queue, then unlocked, outside the queue
+    locks = [fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__name__ in ("lock", "unlock")]
+    assert len(locks) == 2 * 9 and all(not fn.queue for fn in locks)
+    examples = [Path(p).name for p in resources.example_clips(cfg)]
     assert len(examples) == 3 and all("synthetic" in name for name in examples)
-    gpu_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == ui.GPU_QUEUE]
+    gpu_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == layout.GPU_QUEUE]
     assert len(gpu_fns) >= 9 and all(fn.concurrency_limit == 1 for fn in gpu_fns)
 
 
 def test_clearing_the_chat_forgets_turns_and_marks_but_keeps_the_report(cfg, uploaded):
     report = {"tasks": {"crash_localization": {"parsed": [1.0, 2.0], "skipped": False}}}
-    session = ui.Session(video=uploaded.video, report=report, turns=[("q", "a")],
+    session = Session(video=uploaded.video, report=report, turns=[("q", "a")],
                          messages=[{"role": "user", "content": "q"}], chat_marks=[Mark("chat", "Q1", 1.5)])
-    view = ui.clear_chat_view(cfg, session)
+    view = events.clear_chat_view(cfg, session)
     assert view.chat == [] and view.session.turns == [] and view.session.chat_marks == []
     assert view.session.report is report
     texts = " ".join(t.get_text() for t in view.timeline.axes[0].texts)
@@ -284,16 +343,34 @@ def test_clearing_the_chat_forgets_turns_and_marks_but_keeps_the_report(cfg, upl
 def test_limits_refuse_too_long_and_too_large_uploads(crash_clip):
     from crashchat.video import VideoLimits
 
-    short = ui.TabConfig(model="tiny-random", limits=VideoLimits(max_duration_s=1.0))
-    assert "Cannot use this file" in ui.upload_view(short, str(crash_clip)).status
-    small = ui.TabConfig(model="tiny-random", limits=VideoLimits(max_bytes=100))
-    status = ui.upload_view(small, str(crash_clip)).status
+    short = config.TabConfig(model="tiny-random", limits=VideoLimits(max_duration_s=1.0))
+    assert "Cannot use this file" in events.upload_view(short, str(crash_clip)).status
+    small = config.TabConfig(model="tiny-random", limits=VideoLimits(max_bytes=100))
+    status = events.upload_view(small, str(crash_clip)).status
     assert "Cannot use this file" in status and "limit" in status
 
 
+def test_the_cpu_demo_shows_a_crash_window_and_key_frames(cfg, crash_clip):
+    """The tiny model with guided decoding (the app's default for it): recognition answers Yes on
+    the synthetic clip, so both localizations run and their answers parse and lie in the clip."""
+    demo = config.TabConfig(model=cfg.model, max_new_tokens=16, examples_dir=cfg.examples_dir)
+    session = events.upload_view(demo, str(crash_clip)).session
+    final = list(events.analysis_views(demo, session))[-1]
+    report = final.session.report
+    assert report["crash_detected"] is True and final.verdict.startswith("## Verdict: crash detected")
+    start, end = report["tasks"]["crash_localization"]["parsed"]
+    assert 0 <= start < end <= 3.0 and 0 <= report["tasks"]["pre_crash_localization"]["parsed"] <= 3.0
+    texts = " ".join(t.get_text() for t in final.timeline.axes[0].texts)
+    assert "crash " in texts and "pre-crash" in texts
+    assert len(final.frames) == 3  # pre-crash moment, crash start, crash end
+    assert "RANDOM WEIGHTS" in final.verdict
+    assert "· guided ·" in display.section_markdown("crash_localization", report["tasks"]["crash_localization"],
+                                                    guided=True)
+
+
 # --- rendering of a crash report ---------------------------------------------------------------------
-# The tiny random model never answers "Yes", so these tests script the pipeline's answers (the
-# model is still loaded and passed through) to check what the tab draws for a detected crash.
+# These tests script the pipeline's answers (the model is still loaded and passed through) to
+# check exactly what the tab draws for given answers.
 
 SCRIPTED = {
     "crash_recognition": ("Yes", "Yes"),
@@ -308,7 +385,7 @@ SCRIPTED = {
 def _scripted_analyze(fail_after: int | None = None):
     from crashchat.pipeline import task_order
 
-    def analyze(model, clip, tasks, max_new_tokens=256):
+    def analyze(model, clip, tasks, **options):
         for i, task_id in enumerate(task_order(tasks)):
             if fail_after is not None and i == fail_after:
                 import torch
@@ -324,7 +401,7 @@ def test_a_detected_crash_gets_marks_key_frames_and_sections(cfg, uploaded, monk
     from crashchat.synthetic import read_frame_number
 
     monkeypatch.setattr("crashchat.pipeline.analyze", _scripted_analyze())
-    final = list(ui.analysis_views(cfg, uploaded))[-1]
+    final = list(events.analysis_views(cfg, uploaded))[-1]
     assert final.verdict.startswith("## Verdict: crash detected")
     texts = " ".join(t.get_text() for t in final.timeline.axes[0].texts)
     assert "crash 1.8–2.4 s" in texts and "pre-crash 1.2 s" in texts
@@ -332,19 +409,19 @@ def test_a_detected_crash_gets_marks_key_frames_and_sections(cfg, uploaded, monk
     assert [read_frame_number(f) for f, _ in final.frames] == [12, 18, 24]
     report = json.loads(Path(final.json_file).read_text())
     assert report["crash_detected"] is True
-    assert "**1.8 – 2.4 s**" in ui.section_markdown("crash_localization", report["tasks"]["crash_localization"])
+    assert "**1.8 – 2.4 s**" in display.section_markdown("crash_localization", report["tasks"]["crash_localization"])
 
 
 def test_out_of_gpu_memory_is_a_message_not_a_crash(cfg, uploaded, monkeypatch):
     monkeypatch.setattr("crashchat.pipeline.analyze", _scripted_analyze(fail_after=2))
-    views = list(ui.analysis_views(cfg, uploaded))
-    assert views[-1].error == ui.OUT_OF_MEMORY and "answers so far" in views[-1].status
+    views = list(events.analysis_views(cfg, uploaded))
+    assert views[-1].error == events.OUT_OF_MEMORY and "answers so far" in views[-1].status
     with pytest.raises(__import__("torch").OutOfMemoryError):  # the API raises; build() turns it into gr.Error
-        ui.analyze_report(cfg, uploaded.video)
+        events.analyze_report(cfg, uploaded.video)
 
 
 def test_example_clips_are_rendered_once_when_missing(tmp_path):
-    cfg = ui.TabConfig(model="tiny-random", examples_dir=tmp_path / "ex")
-    paths = ui.example_clips(cfg)
-    assert [p.name for p in paths] == [p.name for p in ui.example_clips(cfg)]
+    cfg = config.TabConfig(model="tiny-random", examples_dir=tmp_path / "ex")
+    paths = resources.example_clips(cfg)
+    assert [p.name for p in paths] == [p.name for p in resources.example_clips(cfg)]
     assert all(p.stat().st_size > 0 and "synthetic" in p.name for p in paths)

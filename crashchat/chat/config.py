@@ -1,0 +1,93 @@
+"""`TabConfig`: the chat tab's settings, from `app.py`'s flags and the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crashchat.video import VideoLimits
+
+MODEL_ENV = "CRASHCHAT_MODEL"
+TIME_LIMIT_ENV = "CRASHCHAT_TIME_LIMIT_S"
+MAX_TOKENS_ENV = "CRASHCHAT_MAX_NEW_TOKENS"
+GUIDED_ENV = "CRASHCHAT_GUIDED"
+EXAMPLES_ENV = "CRASHCHAT_EXAMPLES_DIR"
+AUTHORS_MAX_NEW_TOKENS = 2048  # what the authors' evaluation allows (`predict`'s default); said in the UI
+
+
+def _flag(name: str, text: str | None) -> bool | None:
+    """An on/off environment variable: None when unset or empty.
+
+    >>> _flag("X", "1"), _flag("X", "off"), _flag("X", "")
+    (True, False, None)
+    """
+    if not text:
+        return None
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={text!r}: use 1 (on) or 0 (off)")
+
+
+@dataclass(frozen=True)
+class TabConfig:
+    """Settings of the chat tab (the app's flags and environment end up here)."""
+
+    model: str = "crashchat"
+    """`crashchat`, `videollama3` or `tiny-random` (see `crashchat.loading.ModelConfig`)."""
+    time_limit_s: float = 300.0
+    """A request (one Analyze, one chat answer) stops after this many seconds, with a message."""
+    max_new_tokens: int = 256
+    """Answer length limit per task and per chat answer: lower than the authors' 2048 so that the
+    app answers in seconds; the model status line says so."""
+    guided: bool | None = None
+    """Format-guided decoding (`crashchat.guided`) for recognition and the two localizations, in
+    Analyze and their task buttons. None: on for `tiny-random` (its random answers then still
+    parse, so a CPU demo shows the verdict, the timeline and the key frames), off for real models
+    (their answers are shown as they come)."""
+    isolate: bool = True
+    """Decode uploads in a child process, so a hostile file cannot crash or hang the app."""
+    limits: "VideoLimits | None" = None
+    """Upload limits (size, duration, resolution); None: `crashchat.video.VideoLimits()`."""
+    examples_dir: Path | None = None
+    """Where the synthetic example clips are written; None: `$CRASHCHAT_EXAMPLES_DIR` or the cache."""
+
+    def __post_init__(self):
+        from crashchat.loading import MODEL_NAMES
+
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"--model / {MODEL_ENV}: unknown model {self.model!r}; "
+                             f"choose from {', '.join(MODEL_NAMES)}")
+        if not self.time_limit_s > 0:
+            raise ValueError(f"{TIME_LIMIT_ENV} must be a positive number of seconds, got {self.time_limit_s!r}")
+        if not self.max_new_tokens >= 1:
+            raise ValueError(f"{MAX_TOKENS_ENV} must be at least 1, got {self.max_new_tokens!r}")
+        if self.guided is None:  # frozen: the per-model default is filled in once, here
+            object.__setattr__(self, "guided", self.model == "tiny-random")
+
+    @classmethod
+    def from_env(cls, model: str | None = None) -> "TabConfig":
+        limit = os.environ.get(TIME_LIMIT_ENV)
+        try:
+            time_limit = float(limit) if limit else cls.time_limit_s
+        except ValueError:
+            raise ValueError(f"{TIME_LIMIT_ENV}={limit!r} is not a number of seconds") from None
+        tokens = os.environ.get(MAX_TOKENS_ENV)
+        try:
+            max_new_tokens = int(tokens) if tokens else cls.max_new_tokens
+        except ValueError:
+            raise ValueError(f"{MAX_TOKENS_ENV}={tokens!r} is not a whole number") from None
+        examples = os.environ.get(EXAMPLES_ENV)
+        return cls(model=model or os.environ.get(MODEL_ENV) or "crashchat", time_limit_s=time_limit,
+                   max_new_tokens=max_new_tokens, guided=_flag(GUIDED_ENV, os.environ.get(GUIDED_ENV)),
+                   examples_dir=Path(examples) if examples else None)
+
+    def video_limits(self) -> "VideoLimits":
+        from crashchat.video import VideoLimits
+
+        return self.limits or VideoLimits()
