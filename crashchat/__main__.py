@@ -11,6 +11,7 @@ import sys
 COMMANDS = {
     "analyze": ("crashchat.analysis", "Six-task report for one video."),
     "predict": ("crashchat.predict", "Answer the test split's prompts for every video (a leaderboard submission)."),
+    "inspect": ("crashchat.inspection", "What the model would see for a video: frames, labels, visual tokens, prompts."),
     "convert": ("crashchat.convert", "Authors' checkpoints -> native transformers base and peft adapters."),
     "train": ("crashchat.train", "LoRA instruction tuning with task decoupling and grouping."),
 }

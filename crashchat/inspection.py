@@ -1,0 +1,202 @@
+"""`python -m crashchat inspect VIDEO [--task ...] [--model ...] [--json OUT]`
+
+Exactly what the model would see for a video, without loading its weights: the decoder used, the
+source frames picked and their labels, the resized frame size, the visual tokens before and after
+token compression, and the full prompt text of each task. Use it to check a reproduction against
+the authors' evaluation (`../shared/reference/authors_eval.md`) or to see how an `hf:` model's
+processor lays out a clip.
+
+The prompt text is exact. Runs of the video placeholder token are written `<|video_pad|>×N`
+(run-length, lossless): a 96-frame clip has ~15k of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from crashchat.tasks import TASK_IDS, get_task
+
+
+def compact(text: str, token: str) -> str:
+    """Runs of `token` written as `token×N` (N > 1).
+
+    >>> compact("a<p><p><p>b<p>", "<p>")
+    'a<p>×3b<p>'
+    """
+    pattern = re.compile(f"(?:{re.escape(token)})+")
+    return pattern.sub(lambda m: token if len(m.group()) == len(token) else f"{token}×{len(m.group()) // len(token)}",
+                       text)
+
+
+def video_facts(clip) -> dict:
+    """Where the frames came from: decoder, source frames, their presentation times and labels."""
+    labels = clip.labels() if hasattr(clip, "labels") else list(clip.timestamps)
+    return {
+        "path": str(clip.path), "decoder": clip.backend, "notes": list(clip.notes),
+        "duration_s": round(float(clip.duration_s), 6), "native_fps": round(float(clip.native_fps), 6),
+        "width": int(clip.width), "height": int(clip.height),
+        "start_time": float(getattr(clip, "start_time", 0.0)),
+        "container_duration_s": getattr(clip, "container_duration_s", None),
+        "sample_fps": float(clip.sample_fps), "filtered_frames": int(getattr(clip, "filtered_frames", 0)),
+        "frames": [{"source_index": int(i), "source_time": float(t), "label": round(float(label), 6),
+                    "shown_as": f"{float(label):.1f}"}
+                   for i, t, label in zip(getattr(clip, "source_indices", ()) or range(len(clip.frames)),
+                                          getattr(clip, "source_times", ()) or clip.timestamps, labels)],
+    }
+
+
+def crashchat_view(processor, clip, tasks: Sequence[str]) -> dict:
+    """VideoLLaMA3's view: resized size, visual tokens per frame before/after compression, prompts."""
+    from crashchat.prompt import PIXELS_PER_MERGED_TOKEN, chat_text, prepare_clip
+
+    prepared = prepare_clip(processor, clip)
+    video = prepared.video_inputs
+    merge = int(video["video_merge_sizes"][0])
+    patch = processor.video_processor.patch_size
+    grid = [int(x) for x in video["video_grid_thw"][0]]
+    frames, rows, cols = grid
+    per_frame_before = rows * cols // (merge * merge)
+    kept = [len(re.findall(re.escape(processor.video_token), part))
+            for part in prepared.placeholder.split(",Time ")]
+    size = processor.video_processor.size
+    return {
+        "processor": {"patch_size": patch, "merge_size": merge,
+                      "min_tokens_per_frame": size["shortest_edge"] // PIXELS_PER_MERGED_TOKEN,
+                      "token_budget": size["longest_edge"] // PIXELS_PER_MERGED_TOKEN,
+                      "token_compression": bool(processor.video_processor.use_token_compression)},
+        "resized": {"width": cols * patch, "height": rows * patch},
+        "visual_tokens": {"before_compression": per_frame_before * frames, "after_compression": sum(kept),
+                          "per_frame_after": kept},
+        "prompts": {t: compact(chat_text(processor, get_task(t).question, prepared=prepared), processor.video_token)
+                    for t in tasks},
+    }
+
+
+def generic_view(model_or_processor, clip, tasks: Sequence[str], max_pixels: int | None = None) -> dict:
+    """An `hf:` model's view: its own processor and chat template (video, then the untagged question)."""
+    from crashchat.generic import GenericVideoLLM, resize_frames
+
+    processor = model_or_processor.processor if isinstance(model_or_processor, GenericVideoLLM) else model_or_processor
+    frames = resize_frames(clip.frames, max_pixels)
+    video_token = getattr(processor, "video_token", "<video>")
+    prompts, counts = {}, {}
+    for task_id in tasks:
+        from crashchat.records import strip_video_tag
+
+        messages = [{"role": "user", "content": [{"type": "video"},
+                                                 {"type": "text", "text": strip_video_tag(get_task(task_id).question)}]}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        batch = processor(text=[text], videos=[frames], video_metadata=[clip.metadata()], do_sample_frames=False,
+                          return_tensors="pt")
+        shown = processor.tokenizer.decode(batch["input_ids"][0])
+        prompts[task_id] = compact(shown, video_token)
+        counts[task_id] = shown.count(video_token)
+    return {"processor": type(processor).__name__, "resized": {"height": int(frames.shape[1]), "width": int(frames.shape[2])},
+            "visual_tokens": {"video_tokens": max(counts.values()) if counts else 0}, "prompts": prompts}
+
+
+def inspect(clip, tasks: Sequence[str], *, model: str = "crashchat", base: str | None = None,
+            max_pixels: int | None = None, trust_remote_code: bool = False) -> dict:
+    """The whole view as a JSON-ready dict (see the module docstring)."""
+    out = {"model": model, "video": video_facts(clip)}
+    if model.startswith("hf:"):
+        from transformers import AutoProcessor
+
+        from crashchat.generic import GenericConfig, _fetch
+
+        folder, revision = _fetch(GenericConfig(model[3:], trust_remote_code=trust_remote_code, max_pixels=max_pixels))
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        out.update(prompt_format="chat-template", tokenizer=str(folder), revision=revision)
+        out.update(generic_view(processor, clip, tasks, max_pixels))
+        return out
+    processor, tokenizer_note = _videollama3_processor(model, base)
+    out.update(prompt_format="authors-eval", tokenizer=tokenizer_note)
+    out.update(crashchat_view(processor, clip, tasks))
+    return out
+
+
+def _videollama3_processor(model: str, base: str | None):
+    """The processor CrashChat would build, and where its tokenizer came from.
+
+    The prompt text and the visual tokens do not depend on the tokenizer (the chat format and the
+    placeholder are ours), so without a local base the tiny tokenizer stands in; it is said so.
+    """
+    from crashchat.loading import min_tokens_of
+    from crashchat.prompt import build_processor
+    from crashchat.tiny import TINY_MIN_TOKENS, TINY_TOKEN_BUDGET, tiny_tokenizer
+
+    if model == "tiny-random" and base is None:
+        return (build_processor(tiny_tokenizer(), token_budget=TINY_TOKEN_BUDGET, min_tokens=TINY_MIN_TOKENS),
+                "tiny-random's own (budget and floor of the tiny model)")
+    if base and Path(base).is_dir() and (Path(base) / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        return build_processor(AutoTokenizer.from_pretrained(base), min_tokens=min_tokens_of(Path(base))), str(base)
+    return (build_processor(tiny_tokenizer()),
+            "stand-in (no local --base given): text and visual tokens exact, token ids not those of the real model")
+
+
+def render(view: dict) -> str:
+    """The terminal summary (the JSON holds everything)."""
+    video = view["video"]
+    lines = [f"{video['path']}: {video['duration_s']:.2f} s, {video['width']}x{video['height']} @ {video['native_fps']:.2f} fps,"
+             f" stream start {video['start_time']:g} s, decoded with {video['decoder']}",
+             f"frames: {len(video['frames'])} of {video['filtered_frames']} from the fps={video['sample_fps']:g} filter"]
+    for frame in video["frames"][:3] + (video["frames"][-2:] if len(video["frames"]) > 5 else video["frames"][3:]):
+        lines.append(f"  source frame {frame['source_index']} at {frame['source_time']:.3f} s -> Time {frame['shown_as']}s")
+    if len(video["frames"]) > 5:
+        lines.insert(-2, f"  ... ({len(video['frames']) - 5} more)")
+    lines += [f"  note: {n}" for n in video["notes"]]
+    resized, tokens = view["resized"], view["visual_tokens"]
+    lines.append(f"resized to {resized['width']}x{resized['height']} per frame; visual tokens: "
+                 + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in tokens.items() if not isinstance(v, list)))
+    lines.append(f"prompt format: {view['prompt_format']}; tokenizer: {view['tokenizer']}")
+    for task_id, prompt in view["prompts"].items():
+        lines += ["", f"== {task_id} ==", prompt]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    from crashchat.cli import add_video_args, model_name, tasks_arg, video_options
+
+    parser = argparse.ArgumentParser(prog="python -m crashchat inspect", description=__doc__.split("\n\n")[1])
+    parser.add_argument("video", type=Path, help="mp4/mov/avi/mkv/webm file")
+    parser.add_argument("--task", "--tasks", dest="tasks", type=tasks_arg, default=list(TASK_IDS),
+                        help="comma-separated task ids (default: all six)")
+    parser.add_argument("--model", type=model_name, default="crashchat", metavar="MODEL",
+                        help="crashchat or videollama3 (the authors' evaluation format), tiny-random, or hf:<id or dir>")
+    parser.add_argument("--base", help="a local base folder whose tokenizer to use (crashchat/videollama3)")
+    parser.add_argument("--max-pixels", type=int, help="hf: models: per-frame pixel cap before the processor")
+    parser.add_argument("--trust-remote-code", action="store_true", help="hf: models: allow the checkpoint's code")
+    parser.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="write the whole view here")
+    add_video_args(parser)
+    args = parser.parse_args(list(argv))
+
+    from crashchat.convert import ConvertError
+    from crashchat.video import VideoError, load_video
+    from crashchat.weights import ModelLoadError
+
+    try:
+        clip = load_video(args.video, **video_options(args))
+    except (ValueError, VideoError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        view = inspect(clip, args.tasks, model=args.model, base=args.base, max_pixels=args.max_pixels,
+                       trust_remote_code=args.trust_remote_code)
+    except (ModelLoadError, ConvertError, OSError, ValueError) as exc:
+        print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(render(view))
+    if args.json_out:
+        try:
+            args.json_out.write_text(json.dumps(view, indent=1, ensure_ascii=False))
+        except OSError as exc:
+            print(f"error: {args.json_out}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+            return 2
+    return 0
