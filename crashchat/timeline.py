@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 _RANGE = re.compile(r"\d\s*-\s*\d")
 
 COLORS = {"crash": "#d62728", "pre_crash": "#ff7f0e", "chat": "#1f77b4"}
+_LABEL_BOX = {"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 0.5}  # readable over other marks
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,12 @@ def timeline_figure(duration_s: float, marks: Sequence[Mark] = (), frame_times: 
         if mark.end is None:
             ax.axvline(start, color=color, linewidth=2.2, linestyle="--" if mark.kind == "chat" else "-")
             ax.text(start, y, f" {mark.label} {mark.start:g} s ", color=color, fontsize=9, va="top",
-                    ha="right" if right else "left")
+                    ha="right" if right else "left", bbox=_LABEL_BOX)
         else:
             end = min(max(mark.end, 0.0), duration)
             ax.axvspan(start, max(end, start + duration * 0.004), color=color, alpha=0.3, linewidth=0)
             ax.text(start, y, f" {mark.label} {mark.start:g}–{mark.end:g} s ", color=color, fontsize=9, va="top",
-                    ha="right" if right else "left")
+                    ha="right" if right else "left", bbox=_LABEL_BOX)
         if mark.start > duration or (mark.end or 0.0) > duration:
             ax.text(duration, y - 0.13, "answer past the clip end ▶", color=color, fontsize=8, ha="right", va="top")
     if not marks:

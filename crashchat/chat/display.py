@@ -34,6 +34,10 @@ MODEL_ABOUT = {
 }
 
 
+# In the figure, above the axes: a component label would sit on top of the plot's first marks.
+TIMELINE_TITLE = "Timeline: crash window, pre-crash moment, times from chat answers"
+
+
 def no_gpu_message(cfg: TabConfig) -> str:
     return (f"**The real model ({cfg.model}) needs a GPU, and this machine has none.** "
             "Analysis and chat are off here; the Leaderboard tab works as usual. "
@@ -118,7 +122,7 @@ def empty_sections(state: str = "waiting") -> dict[str, str]:
 def report_figure(duration_s: float, report: dict | None, chat_marks: list[Mark], frame_times=()):
     """The timeline: the report's crash window and pre-crash moment, and the times chat answers named."""
     marks = (report_marks(report) if report else []) + list(chat_marks)
-    return timeline_figure(duration_s, marks, frame_times)
+    return timeline_figure(duration_s, marks, frame_times, title=TIMELINE_TITLE)
 
 
 def write_downloads(report: dict) -> tuple[str, str]:

@@ -81,9 +81,9 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
             # A file box, not a video player, takes the upload: a broken file never reaches a player.
             upload = gr.File(label="Dashcam video (mp4, mov, avi, mkv or webm)", file_count="single",
                              height=110, elem_id="cc-upload")
-            preview = gr.Video(label="Preview", interactive=False, visible=False, height=300, elem_id="cc-video")
-            timeline_plot = gr.Plot(label="Timeline: crash window, pre-crash moment, times from chat answers",
-                                    elem_id="cc-timeline", format="png")
+            preview = gr.Video(label="Preview", show_label=False, interactive=False, visible=False, height=300,
+                               elem_id="cc-video")
+            timeline_plot = gr.Plot(label="Timeline", show_label=False, elem_id="cc-timeline", format="png")
             upload_md = gr.Markdown(upload_view(cfg, None).status, elem_id="cc-upload-status")
             analyze_btn = gr.Button("Analyze", variant="primary", interactive=False, elem_id="cc-analyze")
             clips = example_clips(cfg)
@@ -92,8 +92,10 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
                                    example_labels=[p.stem.replace("_", " ") for p in clips])
         with gr.Column(scale=2):
             verdict_md = gr.Markdown(elem_id="cc-verdict")
-            frames_gallery = gr.Gallery(label="Key frames (at the crash window and the pre-crash moment, when found)",
-                                        columns=3, height=220, elem_id="cc-keyframes")
+            # captions above, not component labels: a label badge sits on top of the content
+            gr.Markdown("**Key frames** at the crash window and the pre-crash moment, when found")
+            frames_gallery = gr.Gallery(label="Key frames", show_label=False, columns=3, height=220,
+                                        elem_id="cc-keyframes")
     section_mds = {}
     for row in (TASK_IDS[:3], TASK_IDS[3:]):
         with gr.Row(equal_height=False):
