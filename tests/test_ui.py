@@ -358,6 +358,7 @@ def test_the_cpu_demo_shows_a_crash_window_and_key_frames(cfg, crash_clip):
     final = list(events.analysis_views(demo, session))[-1]
     report = final.session.report
     assert report["crash_detected"] is True and final.verdict.startswith("## Verdict: crash detected")
+    assert report["input"]["guided"] is True and report["input"]["max_new_tokens"] == 16  # recorded
     start, end = report["tasks"]["crash_localization"]["parsed"]
     assert 0 <= start < end <= 3.0 and 0 <= report["tasks"]["pre_crash_localization"]["parsed"] <= 3.0
     texts = " ".join(t.get_text() for t in final.timeline.axes[0].texts)

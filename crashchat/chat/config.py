@@ -87,6 +87,10 @@ class TabConfig:
                    max_new_tokens=max_new_tokens, guided=_flag(GUIDED_ENV, os.environ.get(GUIDED_ENV)),
                    examples_dir=Path(examples) if examples else None)
 
+    def generation(self) -> dict:
+        """What Analyze gives `crashchat.pipeline.analyze`, and the report records under `input`."""
+        return {"max_new_tokens": self.max_new_tokens, "guided": self.guided, "repetition_stop": True}
+
     def video_limits(self) -> "VideoLimits":
         from crashchat.video import VideoLimits
 

@@ -149,14 +149,14 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
                timeline=report_figure(clip.duration_s, None, session.chat_marks, clip.timestamps),
                frames=[], raw=None, json_file=None, md_file=None, session=session)
     try:
-        for task_id, result in analyze(model, clip, TASK_IDS, max_new_tokens=cfg.max_new_tokens, guided=cfg.guided):
+        for task_id, result in analyze(model, clip, TASK_IDS, **cfg.generation()):
             results[task_id] = result
             sections[task_id] = section_markdown(task_id, result, guided=cfg.guided)
             pending = [t for t in order if t not in results]
             if pending:
                 sections[pending[0]] = section_markdown(pending[0], None, "running")
             progress(len(results) / len(order), desc=f"{len(results)}/{len(order)} tasks")
-            partial = build_report(clip, model, results)
+            partial = build_report(clip, model, results, cfg.generation())
             yield View(status=f"Analyzing {clip_summary(clip)}… {len(results)}/{len(order)} tasks done",
                        verdict=verdict_markdown(partial["crash_detected"], model.random_weights, bool(pending))
                        if "crash_recognition" in results else KEEP,
@@ -171,7 +171,7 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
         free_gpu_memory()
         yield View(status=f"**{OUT_OF_MEMORY}** The answers so far are shown.", error=OUT_OF_MEMORY)
         return
-    report = build_report(clip, model, results)
+    report = build_report(clip, model, results, cfg.generation())
     session = replace(session, report=report)
     json_path, md_path = write_downloads(report)
     seconds = sum(r["seconds"] for r in results.values())
@@ -297,7 +297,7 @@ def analyze_report(cfg: TabConfig, video: str | None) -> dict:
     clip, model = started
     deadline = Deadline(cfg.time_limit_s)
     results = {}
-    for task_id, result in analyze(model, clip, TASK_IDS, max_new_tokens=cfg.max_new_tokens, guided=cfg.guided):
+    for task_id, result in analyze(model, clip, TASK_IDS, **cfg.generation()):
         results[task_id] = result
         deadline.check()
-    return build_report(clip, model, results)
+    return build_report(clip, model, results, cfg.generation())
