@@ -170,3 +170,28 @@ def guided_options(kind: str, tokenizer, *, duration: float, end_ids: list[int])
     if kind not in GUIDED_KINDS:
         return {}
     return {"logits_processor": LogitsProcessorList([GuidedAnswer(kind, tokenizer, duration=duration, end_ids=end_ids)])}
+
+
+class PerRow:
+    """One logits processor per batch row (None: that row is left alone), for batched answers whose
+    rows are different tasks (`crash_localization` and `pre_crash_localization` decoded together)."""
+
+    def __init__(self, processors: list):
+        self.processors = processors
+
+    def __call__(self, input_ids, scores):
+        for row, processor in enumerate(self.processors):
+            if processor is not None:
+                scores[row:row + 1] = processor(input_ids[row:row + 1], scores[row:row + 1])
+        return scores
+
+
+def guided_rows(kinds: list[str], tokenizer, *, duration: float, end_ids: list[int]) -> dict:
+    """`generate` arguments guiding each row of a batch by its task kind ({} when no row is guided)."""
+    from transformers import LogitsProcessorList
+
+    rows = [GuidedAnswer(k, tokenizer, duration=duration, end_ids=end_ids) if k in GUIDED_KINDS else None
+            for k in kinds]
+    if not any(rows):
+        return {}
+    return {"logits_processor": LogitsProcessorList([PerRow(rows)])}

@@ -163,48 +163,73 @@ class CrashChat:
         """Ask several questions about one clip on one group, sharing a single prefill of the video.
 
         Every prompt starts with `<|im_start|>user\n<video>\n`, which is ~15k tokens for a
-        96-frame clip: its key/value cache is computed once and cropped back after each answer,
-        so a question costs only its own tokens plus decoding. Yields `ask(question,
-        max_new_tokens=256, **generate_kwargs) -> str`; answers equal `generate`'s (greedy).
+        96-frame clip: its key/value cache is computed once and reused, so a question costs only
+        its own tokens plus decoding. The vision encoder (frozen, the same for both groups) runs
+        once per clip: its output is kept on the prepared clip and each group applies its own
+        projector to it. Yields a `Session`: `ask(question, max_new_tokens=256, **generate_kwargs)
+        -> str`, and `ask.batch(questions, ...)` decodes several questions together from the
+        shared prefix; greedy answers equal `generate`'s either way.
         """
         import torch
 
         prepared = self.prepare(clip)
         with self.using(group), torch.inference_mode():
-            text = self.prompt("")
-            cut = text.index(self.processor.video_token) + len(self.processor.video_token) + 1
-            prefix = self.inputs(prepared, "")  # video inputs + ids; the ids are cut below
-            prefix_ids = self.processor.tokenizer(
-                text[:cut].replace(self.processor.video_token, prepared.placeholder, 1),
-                return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
-            video = {k: v for k, v in prefix.items() if k not in ("input_ids", "attention_mask")}
-            # The inner VideoLlama3Model (LoRA layers and the active projector are injected in
-            # place): the prefix needs only its cache, and skipping lm_head saves a
-            # tokens x vocab logits tensor (15k x 152k in bf16 = 4.5 GB at 7B).
-            inner = (self.model.get_base_model() if self.groups else self.model).model
-            out = inner(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True, **video)
-            cache = out["cache"] if "cache" in out else out["past_key_values"]  # renamed in 5.2x
-            length = prefix_ids.shape[1]
+            prefix_ids = self._prefix_ids(prepared)
+            yield Session(self, group, prepared, prefix_ids, self._prefill(prepared, prefix_ids))
 
-            def ask(question: str, max_new_tokens: int = 256, **generate_kwargs) -> str:
-                self._activate(group)  # a nested call in this thread may have switched adapters
-                inputs = self.inputs(prepared, question)
-                ids = inputs["input_ids"]
-                kwargs = self._generation_kwargs(max_new_tokens, generate_kwargs)
-                if ids.shape[1] > length and torch.equal(ids[:, :length], prefix_ids):
-                    kwargs[_cache_kwarg()] = cache
-                    try:
-                        out = self.model.generate(input_ids=ids, attention_mask=inputs["attention_mask"], **kwargs)
-                    finally:  # back to the shared video prefix for the next question; a negative
-                        # count removes tokens in both the 5.17 and the 5.24 `crop` APIs
-                        extra = cache.get_seq_length() - length
-                        if extra > 0:
-                            cache.crop(-extra)
-                else:  # the question's tokens merged with the prefix's last one: no sharing
-                    out = self.model.generate(**inputs, **kwargs)
-                return self.processor.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    def _prefix_ids(self, prepared: Prepared):
+        """Token ids of the shared prefix: `<|im_start|>user\n`, the expanded video, and its newline."""
+        text = self.prompt("")
+        cut = text.index(self.processor.video_token) + len(self.processor.video_token) + 1
+        return self.tokenizer(text[:cut].replace(self.processor.video_token, prepared.placeholder, 1),
+                              return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
 
-            yield ask
+    def _inner(self):
+        """The inner VideoLlama3Model (LoRA layers and the active projector are injected in place)."""
+        return (self.model.get_base_model() if self.groups else self.model).model
+
+    def vision_states(self, prepared: Prepared):
+        """The vision encoder's output for a clip, computed once and kept on `prepared`.
+
+        The encoder is frozen and carries no LoRA (`crashchat.weights.LORA_TARGET`), so both
+        groups see the same states; only the projector after it differs per group.
+        """
+        import torch
+
+        inner = self._inner()
+        dtype = next(inner.vision_model.parameters()).dtype
+        key = (str(self.device), str(dtype))
+        states = prepared.cache.get(key)
+        if states is None:
+            video = {k: (v.to(self.device, dtype) if torch.is_floating_point(v) else v.to(self.device))
+                     for k, v in prepared.video_inputs.items()}
+            with torch.inference_mode():
+                states = inner.vision_model(pixel_values=video["pixel_values_videos"], grid_thw=video["video_grid_thw"],
+                                            merge_sizes=video["video_merge_sizes"], return_dict=True).last_hidden_state
+            prepared.cache.clear()  # one device/dtype at a time
+            prepared.cache[key] = states
+        return states
+
+    def _prefill(self, prepared: Prepared, prefix_ids):
+        """The prefix's key/value cache on the active group: shared vision states, this group's projector.
+
+        The language model alone runs here (no lm_head: a 15k x 152k logits tensor would be
+        4.5 GB in bf16 at 7B).
+        """
+        import torch
+
+        inner = self._inner()
+        embeds = inner.get_input_embeddings()(prefix_ids)
+        video = inner.projector(self.vision_states(prepared))
+        mask = prepared.video_inputs.get("video_compression_mask")
+        if mask is not None:
+            video = video[mask.to(video.device)]
+        where = (prefix_ids == self.model.config.video_token_id).unsqueeze(-1)
+        if int(where.sum()) != video.shape[0]:
+            raise RuntimeError(f"{int(where.sum())} video tokens in the prompt for {video.shape[0]} video features")
+        embeds = embeds.masked_scatter(where, video.to(embeds.dtype))
+        out = inner.language_model(inputs_embeds=embeds, attention_mask=torch.ones_like(prefix_ids), use_cache=True)
+        return out["cache"] if "cache" in out else out["past_key_values"]  # renamed in 5.2x
 
     def logits(self, clip, question: str, *, group: str):
         """Next-token logits after the prompt (for tests and checks; float32 on CPU)."""
@@ -213,3 +238,70 @@ class CrashChat:
         inputs = self.inputs(self.prepare(clip), question)
         with self.using(group), torch.inference_mode():
             return self.model(**inputs).logits[0, -1].float().cpu()
+
+
+class Session:
+    """Questions about one prepared clip on one group, answered from its shared video prefix.
+
+    Made by `CrashChat.session`. Calling it answers one question (the prefix cache is cropped back
+    afterwards); `batch` answers several together: each row continues the same prefix, shorter
+    questions are padded (masked) between the prefix and the question, and every row stops at its
+    own end token.
+    """
+
+    def __init__(self, chat: CrashChat, group: str, prepared: Prepared, prefix_ids, cache):
+        self.chat, self.group, self.prepared = chat, group, prepared
+        self.prefix_ids, self.cache, self.length = prefix_ids, cache, prefix_ids.shape[1]
+
+    def __call__(self, question: str, max_new_tokens: int = 256, **generate_kwargs) -> str:
+        return self.batch([question], max_new_tokens=max_new_tokens, **generate_kwargs)[0]
+
+    def _ids(self, question: str):
+        import torch
+
+        ids = self.chat.inputs(self.prepared, question)["input_ids"]
+        shared = ids.shape[1] > self.length and torch.equal(ids[:, :self.length], self.prefix_ids)
+        return ids, shared
+
+    def batch(self, questions: Sequence[str], max_new_tokens: int = 256, **generate_kwargs) -> list[str]:
+        """Greedy answers to `questions`, decoded together (`generate_kwargs` apply to the batch:
+        per-row logits processors go in as one, see `crashchat.pipeline`)."""
+        import copy
+
+        import torch
+
+        chat = self.chat
+        chat._activate(self.group)  # a nested call in this thread may have switched adapters
+        encoded = [self._ids(q) for q in questions]
+        kwargs = chat._generation_kwargs(max_new_tokens, generate_kwargs)
+        if not all(shared for _, shared in encoded):
+            # a question's first token merged with the prefix's last one: no sharing, one by one
+            return [self._alone(q, kwargs) for q in questions]
+        suffixes = [ids[0, self.length:] for ids, _ in encoded]
+        width = max(len(s) for s in suffixes)
+        pad = kwargs["pad_token_id"]
+        rows, masks = [], []
+        for suffix in suffixes:
+            gap = width - len(suffix)  # padding sits between the prefix and the question, masked out
+            rows.append(torch.cat([self.prefix_ids[0], torch.full((gap,), pad, device=suffix.device), suffix]))
+            masks.append(torch.cat([torch.ones(self.length, dtype=torch.long), torch.zeros(gap, dtype=torch.long),
+                                    torch.ones(len(suffix), dtype=torch.long)]).to(suffix.device))
+        input_ids, attention_mask = torch.stack(rows), torch.stack(masks)
+        if len(questions) == 1:
+            cache = self.cache
+        else:
+            cache = copy.deepcopy(self.cache)
+            cache.batch_repeat_interleave(len(questions))
+        kwargs[_cache_kwarg()] = cache
+        try:
+            out = chat.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        finally:  # back to the shared video prefix for the next question; a negative count
+            # removes tokens in both the 5.17 and the 5.24 `crop` APIs
+            if cache is self.cache and (extra := cache.get_seq_length() - self.length) > 0:
+                cache.crop(-extra)
+        return [chat.tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
+
+    def _alone(self, question: str, kwargs: dict) -> str:
+        inputs = self.chat.inputs(self.prepared, question)
+        out = self.chat.model.generate(**inputs, **kwargs)
+        return self.chat.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from crashchat.guided import guided_options
+from crashchat.guided import guided_rows
 from crashchat.stopping import RepetitionStop, repetition_options
 from crashchat.tasks import GROUPS, TASK_IDS, get_task
 
@@ -48,17 +48,20 @@ def skipped(group: str) -> dict:
 
 
 def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, gate: bool,
-           max_new_tokens: int = 256, guided: bool = False, repetition_stop: bool = True,
+           max_new_tokens: int = 256, guided: bool = False, repetition_stop: bool = True, batch: bool = True,
            generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
     """Answer `(task_id, question)` pairs about one clip, yielding `(task_id, result)` as each finishes.
 
     Groups run in `GROUPS` order (linguistic first: recognition, which gates perception, is
     linguistic), questions within a group in the order given. `result` is `{"group", "response",
-    "parsed", "skipped", "seconds"}`; a group's first answer's seconds include the shared prefill.
-    `guided=True` constrains the closed-form answers to their format (`crashchat.guided`);
-    `repetition_stop` ends an answer stuck in an exact loop (`crashchat.stopping`), and its
-    result then says `"stopped": "repetition"` (else `"stopped": None`).
-    `generate_options(task_id)` may add `generate` arguments per task (timing, fixed lengths).
+    "parsed", "skipped", "seconds", "stopped"}`. With `batch` (the default, for models whose
+    session can) a group's questions are decoded together from the shared video prefix, and each
+    result's `seconds` is its batch's; one by one, a group's first answer's seconds include the
+    shared prefill. `guided=True` constrains the closed-form answers to their format
+    (`crashchat.guided`); `repetition_stop` ends an answer stuck in an exact loop
+    (`crashchat.stopping`), and its result then says `"stopped": "repetition"`.
+    `generate_options(task_id)` may add `generate` arguments per task (timing, fixed lengths);
+    in a batch they are merged for the whole batch.
     """
     prepared = model.prepare(clip)
     duration = float(prepared.clip.duration_s)
@@ -73,31 +76,35 @@ def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, ga
             continue
         start = time.perf_counter()
         with model.session(prepared, group=group) as ask:
-            for task_id, question in mine:
-                task = get_task(task_id)
+            together = batch and len(mine) > 1 and hasattr(ask, "batch")
+            runs = [mine] if together else [[q] for q in mine]
+            for run in runs:
+                kinds = [get_task(t).kind for t, _ in run]
                 options = {"max_new_tokens": max_new_tokens}
                 if guided:
-                    options.update(guided_options(task.kind, model.tokenizer, duration=duration, end_ids=model.stop_ids))
+                    options.update(guided_rows(kinds, model.tokenizer, duration=duration, end_ids=model.stop_ids))
                 guard = RepetitionStop() if repetition_stop else None
                 if guard is not None:
                     options.update(repetition_options(guard))
-                if generate_options:
-                    options.update(generate_options(task_id))
-                response = ask(question, **options)
-                parsed = task.parse(response)
-                if task_id == RECOGNITION:
-                    crash = parsed
-                yield task_id, {"group": group, "response": response, "parsed": _jsonable(parsed), "skipped": False,
-                                "seconds": round(time.perf_counter() - start, 3),
-                                "stopped": "repetition" if guard is not None and guard.stopped else None}
+                for task_id, _ in run:
+                    options.update(generate_options(task_id) if generate_options else {})
+                texts = ask.batch([q for _, q in run], **options) if together else [ask(run[0][1], **options)]
+                seconds = round(time.perf_counter() - start, 3)
+                for row, ((task_id, _), response) in enumerate(zip(run, texts)):
+                    parsed = get_task(task_id).parse(response)
+                    if task_id == RECOGNITION:
+                        crash = parsed
+                    yield task_id, {"group": group, "response": response, "parsed": _jsonable(parsed),
+                                    "skipped": False, "seconds": seconds,
+                                    "stopped": "repetition" if guard is not None and row in guard.rows else None}
                 start = time.perf_counter()
 
 
 def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
-            gate: bool = True, guided: bool = False, repetition_stop: bool = True,
+            gate: bool = True, guided: bool = False, repetition_stop: bool = True, batch: bool = True,
             generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
     """The six-task report's answers for one clip, gated; each task asked as the authors' evaluation
     asks it (`Task.question`: the split's value, `<video>\n` included)."""
     questions = [(t, get_task(t).question) for t in task_order(tasks)]
     yield from answer(model, clip, questions, gate=gate, max_new_tokens=max_new_tokens, guided=guided,
-                      repetition_stop=repetition_stop, generate_options=generate_options)
+                      repetition_stop=repetition_stop, batch=batch, generate_options=generate_options)

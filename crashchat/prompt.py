@@ -58,6 +58,8 @@ class Prepared:
     placeholder: str
     """The expanded video text: `Time 0.0s:<|video_pad|>...,Time 0.1s:...`."""
     clip: object = field(repr=False, default=None)
+    cache: dict = field(repr=False, default_factory=dict)
+    """Work done once per clip and reused (the vision encoder's output, see `CrashChat.vision_states`)."""
 
 
 def prepare_clip(processor, clip) -> Prepared:
