@@ -170,12 +170,22 @@ class CrashChat:
         -> str`, and `ask.batch(questions, ...)` decodes several questions together from the
         shared prefix; greedy answers equal `generate`'s either way.
         """
+        with self.sessions([clip], group=group) as ask:
+            yield ask
+
+    @contextlib.contextmanager
+    def sessions(self, clips: Sequence, *, group: str):
+        """`session` for several clips at once: `ask.batch(questions, clips=[i, ...])` decodes
+        questions about different clips in one batch (each row continues its own clip's prefix)."""
         import torch
 
-        prepared = self.prepare(clip)
+        prepared = [self.prepare(c) for c in clips]
         with self.using(group), torch.inference_mode():
-            prefix_ids = self._prefix_ids(prepared)
-            yield Session(self, group, prepared, prefix_ids, self._prefill(prepared, prefix_ids))
+            prefixes = []
+            for p in prepared:
+                ids = self._prefix_ids(p)
+                prefixes.append(Prefix(p, ids, self._prefill(p, ids)))
+            yield Session(self, group, prefixes)
 
     def _prefix_ids(self, prepared: Prepared):
         """Token ids of the shared prefix: `<|im_start|>user\n`, the expanded video, and its newline."""
@@ -240,68 +250,124 @@ class CrashChat:
             return self.model(**inputs).logits[0, -1].float().cpu()
 
 
-class Session:
-    """Questions about one prepared clip on one group, answered from its shared video prefix.
+@dataclass
+class Prefix:
+    """One clip's shared prompt prefix on a group: its token ids and their key/value cache."""
 
-    Made by `CrashChat.session`. Calling it answers one question (the prefix cache is cropped back
-    afterwards); `batch` answers several together: each row continues the same prefix, shorter
-    questions are padded (masked) between the prefix and the question, and every row stops at its
-    own end token.
+    prepared: Prepared
+    ids: object
+    cache: object
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[1])
+
+
+def _layer_kv(cache, layer: int):
+    """(keys, values) of one layer of a DynamicCache (5.2x `layers[i]`, older `key_cache[i]`)."""
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache.key_cache[layer], cache.value_cache[layer]
+
+
+def _num_layers(cache) -> int:
+    return len(cache.layers) if hasattr(cache, "layers") else len(cache.key_cache)
+
+
+def stack_caches(caches: Sequence, rows: Sequence[int], width: int):
+    """A new DynamicCache whose row r is `caches[rows[r]]`, left-padded with zeros to `width` tokens
+    (the padding is masked out by the attention mask, so its values never matter)."""
+    import torch
+    from transformers import DynamicCache
+
+    out = DynamicCache()
+    for layer in range(_num_layers(caches[0])):
+        keys, values = [], []
+        for i in rows:
+            k, v = _layer_kv(caches[i], layer)
+            gap = width - k.shape[2]
+            keys.append(torch.nn.functional.pad(k, (0, 0, gap, 0)))
+            values.append(torch.nn.functional.pad(v, (0, 0, gap, 0)))
+        out.update(torch.cat(keys), torch.cat(values), layer)
+    return out
+
+
+class Session:
+    """Questions about prepared clips on one group, answered from each clip's shared video prefix.
+
+    Made by `CrashChat.session` (one clip) or `CrashChat.sessions` (several). Calling it answers
+    one question about the first clip (the prefix cache is cropped back afterwards); `batch`
+    answers several together: each row continues its clip's prefix (shorter prefixes padded on
+    the left), shorter questions are padded between the prefix and the question (masked), and
+    every row stops at its own end token.
     """
 
-    def __init__(self, chat: CrashChat, group: str, prepared: Prepared, prefix_ids, cache):
-        self.chat, self.group, self.prepared = chat, group, prepared
-        self.prefix_ids, self.cache, self.length = prefix_ids, cache, prefix_ids.shape[1]
+    def __init__(self, chat: CrashChat, group: str, prefixes: list[Prefix]):
+        self.chat, self.group, self.prefixes = chat, group, prefixes
+
+    @property
+    def prefix_ids(self):
+        return self.prefixes[0].ids
+
+    @property
+    def cache(self):
+        return self.prefixes[0].cache
 
     def __call__(self, question: str, max_new_tokens: int = 256, **generate_kwargs) -> str:
         return self.batch([question], max_new_tokens=max_new_tokens, **generate_kwargs)[0]
 
-    def _ids(self, question: str):
+    def _suffix(self, clip: int, question: str):
+        """The question's ids after the clip's prefix, or None when they do not continue it."""
         import torch
 
-        ids = self.chat.inputs(self.prepared, question)["input_ids"]
-        shared = ids.shape[1] > self.length and torch.equal(ids[:, :self.length], self.prefix_ids)
-        return ids, shared
+        prefix = self.prefixes[clip]
+        ids = self.chat.inputs(prefix.prepared, question)["input_ids"]
+        if ids.shape[1] > prefix.length and torch.equal(ids[:, :prefix.length], prefix.ids):
+            return ids[0, prefix.length:]
+        return None
 
-    def batch(self, questions: Sequence[str], max_new_tokens: int = 256, **generate_kwargs) -> list[str]:
-        """Greedy answers to `questions`, decoded together (`generate_kwargs` apply to the batch:
-        per-row logits processors go in as one, see `crashchat.pipeline`)."""
-        import copy
+    def batch(self, questions: Sequence[str], max_new_tokens: int = 256, clips: Sequence[int] | None = None,
+              **generate_kwargs) -> list[str]:
+        """Greedy answers to `questions` (about `clips[i]`, default the first clip), decoded together.
 
+        `generate_kwargs` apply to the batch: per-row logits processors go in as one (see
+        `crashchat.guided.PerRow`)."""
         import torch
 
         chat = self.chat
         chat._activate(self.group)  # a nested call in this thread may have switched adapters
-        encoded = [self._ids(q) for q in questions]
+        clips = list(clips) if clips is not None else [0] * len(questions)
+        suffixes = [self._suffix(c, q) for c, q in zip(clips, questions)]
         kwargs = chat._generation_kwargs(max_new_tokens, generate_kwargs)
-        if not all(shared for _, shared in encoded):
+        if any(s is None for s in suffixes):
             # a question's first token merged with the prefix's last one: no sharing, one by one
-            return [self._alone(q, kwargs) for q in questions]
-        suffixes = [ids[0, self.length:] for ids, _ in encoded]
+            return [self._alone(c, q, kwargs) for c, q in zip(clips, questions)]
+        prefixes = [self.prefixes[c] for c in clips]
+        head = max(p.length for p in prefixes)
         width = max(len(s) for s in suffixes)
         pad = kwargs["pad_token_id"]
         rows, masks = [], []
-        for suffix in suffixes:
-            gap = width - len(suffix)  # padding sits between the prefix and the question, masked out
-            rows.append(torch.cat([self.prefix_ids[0], torch.full((gap,), pad, device=suffix.device), suffix]))
-            masks.append(torch.cat([torch.ones(self.length, dtype=torch.long), torch.zeros(gap, dtype=torch.long),
-                                    torch.ones(len(suffix), dtype=torch.long)]).to(suffix.device))
+        for prefix, suffix in zip(prefixes, suffixes):
+            left, gap = head - prefix.length, width - len(suffix)
+            device = suffix.device
+            rows.append(torch.cat([torch.full((left,), pad, device=device), prefix.ids[0],
+                                   torch.full((gap,), pad, device=device), suffix]))
+            masks.append(torch.cat([torch.zeros(left, dtype=torch.long), torch.ones(prefix.length, dtype=torch.long),
+                                    torch.zeros(gap, dtype=torch.long), torch.ones(len(suffix), dtype=torch.long)]
+                                   ).to(device))
         input_ids, attention_mask = torch.stack(rows), torch.stack(masks)
-        if len(questions) == 1:
-            cache = self.cache
-        else:
-            cache = copy.deepcopy(self.cache)
-            cache.batch_repeat_interleave(len(questions))
+        alone = len(questions) == 1
+        cache = self.prefixes[clips[0]].cache if alone else stack_caches([p.cache for p in self.prefixes], clips, head)
         kwargs[_cache_kwarg()] = cache
         try:
             out = chat.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         finally:  # back to the shared video prefix for the next question; a negative count
             # removes tokens in both the 5.17 and the 5.24 `crop` APIs
-            if cache is self.cache and (extra := cache.get_seq_length() - self.length) > 0:
+            if alone and (extra := cache.get_seq_length() - self.prefixes[clips[0]].length) > 0:
                 cache.crop(-extra)
         return [chat.tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
 
-    def _alone(self, question: str, kwargs: dict) -> str:
-        inputs = self.chat.inputs(self.prepared, question)
+    def _alone(self, clip: int, question: str, kwargs: dict) -> str:
+        inputs = self.chat.inputs(self.prefixes[clip].prepared, question)
         out = self.chat.model.generate(**inputs, **kwargs)
         return self.chat.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
