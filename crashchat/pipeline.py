@@ -63,41 +63,89 @@ def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, ga
     `generate_options(task_id)` may add `generate` arguments per task (timing, fixed lengths);
     in a batch they are merged for the whole batch.
     """
-    prepared = model.prepare(clip)
-    duration = float(prepared.clip.duration_s)
-    crash = None
+    for _, task_id, result in answer_clips(model, [clip], [questions], gate=gate, max_new_tokens=max_new_tokens,
+                                           guided=guided, repetition_stop=repetition_stop, batch=batch,
+                                           generate_options=generate_options):
+        yield task_id, result
+
+
+def answer_clips(model: "CrashChat", clips: Sequence, questions: Sequence[Sequence[tuple[str, str]]], *, gate: bool,
+                 max_new_tokens: int = 256, guided: bool = False, repetition_stop: bool = True, batch: bool = True,
+                 generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[int, str, dict]]:
+    """`answer` for several clips at once: yields `(clip index, task_id, result)`.
+
+    With `batch` and a model that has `sessions`, each group's questions about all the clips are
+    decoded in one batch (`predict --batch-videos`); otherwise clip after clip. Answers are the
+    same either way (greedy).
+    """
+    prepared = [model.prepare(c) for c in clips]
+    crash: dict[int, object] = {}
+    together = batch and hasattr(model, "sessions")
     for group in GROUPS:
-        mine = [(t, q) for t, q in questions if get_task(t).group == group]
-        if not mine:
+        rows = [(i, t, q) for i, qs in enumerate(questions) for t, q in qs if get_task(t).group == group]
+        asked = []
+        for i, task_id, question in rows:
+            if group == "perception" and gate and crash.get(i) != "Yes":
+                yield i, task_id, skipped(group)
+            else:
+                asked.append((i, task_id, question))
+        if not asked:
             continue
-        if group == "perception" and gate and crash != "Yes":
-            for task_id, _ in mine:
-                yield task_id, skipped(group)
-            continue
-        start = time.perf_counter()
-        with model.session(prepared, group=group) as ask:
-            together = batch and len(mine) > 1 and hasattr(ask, "batch")
-            runs = [mine] if together else [[q] for q in mine]
-            for run in runs:
-                kinds = [get_task(t).kind for t, _ in run]
-                options = {"max_new_tokens": max_new_tokens}
-                if guided:
-                    options.update(guided_rows(kinds, model.tokenizer, duration=duration, end_ids=model.stop_ids))
-                guard = RepetitionStop() if repetition_stop else None
-                if guard is not None:
-                    options.update(repetition_options(guard))
-                for task_id, _ in run:
-                    options.update(generate_options(task_id) if generate_options else {})
-                texts = ask.batch([q for _, q in run], **options) if together else [ask(run[0][1], **options)]
-                seconds = round(time.perf_counter() - start, 3)
-                for row, ((task_id, _), response) in enumerate(zip(run, texts)):
-                    parsed = get_task(task_id).parse(response)
-                    if task_id == RECOGNITION:
-                        crash = parsed
-                    yield task_id, {"group": group, "response": response, "parsed": _jsonable(parsed),
-                                    "skipped": False, "seconds": seconds,
-                                    "stopped": "repetition" if guard is not None and row in guard.rows else None}
-                start = time.perf_counter()
+        if together:
+            runs = [asked]
+        else:
+            runs = [[row] for row in asked]
+        for run in runs:
+            for i, task_id, result in _answer_run(model, prepared, group, run, max_new_tokens=max_new_tokens,
+                                                  guided=guided, repetition_stop=repetition_stop,
+                                                  generate_options=generate_options):
+                if task_id == RECOGNITION:
+                    crash[i] = result["parsed"]
+                yield i, task_id, result
+
+
+def _answer_run(model, prepared: Sequence, group: str, run: Sequence[tuple[int, str, str]], *, max_new_tokens: int,
+                guided: bool, repetition_stop: bool, generate_options) -> Iterator[tuple[int, str, dict]]:
+    """One batch (or one question) of `run`'s rows on `group`, with per-row guidance and loop guard."""
+    start = time.perf_counter()
+    options = {"max_new_tokens": max_new_tokens}
+    if guided:
+        kinds = [get_task(t).kind for _, t, _ in run]
+        durations = {float(prepared[i].clip.duration_s) for i, _, _ in run}
+        options.update(guided_rows(kinds, model.tokenizer, duration=min(durations), end_ids=model.stop_ids)
+                       if len(durations) == 1 else _guided_per_clip(model, prepared, run))
+    guard = RepetitionStop() if repetition_stop else None
+    if guard is not None:
+        options.update(repetition_options(guard))
+    for _, task_id, _ in run:
+        options.update(generate_options(task_id) if generate_options else {})
+    clip_ids = sorted({i for i, _, _ in run})
+    if len(run) == 1 and not hasattr(model, "sessions"):
+        with model.session(prepared[run[0][0]], group=group) as ask:
+            texts = [ask(run[0][2], **options)]
+    else:
+        with model.sessions([prepared[i] for i in clip_ids], group=group) as ask:
+            where = {i: n for n, i in enumerate(clip_ids)}
+            texts = ask.batch([q for _, _, q in run], clips=[where[i] for i, _, _ in run], **options)
+    seconds = round(time.perf_counter() - start, 3)
+    for row, ((i, task_id, _), response) in enumerate(zip(run, texts)):
+        yield i, task_id, {"group": group, "response": response, "parsed": _jsonable(get_task(task_id).parse(response)),
+                           "skipped": False, "seconds": seconds,
+                           "stopped": "repetition" if guard is not None and row in guard.rows else None}
+
+
+def _guided_per_clip(model, prepared: Sequence, run: Sequence[tuple[int, str, str]]) -> dict:
+    """Per-row guidance when the rows are about clips of different lengths."""
+    from transformers import LogitsProcessorList
+
+    from crashchat.guided import GUIDED_KINDS, GuidedAnswer, PerRow
+
+    rows = []
+    for i, task_id, _ in run:
+        kind = get_task(task_id).kind
+        rows.append(GuidedAnswer(kind, model.tokenizer, duration=float(prepared[i].clip.duration_s),
+                                 end_ids=model.stop_ids) if kind in GUIDED_KINDS else None)
+    return {"logits_processor": LogitsProcessorList([PerRow(rows)])} if any(rows) else {}
 
 
 def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,

@@ -72,29 +72,19 @@ def test_real_tiny_model_report(tiny_crashchat, clip):
 @pytest.mark.parametrize("answer", ["Yes", "No"])
 def test_gate_runs_perception_only_after_yes(tiny_crashchat, clip, monkeypatch, answer):
     """The ONE test with a controlled answer: recognition's answer is forced (the tiny model cannot
-    say a clean Yes); every other question still goes to the real tiny model."""
-    real_session = type(tiny_crashchat).session
+    say a clean Yes unguided); every other question still goes to the real tiny model."""
+    from crashchat.model import Session
+
+    real_batch = Session.batch
     asked = []
+    recognition = f"<video>\n{CRASH_RECOGNITION_PROMPT}"  # asked as the authors' evaluation asks
 
-    def session(self, clip, *, group):
-        cm = real_session(self, clip, group=group)
+    def batch(self, questions, **options):
+        asked.extend((self.group, q) for q in questions)
+        texts = real_batch(self, questions, **options)
+        return [answer if q == recognition else t for q, t in zip(questions, texts)]
 
-        class Forced:
-            def __enter__(self_inner):
-                real_ask = cm.__enter__()
-
-                def ask(question, **options):
-                    asked.append((group, question))
-                    # asked as the authors' evaluation asks: the split's value, `<video>\n` included
-                    assert question.endswith(CRASH_RECOGNITION_PROMPT) or question.startswith("<video>\n")
-                    return answer if question == f"<video>\n{CRASH_RECOGNITION_PROMPT}" else real_ask(question, **options)
-                return ask
-
-            def __exit__(self_inner, *exc):
-                return cm.__exit__(*exc)
-        return Forced()
-
-    monkeypatch.setattr(type(tiny_crashchat), "session", session)
+    monkeypatch.setattr(Session, "batch", batch)
     results = dict(analyze(tiny_crashchat, clip, max_new_tokens=4))
     report = build_report(clip, tiny_crashchat, results)
     assert results["crash_recognition"]["parsed"] == answer
@@ -103,6 +93,7 @@ def test_gate_runs_perception_only_after_yes(tiny_crashchat, clip, monkeypatch, 
         assert results[task_id]["skipped"] is (answer == "No")
     perception_asked = [q for g, q in asked if g == "perception"]
     assert len(perception_asked) == (2 if answer == "Yes" else 0)
+    assert all(q.startswith("<video>\n") for _, q in asked)
     if answer == "Yes":
         assert isinstance(results["crash_localization"]["response"], str)
         assert "no crash detected" not in report_markdown(report)
