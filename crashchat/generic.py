@@ -129,6 +129,18 @@ def load_generic(cfg: GenericConfig) -> "GenericVideoLLM":
                            max_pixels=cfg.max_pixels, trust_remote_code=trust)
 
 
+@dataclass
+class FramePreparer:
+    """What a generic model needs of a clip before its own processor: the frames (capped) and their metadata."""
+
+    max_pixels: int | None = None
+
+    def __call__(self, clip) -> GenericPrepared:
+        if isinstance(clip, GenericPrepared):
+            return clip
+        return GenericPrepared(frames=resize_frames(clip.frames, self.max_pixels), metadata=clip.metadata(), clip=clip)
+
+
 def resize_frames(frames, max_pixels: int | None):
     """Frames scaled down (never up) so that each has at most `max_pixels`, aspect ratio kept."""
     import numpy as np
@@ -188,9 +200,11 @@ class GenericVideoLLM:
         return list(dict.fromkeys(i for i in ids if i is not None))
 
     def prepare(self, clip) -> GenericPrepared:
-        if isinstance(clip, GenericPrepared):
-            return clip
-        return GenericPrepared(frames=resize_frames(clip.frames, self.max_pixels), metadata=clip.metadata(), clip=clip)
+        return self.preparer()(clip)
+
+    def preparer(self) -> "FramePreparer":
+        """`prepare` as a picklable callable (for `predict --workers`)."""
+        return FramePreparer(self.max_pixels)
 
     def chat_text(self, question: str) -> str:
         """The model's own chat template: the video, then the question without the `<video>` tag."""

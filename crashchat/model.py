@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from crashchat.prompt import Prepared, chat_text, prepare_clip
+from crashchat.prompt import ClipPreparer, Prepared, chat_text, prepare_clip
 from crashchat.tasks import GROUPS
 
 
@@ -50,6 +50,10 @@ class CrashChat:
     def prepare(self, clip) -> Prepared:
         """Resize, patch and compress the clip's frames once; the result serves every question."""
         return prepare_clip(self.processor, clip)
+
+    def preparer(self) -> ClipPreparer:
+        """`prepare` as a picklable callable (for `predict --workers`: preparation in other processes)."""
+        return ClipPreparer(self.processor)
 
     def prompt(self, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
         """The chat text with the video placeholder in the first user turn (no system prompt)."""

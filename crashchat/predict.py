@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from crashchat.pipeline import answer
+from crashchat.pipeline import answer_clips
 from crashchat.records import RecordError, find_video, read_records
-from crashchat.tasks import TASK_IDS, get_task
+from crashchat.tasks import GROUPS, TASK_IDS, get_task
 
 
 class SplitFileError(ValueError):
@@ -152,58 +152,156 @@ def merge(out: Path) -> tuple[int, int]:
     return len(rows) + len(added), len(errors)
 
 
+def _prepare_one(preparer, videos_dir: Path, video_kwargs: dict, relative: str, name: str):
+    """Decode and prepare one video; (prepared, None), or (None, why) for a missing or unreadable one."""
+    from crashchat.video import VideoError, load_video
+
+    path = find_video(videos_dir, relative)
+    if path is None:
+        return None, f"missing: not found in {videos_dir} as {relative} or {name}"
+    try:
+        return preparer(load_video(path, **video_kwargs)), None
+    except VideoError as exc:
+        return None, f"unreadable: {exc}"
+
+
+_WORKER: tuple | None = None
+
+
+def _init_worker(preparer, videos_dir: Path, video_kwargs: dict, threads: int) -> None:
+    """A decoding worker process: its preparer (the model's processor) arrives once, not per video."""
+    import torch
+
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = (preparer, videos_dir, video_kwargs)
+
+
+def _worker_prepare(relative: str, name: str):
+    preparer, videos_dir, video_kwargs = _WORKER
+    return _prepare_one(preparer, videos_dir, video_kwargs, relative, name)
+
+
+def prepared_jobs(jobs: Sequence[VideoJob], preparer, *, videos_dir: Path, video_kwargs: dict, workers: int = 1,
+                  ahead: int = 2):
+    """`(job, prepared, error)` in job order, decoded and prepared ahead of the model.
+
+    One background thread by default; with `workers` > 1, that many processes (spawned, so no
+    CUDA or torch threads are inherited), at most `ahead` videos in flight. Tensors come back
+    through shared memory (torch's multiprocessing reductions). A worker that dies (a decoder
+    crash) costs only the video it held: that one is reported unreadable and a new pool takes
+    over the rest.
+    """
+    import collections
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    if workers > 1:
+        import torch.multiprocessing  # noqa: F401  (registers the shared-memory tensor reductions)
+
+    def new_pool():
+        """A pool and how to hand it one job."""
+        if workers <= 1:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+            return pool, lambda job: pool.submit(_prepare_one, preparer, videos_dir, video_kwargs, job.relative, job.name)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(preparer, videos_dir, video_kwargs, threads))
+        return pool, lambda job: pool.submit(_worker_prepare, job.relative, job.name)
+
+    pool, submit = new_pool()
+    todo = collections.deque(jobs)
+    flying: collections.deque = collections.deque()
+    try:
+        while todo or flying:
+            while todo and len(flying) < max(1, ahead):
+                job = todo.popleft()
+                flying.append((job, submit(job)))
+            job, future = flying.popleft()
+            try:
+                prepared, error = future.result()
+            except BrokenProcessPool:
+                # some worker died, not necessarily on this video: retry it alone in a fresh pool
+                requeue = [j for j, _ in flying]
+                flying.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool, submit = new_pool()
+                try:
+                    prepared, error = submit(job).result()
+                except BrokenProcessPool:
+                    prepared, error = None, "unreadable: the decoding worker died on this video"
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool, submit = new_pool()
+                todo.extendleft(reversed(requeue))
+            yield job, prepared, error
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run(model, jobs: list[VideoJob], *, videos_dir: Path, out: Path, shard: Shard, video_kwargs: dict,
-        options: dict, progress: bool = True) -> tuple[int, int]:
+        options: dict, progress: bool = True, workers: int = 1, batch_videos: int = 1) -> tuple[int, int]:
     """Answer this shard's pending questions; returns (rows written, videos failed).
 
-    `options` go to `crashchat.pipeline.answer` (max_new_tokens, guided, repetition_stop).
+    `options` go to `crashchat.pipeline.answer_clips` (max_new_tokens, guided, repetition_stop).
+    Videos are decoded ahead by `workers` (`prepared_jobs`) and answered `batch_videos` at a time
+    (each group's questions about them in one batch); rows are written video by video in the
+    order a one-video-at-a-time run writes them, so the output is the same.
     """
     from tqdm import tqdm
-
-    from crashchat.video import VideoError, load_video
 
     part = shard.part(out)
     part_errors = Path(str(part) + ".errors.jsonl")
     mine = jobs[shard.rank::shard.world]
-
-    def load(job: VideoJob):
-        """Decode and patch one video (runs in the background thread); errors become values."""
-        path = find_video(videos_dir, job.relative)
-        if path is None:
-            return job, None, f"missing: not found in {videos_dir} as {job.relative} or {job.name}"
-        try:
-            return job, model.prepare(load_video(path, **video_kwargs)), None
-        except VideoError as exc:
-            return job, None, f"unreadable: {exc}"
-
     written = failed = 0
     heartbeat(out, shard)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool, \
-            part.open("a", encoding="utf-8") as fh, part_errors.open("w", encoding="utf-8") as err_fh:
-        pending = pool.submit(load, mine[0]) if mine else None
+    ahead = max(2, 2 * batch_videos, workers + batch_videos)
+    with part.open("a", encoding="utf-8") as fh, part_errors.open("w", encoding="utf-8") as err_fh:
         bar = tqdm(total=len(mine), desc=f"predict[{shard.rank}]" if shard.world > 1 else "predict",
                    unit="video", position=shard.rank, disable=not progress, file=sys.stderr)
-        for i in range(len(mine)):
-            job, prepared, error = pending.result()
-            pending = pool.submit(load, mine[i + 1]) if i + 1 < len(mine) else None  # overlap decode
+        ready: list[tuple[VideoJob, object]] = []
+        loaded = prepared_jobs(mine, model.preparer(), videos_dir=videos_dir, video_kwargs=video_kwargs,
+                               workers=workers, ahead=ahead)
+        for n, (job, prepared, error) in enumerate(loaded, start=1):
             if error is not None:
                 failed += 1
                 err_fh.write(json.dumps({"video": job.name, "tasks": [t for t, _ in job.questions],
                                          "error": error}, ensure_ascii=False) + "\n")
                 err_fh.flush()
                 bar.set_postfix(failed=failed)
+                bar.update(1)
             else:
-                for task_id, result in answer(model, prepared, job.questions, gate=False, **options):
-                    row = {"video": job.name, "task": task_id, "response": result["response"]}
-                    if result["stopped"]:
-                        row["stopped"] = result["stopped"]
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    written += 1
-                fh.flush()  # one video's rows reach the disk together: a resume loses at most one
-            heartbeat(out, shard)
-            bar.update(1)
+                ready.append((job, prepared))
+            if ready and (len(ready) == batch_videos or n == len(mine)):
+                written += _answer_and_write(model, ready, fh, options)
+                heartbeat(out, shard)
+                bar.update(len(ready))
+                ready = []
         bar.close()
     return written, failed
+
+
+def _answer_and_write(model, ready: list, fh, options: dict) -> int:
+    """Answer a chunk of videos together and write their rows, video by video, in task order."""
+    results: dict[int, dict[str, dict]] = {}
+    for i, task_id, result in answer_clips(model, [p for _, p in ready], [job.questions for job, _ in ready],
+                                           gate=False, **options):
+        results.setdefault(i, {})[task_id] = result
+    written = 0
+    for i, (job, _) in enumerate(ready):
+        # the order a single-video run yields: linguistic questions first (GROUPS order), then perception
+        for group in GROUPS:
+            for task_id, _ in job.questions:
+                if get_task(task_id).group != group:
+                    continue
+                result = results[i][task_id]
+                row = {"video": job.name, "task": task_id, "response": result["response"]}
+                if result["stopped"]:
+                    row["stopped"] = result["stopped"]
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                written += 1
+    fh.flush()  # a chunk's rows reach the disk together: a resume loses at most one chunk
+    return written
 
 
 def _pending(jobs: list[VideoJob], done: set[tuple[str, str]]) -> list[VideoJob]:
@@ -335,6 +433,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the rows already written and answer the rest")
     parser.add_argument("--rank-timeout", type=float, default=1800.0, metavar="S",
                         help="under accelerate launch: rank 0 gives up on a rank silent this long (default 1800 s)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="decode and prepare videos in N worker processes ahead of the model (default 1: one "
+                             "background thread)")
+    parser.add_argument("--batch-videos", type=int, default=1, metavar="N",
+                        help="answer N videos together (each group's questions about them in one batch; default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_args(parser)
     add_generation_args(parser)
@@ -356,6 +459,9 @@ def main(argv: Sequence[str]) -> int:
             raise SplitFileError(f"--out {out}: folder {out.parent} does not exist")
         if args.limit is not None and args.limit < 1:
             raise SplitFileError(f"--limit must be at least 1, got {args.limit}")
+        for flag, value in (("--workers", args.workers), ("--batch-videos", args.batch_videos)):
+            if value < 1:
+                raise SplitFileError(f"{flag} must be at least 1, got {value}")
         if shard.rank == 0 and not args.resume and out.exists():
             raise SplitFileError(f"--out {out} already exists; pass --resume to continue it, or remove it")
         jobs = read_jobs(args.split_dir, args.tasks)[:args.limit]
@@ -388,7 +494,7 @@ def main(argv: Sequence[str]) -> int:
         if model.random_weights and shard.rank == 0:
             print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
         run(model, todo, videos_dir=args.videos_dir, out=out, shard=shard, video_kwargs=video_kwargs,
-            options=options, progress=not args.no_progress)
+            options=options, progress=not args.no_progress, workers=args.workers, batch_videos=args.batch_videos)
     Path(str(shard.part(out)) + ".done").touch()
     if shard.rank != 0:
         return 0

@@ -90,3 +90,13 @@ def chat_text(processor, question: str, history: Sequence[tuple[str, str]] = (),
             messages.append({"role": "assistant", "content": a})
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return text if prepared is None else text.replace(processor.video_token, prepared.placeholder, 1)
+
+
+@dataclass
+class ClipPreparer:
+    """`prepare_clip` with its processor bound: picklable, so decoding workers can run it."""
+
+    processor: object
+
+    def __call__(self, clip) -> Prepared:
+        return prepare_clip(self.processor, clip)

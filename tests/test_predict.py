@@ -100,3 +100,36 @@ def test_bad_split_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "record 0" in err and TASKS[0].split_file() in err
     assert predict.main(argv[:-4] + ["--tasks", "crash_localization", "--model", "tiny-random"]) == 2
     assert "no such split file" in capsys.readouterr().err
+
+
+def test_workers_and_batched_videos_write_the_same_file(mini, tmp_path, one_thread):
+    """Decoding in worker processes and answering three videos per batch change nothing in the output."""
+    split, root = mini
+    base = ["--split-dir", str(split), "--videos-dir", str(root), "--model", "tiny-random", "--device", "cpu",
+            "--max-new-tokens", "6", "--no-progress", "--guided"]
+    plain, fast = tmp_path / "plain.jsonl", tmp_path / "fast.jsonl"
+    assert predict.main(base + ["--out", str(plain)]) == 0
+    assert predict.main(base + ["--out", str(fast), "--workers", "2", "--batch-videos", "3"]) == 0
+    assert fast.read_bytes() == plain.read_bytes()
+    assert _rows(fast.with_name("fast.jsonl.errors.jsonl")) == _rows(plain.with_name("plain.jsonl.errors.jsonl"))
+
+
+class _DiesOnC2:
+    """A preparer whose worker process dies on one video, as a crashing decoder would."""
+
+    def __call__(self, clip):
+        if clip.path.endswith("c2.mp4"):
+            import os
+
+            os._exit(11)
+        return len(clip.frames)
+
+
+def test_a_dying_worker_costs_only_its_video(mini):
+    split, root = mini
+    jobs = predict.read_jobs(split, ["crash_recognition"])
+    got = {job.name: (prepared, error) for job, prepared, error in predict.prepared_jobs(
+        jobs, _DiesOnC2(), videos_dir=root, video_kwargs={}, workers=2, ahead=4)}
+    assert got["c2.mp4"] == (None, "unreadable: the decoding worker died on this video")
+    assert got["c0.mp4"][0] == 10 and got["n1.mp4"][0] == 10  # 1 s clips at 10 fps
+    assert got["c3.mp4"][1].startswith("unreadable:") and got["n4.mp4"][1].startswith("missing:")
