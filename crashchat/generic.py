@@ -202,8 +202,9 @@ class GenericVideoLLM:
     def prepare(self, clip) -> GenericPrepared:
         return self.preparer()(clip)
 
-    def preparer(self) -> "FramePreparer":
-        """`prepare` as a picklable callable (for `predict --workers`)."""
+    def preparer(self, device: str | None = None) -> "FramePreparer":
+        """`prepare` as a picklable callable (for `predict --workers`); the model's own processor
+        runs with each question, so `device` is not used."""
         return FramePreparer(self.max_pixels)
 
     def chat_text(self, question: str) -> str:

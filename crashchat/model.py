@@ -48,12 +48,14 @@ class CrashChat:
         return f"{self.name} (RANDOM WEIGHTS: answers are meaningless)" if self.random_weights else self.name
 
     def prepare(self, clip) -> Prepared:
-        """Resize, patch and compress the clip's frames once; the result serves every question."""
-        return prepare_clip(self.processor, clip)
+        """Resize, patch and compress the clip's frames once (on the model's GPU when it has one);
+        the result serves every question."""
+        return prepare_clip(self.processor, clip, self.device)
 
-    def preparer(self) -> ClipPreparer:
-        """`prepare` as a picklable callable (for `predict --workers`: preparation in other processes)."""
-        return ClipPreparer(self.processor)
+    def preparer(self, device: str | None = None) -> ClipPreparer:
+        """`prepare` as a picklable callable: on the CPU by default (`predict --workers` runs it in
+        other processes), or on `device`."""
+        return ClipPreparer(self.processor, device)
 
     def prompt(self, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
         """The chat text with the video placeholder in the first user turn (no system prompt)."""

@@ -260,7 +260,9 @@ def run(model, jobs: list[VideoJob], *, videos_dir: Path, out: Path, shard: Shar
         bar = tqdm(total=len(mine), desc=f"predict[{shard.rank}]" if shard.world > 1 else "predict",
                    unit="video", position=shard.rank, disable=not progress, file=sys.stderr)
         ready: list[tuple[VideoJob, object]] = []
-        loaded = prepared_jobs(mine, model.preparer(), videos_dir=videos_dir, video_kwargs=video_kwargs,
+        # one background thread may use the model's GPU for the processor; worker processes stay on the CPU
+        preparer = model.preparer(model.device) if workers <= 1 else model.preparer()
+        loaded = prepared_jobs(mine, preparer, videos_dir=videos_dir, video_kwargs=video_kwargs,
                                workers=workers, ahead=ahead)
         for n, (job, prepared, error) in enumerate(loaded, start=1):
             if error is not None:

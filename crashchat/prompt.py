@@ -62,12 +62,17 @@ class Prepared:
     """Work done once per clip and reused (the vision encoder's output, see `CrashChat.vision_states`)."""
 
 
-def prepare_clip(processor, clip) -> Prepared:
-    """The processor's video inputs and expanded placeholder for a clip (a `Prepared` passes through)."""
+def prepare_clip(processor, clip, device: str | None = None) -> Prepared:
+    """The processor's video inputs and expanded placeholder for a clip (a `Prepared` passes through).
+
+    With `device` (e.g. the model's `cuda`), resizing, normalising and patching run there: the
+    frames are moved once and the patches stay on it.
+    """
     if isinstance(clip, Prepared):
         return clip
+    extra = {"device": device} if device and str(device) != "cpu" else {}
     video_inputs = dict(processor.video_processor(
-        videos=[clip.frames], video_metadata=[clip.metadata()], return_tensors="pt",
+        videos=[clip.frames], video_metadata=[clip.metadata()], return_tensors="pt", **extra,
     ))
     metadata = video_inputs.pop("video_metadata", None)
     expanded = dict(video_inputs, video_metadata=metadata if metadata is not None else [clip.metadata()])
@@ -94,9 +99,10 @@ def chat_text(processor, question: str, history: Sequence[tuple[str, str]] = (),
 
 @dataclass
 class ClipPreparer:
-    """`prepare_clip` with its processor bound: picklable, so decoding workers can run it."""
+    """`prepare_clip` with its processor bound: picklable, so decoding workers can run it (on the CPU)."""
 
     processor: object
+    device: str | None = None
 
     def __call__(self, clip) -> Prepared:
-        return prepare_clip(self.processor, clip)
+        return prepare_clip(self.processor, clip, self.device)
