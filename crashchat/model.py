@@ -40,6 +40,10 @@ class CrashChat:
     """Where the weights came from: `base`, `linguistic`, `perception` (hub id or folder; None = none)."""
     prompt_format: str = "authors-eval"
     """How questions are put: the split's value with its `<video>\n`, after the frames, no system prompt."""
+    static_cache: bool | None = None
+    """Decode shared-prefix batches with a static key/value cache, which transformers' `generate`
+    compiles (CUDA graphs) once per batch size and cache-length bucket. None: on a CUDA device,
+    unless on ZeroGPU (no `torch.compile` there) or `CRASHCHAT_STATIC_CACHE=0`."""
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -110,6 +114,16 @@ class CrashChat:
         tok = self.tokenizer
         stops = [i for i in (tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id) if i is not None]
         return list(dict.fromkeys(stops))
+
+    def uses_static_cache(self) -> bool:
+        import os
+
+        if self.static_cache is not None:
+            return self.static_cache
+        if os.environ.get("CRASHCHAT_STATIC_CACHE", "").strip() in ("0", "false", "no"):
+            return False
+        zero_gpu = "SPACES_ZERO_GPU" in os.environ  # ZeroGPU forbids torch.compile (spaces.md)
+        return str(self.device).startswith("cuda") and not zero_gpu
 
     def _generation_kwargs(self, max_new_tokens: int, extra: dict | None = None) -> dict:
         """Greedy, stopping at `stop_ids`; `extra` (a streamer, `min_new_tokens` for benchmarks, a
@@ -280,6 +294,33 @@ def _num_layers(cache) -> int:
     return len(cache.layers) if hasattr(cache, "layers") else len(cache.key_cache)
 
 
+STATIC_BUCKET = 4096
+"""Static caches are sized in steps of this many tokens, so a compiled decode step is reused
+across questions and clips whose prompts differ by a few hundred tokens (one graph per batch
+size and bucket, not per prompt length)."""
+
+
+def static_copy(cache, config, needed: int):
+    """A StaticCache holding `cache`'s keys and values, sized `needed` rounded up to `STATIC_BUCKET`."""
+    import torch
+    from transformers import StaticCache
+
+    capacity = -(-needed // STATIC_BUCKET) * STATIC_BUCKET
+    static = StaticCache(config=config, max_cache_len=capacity)
+    for layer in range(_num_layers(cache)):
+        keys, values = _layer_kv(cache, layer)
+        # 5.2x static layers append at their own running length; older ones read cache_position
+        static.update(keys, values, layer, {"cache_position": torch.arange(keys.shape[2], device=keys.device)})
+    return static
+
+
+def allow_compiled_graphs(count: int = 64) -> None:
+    """Room for one compiled decode graph per (batch size, bucket) before dynamo falls back to eager."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, count)
+
+
 def stack_caches(caches: Sequence, rows: Sequence[int], width: int):
     """A new DynamicCache whose row r is `caches[rows[r]]`, left-padded with zeros to `width` tokens
     (the padding is masked out by the attention mask, so its values never matter)."""
@@ -362,8 +403,12 @@ class Session:
                                     torch.zeros(gap, dtype=torch.long), torch.ones(len(suffix), dtype=torch.long)]
                                    ).to(device))
         input_ids, attention_mask = torch.stack(rows), torch.stack(masks)
-        alone = len(questions) == 1
+        static = chat.uses_static_cache()
+        alone = len(questions) == 1 and not static
         cache = self.prefixes[clips[0]].cache if alone else stack_caches([p.cache for p in self.prefixes], clips, head)
+        if static:
+            allow_compiled_graphs()
+            cache = static_copy(cache, chat.model.config, input_ids.shape[1] + kwargs["max_new_tokens"])
         kwargs[_cache_kwarg()] = cache
         try:
             out = chat.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)

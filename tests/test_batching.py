@@ -67,3 +67,22 @@ def test_each_group_applies_its_own_projector_to_the_shared_states(tiny_crashcha
         reference = full["cache"] if "cache" in full else full["past_key_values"]
         for layer in range(len(reference.layers)):
             assert torch.allclose(shared.layers[layer].keys, reference.layers[layer].keys, atol=1e-5), (group, layer)
+
+
+def test_the_static_cache_path_gives_the_same_answers(tiny_crashchat, clip, monkeypatch, one_thread):
+    """The static-cache decode that CUDA compiles: on the CPU it runs eagerly, and must agree exactly."""
+    dynamic = dict(answer(tiny_crashchat, clip, QUESTIONS, gate=False, guided=True, max_new_tokens=10))
+    monkeypatch.setattr(tiny_crashchat, "static_cache", True)
+    static = dict(answer(tiny_crashchat, clip, QUESTIONS, gate=False, guided=True, max_new_tokens=10))
+    assert {t: r["response"] for t, r in static.items()} == {t: r["response"] for t, r in dynamic.items()}
+
+
+def test_static_cache_is_off_on_cpu_and_zero_gpu(tiny_crashchat, monkeypatch):
+    assert tiny_crashchat.static_cache is None and not tiny_crashchat.uses_static_cache()  # CPU
+    monkeypatch.setattr(tiny_crashchat, "device", "cuda")
+    assert tiny_crashchat.uses_static_cache()
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    assert not tiny_crashchat.uses_static_cache()
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    monkeypatch.setenv("CRASHCHAT_STATIC_CACHE", "0")
+    assert not tiny_crashchat.uses_static_cache()
