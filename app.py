@@ -16,7 +16,9 @@ from leaderboard import ui as board_ui
 
 
 def build_app(model: str | None = None) -> gr.Blocks:
-    with gr.Blocks(title="CrashChat") as demo:
+    # delete_cache: uploads nobody submitted (the leaderboard deletes the ones it processed) and
+    # other temporary files go after a day, checked hourly.
+    with gr.Blocks(title="CrashChat", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             "# CrashChat\nMultitask traffic-crash video analysis "
             "([paper](https://arxiv.org/abs/2512.18878)) and the CrashChat benchmark."

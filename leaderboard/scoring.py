@@ -36,7 +36,7 @@ COMPARE_METRIC = {"yes_no": "f1_macro", "time_range": "miou", "time": "miou", "t
 
 
 @dataclass
-class TaskTable:
+class RecordTable:
     """One task under one protocol: a row of statistics per counted record."""
 
     task: Task
@@ -63,14 +63,10 @@ class _TextCache:
         self.sacre: dict[tuple[str, str], list] = {}
 
     def sacre_rows(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """sacreBLEU segment statistics, extracted in one batch for the pairs not seen yet."""
-        todo = list(dict.fromkeys(p for p in pairs if p not in self.sacre))
-        if todo:
-            hyps, refs = zip(*todo)
-            # Segment statistics are what sacreBLEU sums inside corpus_score; extracting them
-            # once lets every subset be scored by summing (see `_sacrebleu`).
-            stats = _sacrebleu_metric()._extract_corpus_statistics(list(hyps), [list(refs)])
-            self.sacre.update(zip(todo, stats))
+        """sacreBLEU segment statistics per pair (computed once per distinct pair)."""
+        for pair in pairs:
+            if pair not in self.sacre:
+                self.sacre[pair] = sacrebleu_segment(*pair)
         width = 2 + 2 * _sacrebleu_metric().max_ngram_order  # lengths, then correct and total per order
         return np.asarray([self.sacre[p] for p in pairs], float).reshape(len(pairs), width)
 
@@ -96,8 +92,8 @@ def crash_starts(split: Split) -> dict[str, float]:
     return starts
 
 
-def task_table(task: Task, split: Split, submission: Submission, protocol: str,
-               text_cache: _TextCache | None = None) -> TaskTable:
+def record_table(task: Task, split: Split, submission: Submission, protocol: str,
+               text_cache: _TextCache | None = None) -> RecordTable:
     """Per-record statistics of `task` under `protocol`."""
     strict = protocol == "strict"
     answers = submission.answers[task.id]
@@ -150,10 +146,10 @@ def task_table(task: Task, split: Split, submission: Submission, protocol: str,
     width = len(FAMILY[task.kind][1])
     table = np.asarray(rows, float).reshape(len(rows), width)
     sacre = cache.sacre_rows(pairs) if task.kind == "text" else None
-    return TaskTable(task, table, np.asarray(sources, dtype=object), items, pairs, sacre)
+    return RecordTable(task, table, np.asarray(sources, dtype=object), items, pairs, sacre)
 
 
-def table_metrics(table: TaskTable, mask: np.ndarray | None = None) -> dict:
+def table_metrics(table: RecordTable, mask: np.ndarray | None = None) -> dict:
     """Every metric of the table's rows (or the masked subset); rates are None when n is 0."""
     fn, columns = FAMILY[table.task.kind]
     rows = table.rows if mask is None else table.rows[mask]
@@ -172,6 +168,17 @@ def _sacrebleu_metric():
     from sacrebleu.metrics import BLEU
 
     return BLEU()  # sacreBLEU's defaults: 13a tokenizer, exp smoothing, one reference
+
+
+def sacrebleu_segment(hypothesis: str, reference: str) -> list[int]:
+    """sacreBLEU's sufficient statistics of one segment: [sys_len, ref_len, correct..., total...].
+
+    Read from the public `BLEUScore` of a one-segment `corpus_score` (its counts are the
+    segment's, before smoothing). Corpus statistics are their sums, so every subset and bootstrap
+    resample is scored by summing (see `_sacrebleu`); tests check the sum against `corpus_score`.
+    """
+    result = _sacrebleu_metric().corpus_score([hypothesis], [[reference]])
+    return [result.sys_len, result.ref_len, *result.counts, *result.totals]
 
 
 def _sacrebleu(stats: np.ndarray) -> float:
@@ -205,14 +212,14 @@ def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     return weights
 
 
-def bootstrap_values(table: TaskTable, weights: np.ndarray) -> dict[str, np.ndarray]:
+def bootstrap_values(table: RecordTable, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Headline metrics of each resample (rows of `weights`)."""
     fn, _ = FAMILY[table.task.kind]
     values = fn(weights @ table.rows, table.n)
     return {k: np.asarray(values[k]) for k in table.task.headline}
 
 
-def bootstrap_ci(table: TaskTable, resamples: int, seed: int) -> dict[str, list[float]]:
+def bootstrap_ci(table: RecordTable, resamples: int, seed: int) -> dict[str, list[float]]:
     if resamples <= 0 or table.n == 0:
         return {}
     values = bootstrap_values(table, resample_weights(table.n, resamples, seed))
@@ -263,7 +270,7 @@ def score(submission: Submission, split: Split, *, bootstrap: int = 1000, bertsc
     for protocol in PROTOCOLS:
         tasks, by_source, ci95 = {}, {}, {}
         for task in TASKS:
-            table = task_table(task, split, submission, protocol, cache)
+            table = record_table(task, split, submission, protocol, cache)
             tasks[task.id] = table_metrics(table)
             by_source[task.id] = {
                 source: table_metrics(table, table.sources == source)
@@ -291,7 +298,7 @@ def item_scores(submission: Submission, split: Split, protocol: str = "strict") 
     cache = _TextCache()
     out = {}
     for task in TASKS:
-        items = task_table(task, split, submission, protocol, cache).items
+        items = record_table(task, split, submission, protocol, cache).items
         out[task.id] = sorted(items, key=lambda item: item["score"])
     return out
 
@@ -306,8 +313,8 @@ def compare(sub_a: Submission, sub_b: Submission, split: Split, *, n: int = 1000
     out = {}
     for task in TASKS:
         metric = COMPARE_METRIC[task.kind]
-        a = task_table(task, split, sub_a, "strict", cache)
-        b = task_table(task, split, sub_b, "strict", cache)
+        a = record_table(task, split, sub_a, "strict", cache)
+        b = record_table(task, split, sub_b, "strict", cache)
         if a.n == 0:
             continue
         point_a, point_b = table_metrics(a)[metric], table_metrics(b)[metric]

@@ -10,6 +10,12 @@ Two layouts, any number of files per submission:
 
 Any mistake stops the read with a `SubmissionError` whose message is one line naming the file,
 the line and the field.
+
+A submission's identity is its canonical answers (`canonical_rows`, `answers_digest`): one row
+per (video, task) in sorted order, so reordered rows, another file split, another layout or a
+trailing newline give the same digest. The canonical rows are also what the leaderboard stores:
+they keep every answer exactly as submitted (`read_canonical` reads them back), so re-scoring a
+stored row scores the same answers.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
-import numpy as np
-
 from crashchat.records import video_key
 from crashchat.tasks import TASKS, Task, get_task, parse_label
 from leaderboard.split import Split
 
 MAX_BYTES = 50 * 1024**2
+MAX_RESPONSE = 8 * 1024
+"""Longest answer text accepted (characters): the longest reference is ~1 kB, and every stored
+answer is shown back in the failure browser."""
 
 # Which task an authors' record belongs to, from the `gt_*`/`pred_*` names it carries.
 _AUTHOR_FIELDS = {name: task for task in TASKS for name in task.pred_fields + task.gt_fields}
@@ -53,6 +60,9 @@ class Answer:
     """`file:line` of the record, for messages and the failure browser."""
     from_fields: bool = False
     """True when `parsed` came from the authors' `pred_*` fields rather than from `response`."""
+    fields: dict | None = None
+    """The `pred_*` values as given (numbers as floats) when `from_fields`; kept so that a stored
+    answer is exactly the submitted one (a negative time has no text form the parsers read)."""
 
 
 @dataclass
@@ -101,35 +111,71 @@ def read_submission(paths: Sequence[FileInput], split: Split, *, max_bytes: int 
     return Submission(answers=answers, validation=validation, files=files)
 
 
-def rows_from_answers(answers: dict[str, dict[str, Answer]]) -> list[dict]:
-    """Answers back to our layout, for storing and re-scoring.
+def canonical_rows(answers: dict[str, dict[str, Answer]]) -> list[dict]:
+    """The answers in canonical form, sorted by (video, task): what identifies and what stores a submission.
 
-    Answers given as parsed fields (the authors' `pred_*`) are written as text that the task's
-    parser reads back to the same value.
+    Each row is `{"video", "task", "response"}` (the raw text, or None), plus `"fields"` (the
+    authors' `pred_*` values as given) for an answer whose fields say something its raw text does
+    not: an authors' record whose fields parse to what its `raw_response` parses to is the same
+    answer as our row with that response, so the two layouts give one identity.
     """
     rows = []
     for task in TASKS:
         for video, answer in answers.get(task.id, {}).items():
-            rows.append({"video": video, "task": task.id, "response": _as_text(task, answer)})
+            row = {"video": video, "task": task.id, "response": answer.response}
+            if answer.from_fields and not (answer.response is not None and task.parse(answer.response) == answer.parsed):
+                row["fields"] = dict(answer.fields or {})
+            rows.append(row)
+    rows.sort(key=lambda r: (r["video"], r["task"]))
     return rows
 
 
-def _as_text(task: Task, answer: Answer) -> str | None:
-    if not answer.from_fields:
-        return answer.response
-    if answer.parsed is None:
-        return None  # an unreadable pred_* value stays unparseable; its raw_response is not used
+def answers_digest(rows: list[dict]) -> str:
+    """SHA-256 of canonical rows (see `canonical_rows`): a submission's identity."""
+    text = json.dumps(rows, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_canonical(rows: list[dict], split: Split, name: str = "stored answers") -> Submission:
+    """Rebuild a submission from canonical rows (as stored), with the same parsing as the files.
+
+    Rows stored before answers kept their `fields` are plain rows of our layout and read as such.
+    """
+    answers: dict[str, dict[str, Answer]] = {t.id: {} for t in TASKS}
+    for i, row in enumerate(rows, start=1):
+        try:
+            task = get_task(row["task"])
+            response = row.get("response")
+            fields = row.get("fields")
+            if fields is not None:
+                parsed = _parse_fields(task, fields)
+            else:
+                parsed = task.parse(response) if response is not None else None
+            answers[task.id][video_key(row["video"])] = Answer(
+                response, parsed, f"{name}:{i}", from_fields=fields is not None, fields=fields)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SubmissionError(f"{name}:{i}: unreadable stored answer ({type(exc).__name__}: {exc})") from None
+    validation = {}
+    for task in TASKS:
+        known = {r.video for r in split.records[task.id]}
+        got = {v: a for v, a in answers[task.id].items() if v in known}
+        unknown = len(answers[task.id]) - len(got)
+        answers[task.id] = got
+        expected = len(split.records[task.id])
+        validation[task.id] = {"expected": expected, "matched": len(got), "missing": expected - len(got),
+                               "unknown": unknown, "unparseable": sum(a.parsed is None for a in got.values())}
+    return Submission(answers=answers, validation=validation, files=[(name, answers_digest(rows))])
+
+
+def _parse_fields(task: Task, fields: dict):
+    """The prediction an authors' record's `pred_*` values give (None when they do not read)."""
+    if task.kind == "yes_no":
+        return parse_label(fields["pred_label"])
     if task.kind == "time_range":
-        return " - ".join(_number(v) for v in answer.parsed) + " seconds"
+        return float(fields["pred_start"]), float(fields["pred_end"])
     if task.kind == "time":
-        return _number(answer.parsed) + " seconds"
-    return str(answer.parsed)
-
-
-def _number(value: float) -> str:
-    # Shortest positional form that reads back to the same float (repr may use an exponent,
-    # which the time parsers do not read). Negative times cannot round-trip through text.
-    return np.format_float_positional(value, unique=True, trim="0")
+        return float(fields["pred_time"])
+    return task.parse(fields[task.pred_fields[0]])
 
 
 def _video_index(split: Split, task: Task) -> dict[str, str]:
@@ -206,15 +252,48 @@ def _records(name: str, data: bytes) -> Iterator[tuple[int, Task, str, Answer]]:
             f"{name}:{line}: cannot tell the task: expected `task`/`response` or the authors' gt_*/pred_* fields")
 
 
-def _finite(name: str):
-    def reject(constant: str):
-        raise SubmissionError(f"{name}: non-finite number {constant}")
-    return reject
+class _NonFinite(float):
+    """A NaN/Infinity token read from a file, kept until the record's field can be named."""
+
+    def __new__(cls, token: str):
+        value = super().__new__(cls, float(token.replace("Infinity", "inf")))
+        value.token = token
+        return value
+
+
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_constant=_NonFinite)
+
+
+def _check_record(name: str, line: int, row: object) -> None:
+    """Refuse NaN/Infinity anywhere in a record, naming the top-level field that holds it."""
+    def bad(value) -> str | None:
+        stack = [value]  # a loop, not recursion: records may nest as deep as the JSON parser allows
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                return getattr(item, "token", repr(item))  # NaN/Infinity, or a literal such as 1e999
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return None
+
+    if isinstance(row, dict):
+        for key, value in row.items():
+            found = bad(value)
+            if found is not None:
+                raise SubmissionError(f"{name}:{line}: {key}: non-finite number {found}")
+    elif bad(row) is not None:
+        raise SubmissionError(f"{name}:{line}: non-finite number {bad(row)}")
+
+
+_TOO_DEEP = "nested too deeply; a record is one flat object"
 
 
 def _json_list(name: str, text: str) -> Iterator[tuple[int, object]]:
     """Elements of a top-level JSON list, each with the line it starts on."""
-    decoder = json.JSONDecoder(parse_constant=_finite(name))
+    decoder = _decoder()
     counted, line = 0, 1  # newlines are counted incrementally: files hold ~10k records
 
     def where(p: int) -> int:
@@ -238,8 +317,9 @@ def _json_list(name: str, text: str) -> Iterator[tuple[int, object]]:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise SubmissionError(f"{name}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        except SubmissionError as exc:
-            raise SubmissionError(str(exc).replace(f"{name}:", f"{name}:{where(pos)}:", 1)) from None
+        except RecursionError:
+            raise SubmissionError(f"{name}:{where(pos)}: not valid JSON ({_TOO_DEEP})") from None
+        _check_record(name, where(pos), obj)
         yield where(pos), obj
         pos = skip(end)
         if pos < len(text) and text[pos] == ",":
@@ -254,16 +334,18 @@ def _json_list(name: str, text: str) -> Iterator[tuple[int, object]]:
 
 
 def _jsonl(name: str, text: str) -> Iterator[tuple[int, object]]:
-    decoder = json.JSONDecoder(parse_constant=_finite(name))
+    decoder = _decoder()
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
-            yield line, decoder.decode(raw)
+            obj = decoder.decode(raw)
         except json.JSONDecodeError as exc:
             raise SubmissionError(f"{name}:{line}: not valid JSON ({exc.msg})") from None
-        except SubmissionError as exc:
-            raise SubmissionError(str(exc).replace(f"{name}:", f"{name}:{line}:", 1)) from None
+        except RecursionError:
+            raise SubmissionError(f"{name}:{line}: not valid JSON ({_TOO_DEEP})") from None
+        _check_record(name, line, obj)
+        yield line, obj
 
 
 def _csv(name: str, text: str) -> Iterator[tuple[int, object]]:
@@ -294,6 +376,8 @@ def _field(name: str, line: int, row: dict, key: str, types: tuple, *, required:
         raise SubmissionError(f"{name}:{line}: {key}: non-finite number")
     if isinstance(value, str) and key in ("video", "video_path", "task") and not value.strip():
         raise SubmissionError(f"{name}:{line}: {key}: empty")
+    if isinstance(value, str) and len(value) > MAX_RESPONSE:
+        raise SubmissionError(f"{name}:{line}: {key}: {len(value)} characters, over the {MAX_RESPONSE}-character limit")
     return value
 
 
@@ -323,26 +407,29 @@ def _author_row(name: str, line: int, row: dict, task: Task) -> tuple[int, Task,
     video = _field(name, line, row, "video_path", (str,))
     raw = _field(name, line, row, "raw_response", (str,), required=False)
     number = (int, float)
+    fields: dict = {}
     if task.kind == "yes_no":
         label = _field(name, line, row, "pred_label", (str,), required=False)
-        parsed = parse_label(label) if label is not None else None
-        given = label is not None
+        if label is not None:
+            fields["pred_label"] = label
     elif task.kind == "time_range":
         start = _field(name, line, row, "pred_start", number, required=False)
         end = _field(name, line, row, "pred_end", number, required=False)
         if (start is None) != (end is None):
             missing = "pred_end" if end is None else "pred_start"
             raise SubmissionError(f"{name}:{line}: {missing}: missing while its pair is given")
-        given = start is not None
-        parsed = (float(start), float(end)) if given else None
+        if start is not None:
+            fields.update(pred_start=float(start), pred_end=float(end))
     elif task.kind == "time":
         value = _field(name, line, row, "pred_time", number, required=False)
-        given = value is not None
-        parsed = float(value) if given else None
+        if value is not None:
+            fields["pred_time"] = float(value)
     else:
         text = _field(name, line, row, task.pred_fields[0], (str,), required=False)
-        given = text is not None
-        parsed = task.parse(text) if given else None
-    if not given and raw is not None:
-        parsed = task.parse(raw)
-    return line, task, video_key(video.strip()), Answer(raw, parsed, "", from_fields=given)
+        if text is not None:
+            fields[task.pred_fields[0]] = text
+    if fields:
+        answer = Answer(raw, _parse_fields(task, fields), "", from_fields=True, fields=fields)
+    else:
+        answer = Answer(raw, task.parse(raw) if raw is not None else None, "")
+    return line, task, video_key(video.strip()), answer

@@ -5,17 +5,24 @@ methods over `store`, `table` and `scoring`, testable without a browser); `build
 out Gradio components and wires them to those methods.
 
 Named API endpoints (usable from `gradio_client`):
-- `/submit` (files, model, link, notes) -> the scorer's JSON plus a `leaderboard` block;
-- `/leaderboard` (protocol = "paper") -> a list of row dicts (model, kind, headline metrics).
+- `/submit` (files, model, link, notes, provenance=None) -> the scorer's JSON plus a
+  `leaderboard` block;
+- `/leaderboard` (protocol = "paper") -> a list of row dicts (model, kind, coverage, headline
+  metrics), in the table's default order;
+- `/export_csv` (protocol = "paper") -> the CSV file of the table's default view.
 
 User text (model names, notes, links, file contents) is only ever shown in components that
-render plain text (Dataframe `str` cells, Textbox, JSON, Dropdown labels), never Markdown/HTML.
+render plain text (Dataframe `str` cells, Textbox, JSON, Dropdown labels), never Markdown/HTML;
+error toasts are HTML-escaped. Every event runs in Gradio's queue, in concurrency groups
+(`QUEUES`), so a burst of one kind of request cannot starve the others.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import html
+import math
 import os
 import sys
 import tempfile
@@ -25,36 +32,72 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from crashchat.provenance import ProvenanceError, describe
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, scoring, table
 from leaderboard.split import Split, SplitError, load_split
-from leaderboard.store import (HubSync, Outcome, Store, StoreError, SubmitError, check_admin, rescore,
-                               stored_submission, submit, validate)
-from leaderboard.submission import MAX_BYTES, Submission, SubmissionError
+from leaderboard.store import (MAX_FILES, MAX_REQUEST_BYTES, HubSync, Outcome, Store, StoreError, SubmitError,
+                               check_admin, check_entry, rescore, stored_submission, submit, validate)
+from leaderboard.submission import MAX_BYTES, MAX_RESPONSE, Submission, SubmissionError
 
-USER_ERRORS = (SubmitError, SubmissionError, SplitError, PermissionError, KeyError, StoreError)
+USER_ERRORS = (SubmitError, SubmissionError, ProvenanceError, SplitError, PermissionError, KeyError, StoreError)
+
+# Concurrency groups: (id, how many at once). Reads are cached and cheap; scoring is CPU-bound.
+QUEUES = {
+    "read": ("board-read", 2),        # table, pickers, per-task, per-source, details
+    "api": ("board-api", 2),          # /leaderboard, /export_csv
+    "heavy": ("board-heavy", 1),      # compare, failures, admin (rebuild and re-score answers)
+    "validate": ("board-validate", 1),  # reading uploads for the validation report
+    "submit": ("board-submit", 1),    # scoring a submission
+}
 
 INTRO = """\
 **Verified** rows were scored here from submitted answers on the CrashChat test split (their split
-fingerprint, protocol, scorer version, time and file hash are shown). **Reported** rows are the
+fingerprint, protocol, scorer version, time and answers hash are shown). **Reported** rows are the
 numbers printed in the paper, unchanged, shown only under the paper protocol. The *strict*
 protocol counts every split record once (a missing or unparseable answer counts as wrong); the
-*paper* protocol reproduces the published scoring.
+*paper* protocol reproduces the published scoring. A row marked *partial* did not answer every
+question of a task and ranks below every row that did.
 """
 
 SUBMIT_HELP = f"""\
 Upload one or more prediction files: the authors' per-task JSON files, or JSONL/CSV rows with
 `video`, `task` and `response` (the raw model text); see the README for the layout and
-`python -m crashchat predict` to make them. Each file at most {MAX_BYTES // 1024 ** 2} MB.
-The validation report appears when the files are uploaded; **Submit** scores them and adds the row.
-The same files already scored on this split and scorer version point at the existing row.
+`python -m crashchat predict` to make them. Add the `.meta.json` file that `predict` writes beside
+its output to record how the predictions were produced (optional). At most {MAX_FILES} files,
+{MAX_BYTES // 1024 ** 2} MB each and {MAX_REQUEST_BYTES // 1024 ** 2} MB together; an answer at most
+{MAX_RESPONSE // 1024} kB. The validation report appears when the files are uploaded; **Submit**
+scores them and adds the row. Answers already scored on this split and scorer version (in any
+order, layout or file split) point at the existing row.
 """
 
 VALIDATION_COLUMNS = ["Task", "Expected", "Matched", "Missing", "Unknown", "Unparseable"]
+ADMIN_ACTIONS = ("hide", "unhide", "delete", "re-score stale rows")
+
+VERIFIED_STYLE = "background-color: rgba(37, 99, 235, 0.10)"
+PARTIAL_STYLE = "color: #9a3412"
+
+# Widths (px) keep headers on word boundaries and make the table wider than the page, so the
+# horizontal scrollbar shows; long texts wrap inside their column.
+MAIN_WIDTHS = [220, 84] + [150] * len(table.main_columns()) + [150, 220, 70, 260, 70, 170, 150, 200, 260]
+FAILURE_WIDTHS = [170, 110, 300, 300, 140, 70]
+
+CSS = """
+#board-main th, #board-main th *, #board-task-table th, #board-task-table th * {
+  white-space: pre-line !important; word-break: keep-all !important; overflow-wrap: normal !important;
+  hyphens: none !important;
+}
+#board-main .virtual-table-viewport, #board-task-table .virtual-table-viewport,
+#board-failures .virtual-table-viewport {
+  overflow-x: scroll !important; scrollbar-width: auto !important;
+  scrollbar-color: #6b7280 #e5e7eb !important;
+}
+#board-failures td, #board-failures td * { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
+"""
 
 
 class Board:
-    """The tab's state: the store, the optional Hub mirror, the lazily loaded split."""
+    """The tab's state: the store, the optional Hub mirror, the lazily loaded split, view caches."""
 
     def __init__(self, store: Store | None = None, *, split_dir: str | os.PathLike | None = None,
                  sync: HubSync | None = None, bootstrap: int = 1000) -> None:
@@ -66,6 +109,9 @@ class Board:
         self._split: Split | None = None
         self._split_lock = threading.Lock()
         self._csv_dir = Path(tempfile.mkdtemp(prefix="crashchat-board-"))
+        self._cache: dict[tuple, object] = {}
+        self._cache_generation: int | None = None
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def from_env(cls) -> Board:
@@ -74,6 +120,7 @@ class Board:
         sync = HubSync.from_env(store)
         if sync is not None:
             print(f"leaderboard: {sync.pull()}", file=sys.stderr)
+            print(f"leaderboard: {sync.start()}", file=sys.stderr)
         return cls(store, sync=sync)
 
     # --- data -----------------------------------------------------------------------------------
@@ -84,13 +131,43 @@ class Board:
                 self._split = load_split(self.split_dir)
             return self._split
 
+    def _cached(self, key: tuple, build):
+        """`build()` once per store generation (any write, from any process, expires it)."""
+        generation = self.store.generation()
+        with self._cache_lock:
+            if self._cache_generation != generation:
+                self._cache, self._cache_generation = {}, generation
+            if key in self._cache:
+                return self._cache[key]
+        value = build()
+        with self._cache_lock:
+            if self._cache_generation == generation:
+                if len(self._cache) > 256:  # searches are free text: keep the cache bounded
+                    self._cache.clear()
+                self._cache[key] = value
+        return value
+
+    def warm(self) -> None:
+        """Parse every row and build the default views once (run in the background at start)."""
+        for protocol in table.PROTOCOLS:
+            self.api_rows(protocol)
+            self.view(protocol)
+
+    def clear_cache(self) -> None:
+        """Forget every cached view and parsed row (benchmarks time the uncached path this way)."""
+        with self._cache_lock:
+            self._cache, self._cache_generation = {}, None
+        self.store.clear_cache()
+
     def rows(self, protocol: str) -> list[table.Row]:
-        return table.rows_for(protocol, self._reported, [r.as_dict() for r in self.store.rows()])
+        return self._cached(("rows", protocol), lambda: table.rows_for(
+            protocol, self._reported, [r.as_dict() for r in self.store.rows()]))
 
     def verified(self, protocol: str = "strict") -> list[table.Row]:
-        return table.rows_for(protocol, [], [r.as_dict() for r in self.store.rows()])
+        return [r for r in self.rows(protocol) if r.kind == table.VERIFIED]
 
-    def _row(self, key: str | None, protocol: str) -> table.Row:
+    def _row(self, key: str | None, protocol: str = "strict") -> table.Row:
+        """A row shown now (never a hidden one), under `protocol` (verified rows under any)."""
         for row in self.rows(protocol) + (self.verified("paper") if protocol == "strict" else []):
             if row.key == key:
                 return row
@@ -99,41 +176,78 @@ class Board:
     def submission(self, key: str | None) -> Submission:
         if not key or not str(key).startswith("verified:"):
             raise KeyError("pick a verified row")
-        return _stored_submission(self.store, int(str(key).split(":", 1)[1]), self.split())
+        row = self._row(key)  # a hidden row's answers stay hidden, even for a page opened before
+        return _stored_submission(self.store, row.id, self.split())
 
     # --- main table -----------------------------------------------------------------------------
 
     def main_table(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
                    descending: bool = True) -> pd.DataFrame:
-        return table.main_table(self.rows(protocol), search=search or "", sort_by=sort_by, descending=descending)
+        key = ("main", protocol, search or "", sort_by or "", bool(descending))
+        return self._cached(key, lambda: table.main_table(self.rows(protocol), search=search or "",
+                                                          sort_by=sort_by, descending=descending))
 
     def export_csv(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
                    descending: bool = True) -> str:
-        """The CSV of the current view; one file per distinct content (views repeat, files do not pile up)."""
-        frame = table.export_frame(self.rows(protocol), search=search or "", sort_by=sort_by,
-                                   descending=descending)
-        text = frame.to_csv(index=False)
-        folder = self._csv_dir / hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-        path = folder / f"crashchat_leaderboard_{protocol}.csv"
-        if not path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        return str(path)
+        """The CSV of the current view (formula cells neutralised); one file per distinct content."""
+        def build() -> str:
+            frame = table.export_frame(self.rows(protocol), search=search or "", sort_by=sort_by,
+                                       descending=descending)
+            text = table.csv_text(frame)
+            folder = self._csv_dir / hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+            path = folder / f"crashchat_leaderboard_{protocol}.csv"
+            if not path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8", newline="")
+            return str(path)
+
+        return self._cached(("csv", protocol, search or "", sort_by or "", bool(descending)), build)
 
     def view(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
-             descending: bool = True) -> tuple[pd.DataFrame, str]:
-        """The main table and the CSV of exactly those rows (the download button's file)."""
-        return (self.main_table(protocol, search, sort_by, descending),
-                self.export_csv(protocol, search, sort_by, descending))
+             descending: bool = True) -> tuple[dict, str]:
+        """The main table as the Dataframe shows it (verified rows highlighted; an empty view says
+        why) and the CSV of exactly those rows (the download button's file)."""
+        def build() -> dict:
+            frame = self.main_table(protocol, search, sort_by, descending)
+            if frame.empty:
+                note = table.EMPTY_NOTE["strict" if protocol == "strict" and not search else "paper"]
+                frame = pd.DataFrame([[note] + [""] * (len(frame.columns) - 1)], columns=frame.columns)
+            return display_value(frame)
 
-    def api_rows(self, protocol: str = "paper") -> list[dict]:
-        return table.api_rows(self.rows(protocol))
+        shown = self._cached(("view", protocol, search or "", sort_by or "", bool(descending)), build)
+        return shown, self.export_csv(protocol, search, sort_by, descending)
+
+    def api_rows(self, protocol: str = "paper", details: bool = False) -> list[dict]:
+        """`/leaderboard`: every row shown under `protocol`, in the table's default order."""
+        if protocol not in table.PROTOCOLS:
+            raise KeyError(f"protocol must be one of {', '.join(table.PROTOCOLS)}")
+        return self._cached(("api", protocol, bool(details)), lambda: table.api_rows(
+            table.shown_rows(self.rows(protocol)), details=bool(details)))
 
     def choices(self, protocol: str = "paper") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(all rows, verified rows) as (label, key) pairs for pickers."""
         every = [(r.display_name, r.key) for r in self.rows(protocol)]
         verified = [(r.display_name, r.key) for r in self.verified()]
         return every, verified
+
+    def details(self, key: str | None) -> dict | None:
+        """Everything known about one verified row: verification, coverage, how it was produced."""
+        if not key:
+            return None
+        row = self._row(key)
+        stored = self.store.get(row.id)
+        if stored is None or stored.hidden:
+            raise KeyError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
+        return {
+            "row": row.id, "model": row.model, "link": row.link, "notes": row.notes,
+            "submitted_at": row.submitted_at, "split_sha256": row.split_sha256,
+            "scorer_version": row.scorer_version, "answers_sha256": row.answers_sha256,
+            "files": [{"name": n, "sha256": h} for n, h in stored.files],
+            "answered": {get_task(t).title: f"{a:,}/{e:,}" + ("" if a >= e else f" {table.PARTIAL}")
+                         for t, (a, e) in row.coverage.items()},
+            "how_produced": row.how_produced or "not given (no .meta.json was submitted)",
+            "provenance": row.provenance,
+        }
 
     # --- per task, per source -------------------------------------------------------------------
 
@@ -154,8 +268,7 @@ class Board:
         if key_a == key_b:
             raise KeyError("pick two different rows")
         result = scoring.compare(self.submission(key_a), self.submission(key_b), self.split(), n=resamples)
-        return table.compare_table(result, self._row(key_a, "strict").display_name,
-                                   self._row(key_b, "strict").display_name)
+        return table.compare_table(result, self._row(key_a).display_name, self._row(key_b).display_name)
 
     def failures(self, key: str | None, task_id: str, protocol: str = "strict", limit: int = 20) -> pd.DataFrame:
         items = _item_scores(self.store, self.submission(key), self.split(), key, protocol)
@@ -166,29 +279,34 @@ class Board:
     def validation_report(self, paths: list[str] | None) -> tuple[pd.DataFrame, str]:
         if not paths:
             return pd.DataFrame(columns=VALIDATION_COLUMNS), "Upload one or more prediction files."
-        sub = validate(paths, self.split())
+        upload, sub = validate(paths, self.split())
         frame = validation_frame(sub.validation)
         matched = sum(v["matched"] for v in sub.validation.values())
-        return frame, (f"{len(paths)} file(s) read: {matched} answers match the split "
-                       f"{self.split().sha256[:12]}. Press Submit to score them and add the row.")
+        produced = f" How produced: {describe(upload.provenance)}." if upload.provenance else ""
+        return frame, (f"{len(upload.predictions)} prediction file(s) read: {matched} answers match the split "
+                       f"{self.split().sha256[:12]}.{produced} Press Submit to score them and add the row.")
 
-    def submit(self, paths: list[str] | None, model: str, link: str = "", notes: str = "") -> Outcome:
+    def submit(self, paths: list[str] | None, model: str, link: str = "", notes: str = "",
+               provenance_path: str | None = None) -> Outcome:
         outcome = submit(self.store, paths or [], model, split=self.split(), link=link or "",
-                         notes=notes or "", bootstrap=self.bootstrap)
+                         notes=notes or "", provenance_path=provenance_path, bootstrap=self.bootstrap)
         if outcome.added and self.sync is not None:
             self.sync.push_soon()
         return outcome
 
     # --- admin ----------------------------------------------------------------------------------
 
-    def admin(self, token: str, action: str, row_id: float | int | None) -> str:
+    def admin(self, token: str | None, action: str | None, row_id: float | int | None) -> str:
+        check_admin(token)  # before looking at anything else the caller sent
+        if action not in ADMIN_ACTIONS:
+            raise KeyError(f"action: one of {', '.join(ADMIN_ACTIONS)}")
         if action == "re-score stale rows":
-            check_admin(token)
             lines = rescore(self.store, self.split(), bootstrap=self.bootstrap)
             message = "\n".join(lines) if lines else f"every row is current (scorer {SCORER_VERSION})"
         else:
-            if row_id is None:
-                raise KeyError("give a row number")
+            if (row_id is None or isinstance(row_id, bool) or not isinstance(row_id, (int, float))
+                    or not math.isfinite(row_id) or row_id != int(row_id) or row_id < 1):
+                raise KeyError("row #: a positive whole number")
             if action == "delete":
                 self.store.delete(int(row_id), admin_token=token)
             else:
@@ -199,6 +317,20 @@ class Board:
         return message
 
 
+def display_value(frame: pd.DataFrame) -> dict:
+    """The Dataframe component's value for a main table: verified rows highlighted, partial cells
+    marked, built directly (a pandas Styler takes ~1 s for 1000 rows)."""
+    headers = [str(c) for c in frame.columns]
+    data = frame.to_numpy().tolist()
+    kind = headers.index("Kind")
+    styling = []
+    for cells in data:
+        base = VERIFIED_STYLE if cells[kind] == table.VERIFIED else ""
+        styling.append([f"{base}; {PARTIAL_STYLE}" if isinstance(c, str) and c.endswith(f" {table.PARTIAL}")
+                        else base for c in cells])
+    return {"headers": headers, "data": data, "metadata": {"display_value": data, "styling": styling}}
+
+
 def validation_frame(validation: dict) -> pd.DataFrame:
     records = [[get_task(t).title, v["expected"], v["matched"], v["missing"], v["unknown"], v["unparseable"]]
                for t, v in validation.items()]
@@ -207,11 +339,18 @@ def validation_frame(validation: dict) -> pd.DataFrame:
 
 def outcome_message(outcome: Outcome) -> str:
     row = outcome.row
+    produced = f" How produced: {describe(row.provenance)}." if row.provenance else ""
     if outcome.added:
-        return f"Added as row #{row.id} (files {row.files_sha256[:16]}, scorer {row.scorer_version})."
-    hidden = " (hidden by an admin)" if row.hidden else ""
-    return (f"These files were already scored on this split with scorer {row.scorer_version}: "
-            f"row #{row.id}{hidden}, submitted {row.submitted_at} as {row.model!r}. No row added.")
+        return (f"Added as row #{row.id} (answers {row.answers_sha256[:16]}, scorer {row.scorer_version})."
+                f"{produced}")
+    return (f"These answers were already scored on this split with scorer {row.scorer_version}: "
+            f"row #{row.id}, submitted {row.submitted_at} as {row.model!r}. No row added.")
+
+
+def error_line(exc: BaseException) -> str:
+    """The one-line message of a user error (KeyError's args[0], not its repr)."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(message).split())
 
 
 # Rebuilt submissions and per-item scores are immutable per (database, row id, split):
@@ -241,15 +380,14 @@ def _item_scores(store: Store, sub: Submission, split: Split, key: str, protocol
 
 
 def _user_errors(fn):
-    """Turn a user mistake into one line in the UI/API (gr.Error), never a traceback."""
+    """Turn a user mistake into one line in a toast (gr.Error), HTML-escaped, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            raise gr.Error(str(message), print_exception=False) from None
+            raise gr.Error(html.escape(error_line(exc)), print_exception=False) from None
 
     return wrapper
 
@@ -261,38 +399,58 @@ def _paths(files) -> list[str]:
     return [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
 
 
+def discard_uploads(paths: list[str]) -> None:
+    """Delete uploaded files once processed (only files inside Gradio's upload folder)."""
+    root = Path(gr.utils.get_upload_folder()).resolve()
+    for p in paths:
+        path = Path(p).resolve()
+        if root not in path.parents:
+            continue
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()  # Gradio keeps each upload in its own folder
+        except OSError:
+            pass
+
+
 def build(board: Board | None = None) -> Board:
     """Lay out the tab inside the current Blocks context; returns the `Board` behind it."""
     board = board if board is not None else Board.from_env()
+    threading.Thread(target=board.warm, name="crashchat-board-warm", daemon=True).start()
     sort_choices = [c.label for c in table.main_columns()]
     task_choices = [(t.title, t.id) for t in TASKS]
+    read, api, heavy = ({"concurrency_id": QUEUES[k][0], "concurrency_limit": QUEUES[k][1]}
+                        for k in ("read", "api", "heavy"))
+    validate_q = {"concurrency_id": QUEUES["validate"][0], "concurrency_limit": QUEUES["validate"][1]}
+    submit_q = {"concurrency_id": QUEUES["submit"][0], "concurrency_limit": QUEUES["submit"][1]}
+    private = {"api_visibility": "private"}
 
+    gr.HTML(f"<style>{CSS}</style>", padding=False)
     gr.Markdown(INTRO)
     with gr.Tabs():
         with gr.Tab("Table", id="board-table"):
             with gr.Row():
-                protocol = gr.Radio(list(table.PROTOCOLS), value="paper", label="Protocol", scale=1)
+                protocol = gr.Radio(list(table.PROTOCOLS), value="paper", label="Protocol", scale=1,
+                                    elem_id="board-protocol")
                 search = gr.Textbox(label="Search", placeholder="model, kind, paper table, notes…", scale=2)
-                sort_by = gr.Dropdown(sort_choices, value=sort_choices[0], label="Sort by", scale=2)
+                sort_by = gr.Dropdown(sort_choices, value=table.DEFAULT_SORT.label, label="Sort by", scale=2)
                 descending = gr.Checkbox(value=True, label="Descending", scale=1)
-            main = gr.Dataframe(value=board.main_table(), datatype="str", interactive=False, wrap=True,
+            main = gr.Dataframe(datatype="str", interactive=False, wrap=True, column_widths=MAIN_WIDTHS,
                                 pinned_columns=1, max_height=640, elem_id="board-main",
                                 label="Leaderboard", show_label=False, buttons=["fullscreen"])
             gr.Markdown(table.FOOTNOTE)
             download = gr.DownloadButton("Download CSV of this view", variant="secondary")
+            with gr.Accordion("Details of a verified row (how it was produced, files, coverage)", open=False):
+                details_row = gr.Dropdown([], label="Verified row")
+                details = gr.JSON(label="Row details", elem_id="board-details")
 
         with gr.Tab("Per task", id="board-task"):
             with gr.Row():
                 task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
                 picked = gr.Dropdown([], multiselect=True, label="Rows in the chart")
             task_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=480,
-                                   label="Every metric of this task")
-            bars = gr.BarPlot(x="bar", y="value", color="model", x_title="metric · row", color_title="row",
-                              y_title="score (0–1)", x_label_angle=-45, height=440, label="Bar chart",
-                              elem_id="board-bars")
-            # The plot's own legend is clipped under rotated labels; this one lists the rows as text.
-            bar_legend = gr.Dataframe(headers=["Row in the chart"], datatype="str", interactive=False,
-                                      label="Chart rows", max_height=240)
+                                   elem_id="board-task-table", label="Every metric of this task")
+            bars = gr.Plot(label="Bar chart", elem_id="board-bars", format="png")
             gr.Markdown("### Per-source breakdown of one row")
             source_row = gr.Dropdown([], label="Verified row")
             source_df = gr.Dataframe(headers=["Source"], datatype="str", interactive=False,
@@ -307,15 +465,17 @@ def build(board: Board | None = None) -> Board:
             compare_btn = gr.Button("Compare")
             compare_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, label="A vs B")
 
-        with gr.Tab("Failures", id="board-failures"):
+        with gr.Tab("Failures", id="board-failures-tab"):
             with gr.Row():
                 fail_row = gr.Dropdown([], label="Verified row")
                 fail_task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
                 fail_protocol = gr.Radio(list(table.PROTOCOLS), value="strict", label="Protocol")
                 fail_n = gr.Slider(5, 200, value=20, step=5, label="How many")
             fail_btn = gr.Button("Show the worst answers")
-            fail_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=640,
-                                   label="Worst answers (lowest per-item score first)")
+            fail_df = gr.Dataframe(headers=["Video", "Source", "Truth", "Answer", "Parsed", "Score"],
+                                   datatype="str", interactive=False, wrap=True, max_height=640,
+                                   column_widths=FAILURE_WIDTHS, elem_id="board-failures",
+                                   label="Worst answers (lowest per-item score first; long texts cut)")
 
         with gr.Tab("Submit", id="board-submit"):
             gr.Markdown(SUBMIT_HELP)
@@ -325,87 +485,134 @@ def build(board: Board | None = None) -> Board:
                 link = gr.Textbox(label="Link (optional, https://…)", max_lines=1)
             notes = gr.Textbox(label="Notes (optional)", lines=2)
             files = gr.File(file_count="multiple", file_types=[".json", ".jsonl", ".csv"], type="filepath",
-                            label="Prediction files", elem_id="board-files")
+                            label="Prediction files (and optionally predict's .meta.json)", elem_id="board-files")
+            status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="board-status")
             validation_df = gr.Dataframe(headers=VALIDATION_COLUMNS, datatype="str", interactive=False,
                                          label="Validation report", elem_id="board-validation")
-            status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="board-status")
             submit_btn = gr.Button("Submit", variant="primary", elem_id="board-submit-btn")
             result = gr.JSON(label="Scorer JSON", elem_id="board-result")
+            # API-only inputs and outputs (`/submit`'s provenance, `/export_csv`'s file).
+            provenance_file = gr.File(file_types=[".json"], type="filepath", visible=False,
+                                      label="Provenance (.meta.json)")
+            api_submit_btn = gr.Button(visible=False)
+            export_file = gr.File(visible=False)
+            export_btn = gr.Button(visible=False)
 
         with gr.Tab("Admin", id="board-admin"):
             gr.Markdown("Hide, show or delete a row, or re-score rows scored by another scorer version. "
                         "Needs `CRASHCHAT_ADMIN_TOKEN`.")
             with gr.Row():
                 token = gr.Textbox(label="Admin token", type="password", max_lines=1)
-                action = gr.Radio(["hide", "unhide", "delete", "re-score stale rows"], value="hide", label="Action")
+                action = gr.Radio(list(ADMIN_ACTIONS), value="hide", label="Action")
                 row_id = gr.Number(label="Row #", precision=0)
             admin_btn = gr.Button("Apply")
             admin_status = gr.Textbox(label="Result", interactive=False)
 
     view = [protocol, search, sort_by, descending]
-    pickers = [picked, source_row, row_a, row_b, fail_row]
+    pickers = [picked, source_row, row_a, row_b, fail_row, details_row]
 
     def refresh_pickers(proto: str):
         every, verified = board.choices(proto)
-        # Chart defaults: the newest verified rows, then the paper's rows, six bars per metric.
-        keys = [k for _, k in verified][::-1][:3] + [k for _, k in every if k.startswith("paper:")]
+        # Chart defaults: the best verified rows (table order), then the paper's rows; six at most.
+        shown = [r.key for r in table.task_order(board.rows(proto), TASKS[0].id)]
+        keys = [k for k in shown if k.startswith("verified:")][:3] + [k for k in shown if k.startswith("paper:")]
         first = verified[0][1] if verified else None
+        second = verified[1][1] if len(verified) > 1 else None
         return (gr.update(choices=every, value=keys[:6]), gr.update(choices=verified, value=first),
-                gr.update(choices=verified, value=first),
-                gr.update(choices=verified, value=verified[1][1] if len(verified) > 1 else None),
-                gr.update(choices=verified, value=first))
+                gr.update(choices=verified, value=first), gr.update(choices=verified, value=second),
+                gr.update(choices=verified, value=first), gr.update(choices=verified, value=None))
 
-    private = dict(api_visibility="private", queue=False)
     # triggers=None: on page load and whenever one of the inputs changes.
-    gr.on(None, board.view, inputs=view, outputs=[main, download], **private)
-    gr.on(None, refresh_pickers, inputs=[protocol], outputs=pickers, **private)
-
-    task_inputs = [task, protocol, picked]
+    gr.on(None, _user_errors(board.view), inputs=view, outputs=[main, download], **read, **private)
+    gr.on(None, _user_errors(refresh_pickers), inputs=[protocol], outputs=pickers, **read, **private)
 
     def task_view(task_id: str, proto: str, keys: list[str] | None):
         frame, bar_data = board.task_view(task_id, proto, keys)
-        legend = pd.DataFrame({"Row in the chart": list(dict.fromkeys(bar_data["model"]))})
-        return frame, gr.BarPlot(value=bar_data, sort=bar_data["bar"].tolist()), legend  # keep metric order
+        return frame, table.bar_figure(bar_data, get_task(task_id).title)
 
-    gr.on([task.change, picked.change, protocol.change], _user_errors(task_view), inputs=task_inputs,
-          outputs=[task_df, bars, bar_legend], api_visibility="private")
+    gr.on([task.change, picked.change, protocol.change], _user_errors(task_view), inputs=[task, protocol, picked],
+          outputs=[task_df, bars], **read, **private)
     gr.on([source_row.change, task.change, protocol.change], _user_errors(board.source_view),
-          inputs=[source_row, task, protocol], outputs=source_df, api_visibility="private")
-    compare_btn.click(_user_errors(board.compare), inputs=[row_a, row_b], outputs=compare_df,
-                      api_visibility="private")
+          inputs=[source_row, task, protocol], outputs=source_df, **read, **private)
+    details_row.change(_user_errors(board.details), inputs=details_row, outputs=details, **read, **private)
+    compare_btn.click(_user_errors(board.compare), inputs=[row_a, row_b], outputs=compare_df, **heavy, **private)
     fail_btn.click(_user_errors(board.failures), inputs=[fail_row, fail_task, fail_protocol, fail_n],
-                   outputs=fail_df, api_visibility="private")
+                   outputs=fail_df, **heavy, **private)
 
-    gr.on([files.upload, files.delete, files.clear], _user_errors(lambda f: board.validation_report(_paths(f))),
-          inputs=files, outputs=[validation_df, status], api_visibility="private")
+    # --- Submit tab: every message stays in the Status box (toasts fade, and would render HTML).
+    def on_upload(uploaded):
+        paths = _paths(uploaded)
+        try:
+            frame, message = board.validation_report(paths)
+            return frame, message, gr.update()
+        except USER_ERRORS as exc:
+            discard_uploads(paths)  # refused: nothing of it is kept
+            return pd.DataFrame(columns=VALIDATION_COLUMNS), f"Error: {error_line(exc)}", None
 
-    # Defaults of None make link and notes optional for gradio_client.
-    def do_submit(files, model: str, link: str | None = None, notes: str | None = None) -> dict:
-        """Score prediction files and add them to the leaderboard; returns the scorer's JSON."""
-        return board.submit(_paths(files), model, link or "", notes or "").result
+    gr.on([files.upload, files.delete, files.clear], on_upload, inputs=files,
+          outputs=[validation_df, status, files], **validate_q, **private)
 
-    def after_submit(result: dict, proto: str, query: str, sort: str, desc: bool):
-        outcome_row = board.store.get(result["leaderboard"]["row_id"])
-        message = ("Scored, but the row was deleted meanwhile." if outcome_row is None
-                   else outcome_message(Outcome(outcome_row, result["leaderboard"]["added"], result)))
-        return (message, validation_frame(result["validation"]), *board.view(proto, query, sort, desc),
-                *refresh_pickers(proto))
+    unchanged = [gr.update()] * (3 + 2 + len(pickers))
 
-    submit_btn.click(_user_errors(do_submit), inputs=[files, model, link, notes], outputs=result,
-                     api_name="submit", concurrency_limit=1).success(
-        after_submit, inputs=[result, *view], outputs=[status, validation_df, main, download, *pickers],
-        api_visibility="private")
+    def ui_submit(uploaded, name: str, url: str, text: str, proto: str, query: str, sort: str, desc: bool):
+        paths = _paths(uploaded)
+        try:
+            check_entry(name, url or "", text or "")  # a form mistake keeps the uploaded files
+        except USER_ERRORS as exc:
+            return (f"Error: {error_line(exc)}", *unchanged)
+        try:
+            outcome = board.submit(paths, name, url or "", text or "")
+        except USER_ERRORS as exc:
+            return (f"Error: {error_line(exc)}", *unchanged[:2], None, *unchanged[3:])
+        finally:
+            discard_uploads(paths)
+        return (outcome_message(outcome), validation_frame(outcome.result["validation"]), outcome.result, None,
+                *board.view(proto, query, sort, desc), *refresh_pickers(proto))
 
-    def leaderboard(protocol: str = "paper") -> list[dict]:
-        """Every row shown under `protocol` (paper: reported + verified; strict: verified only)."""
+    submit_btn.click(ui_submit, inputs=[files, model, link, notes, *view],
+                     outputs=[status, validation_df, result, files, main, download, *pickers], **submit_q, **private)
+
+    # Defaults of None make link, notes and provenance optional for gradio_client.
+    def do_submit(files, model: str, link: str | None = None, notes: str | None = None,
+                  provenance: str | None = None) -> dict:
+        """Score prediction files and add them to the leaderboard; returns the scorer's JSON.
+
+        `provenance`: the `.meta.json` file `python -m crashchat predict` writes (optional; a file
+        among `files` whose name ends in `.meta.json` is taken as it too).
+        """
+        paths, meta = _paths(files), _paths(provenance)
+        try:
+            return board.submit(paths, model, link or "", notes or "", meta[0] if meta else None).result
+        except USER_ERRORS as exc:
+            raise gr.Error(error_line(exc), print_exception=False) from None
+        finally:
+            discard_uploads(paths + meta)
+
+    api_submit_btn.click(do_submit, inputs=[files, model, link, notes, provenance_file], outputs=result,
+                         api_name="submit", **submit_q)
+
+    def leaderboard(protocol: str = "paper", details: bool = False) -> list[dict]:
+        """Every row shown under `protocol` (paper: reported + verified; strict: verified only),
+        in the table's default order, with `coverage` and `complete`; `details=True` adds the 95%
+        intervals, every known metric and the provenance of each row."""
         if protocol not in table.PROTOCOLS:
             raise gr.Error(f"protocol must be one of {', '.join(table.PROTOCOLS)}", print_exception=False)
-        return board.api_rows(protocol)
+        return board.api_rows(protocol, bool(details))
 
-    gr.api(leaderboard, api_name="leaderboard", concurrency_limit=None)
+    gr.api(leaderboard, api_name="leaderboard", **api)
 
-    admin_btn.click(_user_errors(board.admin), inputs=[token, action, row_id], outputs=admin_status,
-                    api_visibility="private").success(
-        board.view, inputs=view, outputs=[main, download], api_visibility="private").then(
-        refresh_pickers, inputs=[protocol], outputs=pickers, api_visibility="private")
+    def export_csv(protocol: str = "paper") -> str:
+        """The CSV file of the table's default view under `protocol` (formula cells neutralised)."""
+        if protocol not in table.PROTOCOLS:
+            raise gr.Error(f"protocol must be one of {', '.join(table.PROTOCOLS)}", print_exception=False)
+        return board.export_csv(protocol)
+
+    export_btn.click(export_csv, inputs=protocol, outputs=export_file, api_name="export_csv", **api)
+
+    def do_admin(secret: str, act: str, number, proto: str, query: str, sort: str, desc: bool):
+        message = board.admin(secret, act, number)
+        return (message, *board.view(proto, query, sort, desc), *refresh_pickers(proto))
+
+    admin_btn.click(_user_errors(do_admin), inputs=[token, action, row_id, *view],
+                    outputs=[admin_status, main, download, *pickers], **heavy, **private)
     return board

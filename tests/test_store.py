@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
+import zlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -12,9 +14,9 @@ import pytest
 
 from leaderboard import SCORER_VERSION, store as store_mod
 from leaderboard.scoring import score
-from leaderboard.store import (SCHEMA_VERSION, HubSync, Store, StoreError, SubmitError, check_entry, files_digest,
-                               rescore, stored_submission, submit)
-from leaderboard.submission import SubmissionError, read_submission
+from leaderboard.store import (MAX_REQUEST_BYTES, SCHEMA_VERSION, HubSync, Store, StoreError, SubmitError, check_entry,
+                               read_upload, rescore, stored_submission, submit)
+from leaderboard.submission import SubmissionError, answers_digest, canonical_rows, read_submission
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -63,23 +65,30 @@ def test_entry_rules():
                        ("tab\there", "model name"), ("new\nline", "model name")]:
         with pytest.raises(SubmitError, match=field):
             check_entry(bad)
+    for hidden, name in [("\u202e", "RIGHT-TO-LEFT OVERRIDE"), ("\u200b", "ZERO WIDTH SPACE"),
+                         ("\u2066", "LEFT-TO-RIGHT ISOLATE"), ("\ufeff", "ZERO WIDTH NO-BREAK SPACE")]:
+        with pytest.raises(SubmitError, match=f"model name: character U\\+{ord(hidden):04X} \\({name}\\)"):
+            check_entry(f"good{hidden}model")
     with pytest.raises(SubmitError, match="link"):
         check_entry("m", "javascript:alert(1)")
     with pytest.raises(SubmitError, match="notes"):
         check_entry("m", "", "x" * 5000)
 
 
-def test_files_digest_ignores_order_and_enforces_limits(tmp_path):
+def test_upload_limits_are_checked_before_reading(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("1")
     b.write_text("2")
-    assert files_digest([a, b])[0] == files_digest([b, a])[0] != files_digest([a])[0]
+    assert read_upload([a, b]).files_sha256 == read_upload([b, a]).files_sha256 != read_upload([a]).files_sha256
     with pytest.raises(SubmitError, match=r"a.jsonl: file is 1 bytes, over the 0-byte limit"):
-        files_digest([a], max_bytes=0)
+        read_upload([a], max_bytes=0)
     with pytest.raises(SubmitError, match="no prediction file"):
-        files_digest([])
-    with pytest.raises(SubmitError, match="at most"):
-        files_digest([a] * 13)
+        read_upload([])
+    with pytest.raises(SubmitError, match="13 files, at most 12"):
+        read_upload([a] * 13)
+    with pytest.raises(SubmitError, match=r"files: 2 bytes together, over the 1-byte limit of one submission"):
+        read_upload([a, b], max_request_bytes=1)
+    assert MAX_REQUEST_BYTES == 100 * 1024**2
 
 
 def test_submit_scores_stores_and_dedupes(db, split, tmp_path):
@@ -90,15 +99,28 @@ def test_submit_scores_stores_and_dedupes(db, split, tmp_path):
     assert out.result["protocols"] == json.loads(json.dumps(expected["protocols"]))
     assert out.result["leaderboard"]["row_id"] == out.row.id
     assert out.row.split_sha256 == split.sha256 and out.row.scorer_version == SCORER_VERSION
-    # The same file (under another name, another model name) points at the existing row.
+    # The same answers (another file name, another order, a trailing newline, CSV, two files)
+    # point at the existing row, whatever model name comes with them.
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    random.Random(0).shuffle(rows)
     copy = tmp_path / "renamed.jsonl"
-    copy.write_bytes(path.read_bytes())
-    again = submit(db, [copy], "someone else", split=split, bootstrap=50)
-    assert not again.added and again.row.id == out.row.id and again.row.model == XSS
+    copy.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    csv_copy = tmp_path / "same.csv"
+    with open(csv_copy, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["video", "task", "response"])
+        writer.writerows([r["video"], r["task"], r["response"]] for r in rows)
+    halves = [tmp_path / "h1.jsonl", tmp_path / "h2.jsonl"]
+    halves[0].write_text("\n".join(json.dumps(r) for r in rows[::2]))
+    halves[1].write_text("\n".join(json.dumps(r) for r in rows[1::2]))
+    for paths in ([copy], [csv_copy], halves):
+        again = submit(db, paths, "someone else", split=split, bootstrap=50)
+        assert not again.added and again.row.id == out.row.id and again.row.model == XSS
     assert len(db.rows()) == 1
     # The stored answers give back the same submission.
     rebuilt = stored_submission(db, out.row.id, split)
     assert score(rebuilt, split, bootstrap=50)["protocols"] == expected["protocols"]
+    assert out.row.answers_sha256 == answers_digest(canonical_rows(read_submission([path], split).answers))
 
 
 def test_submit_errors_are_one_line(db, split, tmp_path):
@@ -138,12 +160,15 @@ def test_twenty_concurrent_submissions_lose_nothing(db, split, tmp_path):
 
 def test_concurrent_duplicates_make_one_row(db, split, tmp_path):
     path = write_submission(tmp_path / "same.jsonl", split, seed=5, share=0.005)
-    result = score(read_submission([path], split), split, bootstrap=0)
-    digest, files = files_digest([path])
+    sub = read_submission([path], split)
+    result = score(sub, split, bootstrap=0)
+    upload = read_upload([path])
+    answers = canonical_rows(sub.answers)
     added = []
 
     def one():
-        added.append(Store(db.path).add(model="m", files_sha256=digest, files=files, result=result, answers=[])[1])
+        added.append(Store(db.path).add(model="m", answers_sha256=answers_digest(answers), files_sha256=upload.files_sha256,
+                                        files=upload.files, result=result, answers=answers)[1])
 
     threads = [threading.Thread(target=one) for _ in range(10)]
     for t in threads:
@@ -195,9 +220,11 @@ def test_admin_hide_and_delete(db, split, tmp_path, monkeypatch):
         db.delete(out.row.id, admin_token="guess")
     db.set_hidden(out.row.id, True, admin_token="s3cret")
     assert db.rows() == [] and db.rows(include_hidden=True)[0].hidden
-    # A hidden row still dedupes: the same file points at it rather than making a new row.
-    again = submit(db, [tmp_path / "a.jsonl"], "m2", split=split, bootstrap=0)
-    assert not again.added and again.row.hidden
+    # A hidden row still dedupes, and nothing of it comes back: the submission is refused.
+    with pytest.raises(SubmitError) as refused:
+        submit(db, [tmp_path / "a.jsonl"], "m2", split=split, bootstrap=0)
+    assert "hidden by an admin" in str(refused.value) and "'m'" not in str(refused.value)
+    assert len(db.rows(include_hidden=True)) == 1
     db.delete(out.row.id, admin_token="s3cret")
     assert db.rows(include_hidden=True) == []
     with pytest.raises(KeyError):
@@ -240,47 +267,201 @@ def test_cli_list_rescore_and_admin(db, split, split_dir, tmp_path, monkeypatch,
     assert "no leaderboard row #999" in capsys.readouterr().err
 
 
-def test_hub_sync_pull_and_push_logic(db, split, tmp_path, monkeypatch):
-    """The Hub calls are replaced by local file copies; what is tested is what we do around them."""
-    import huggingface_hub
-    from huggingface_hub.errors import EntryNotFoundError
+class LocalHub:
+    """A local stand-in for the Hub: a real `HfApi` (so CommitScheduler's own scheduling code runs)
+    whose network methods write to and read from a folder. Records every commit."""
 
-    submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=13, share=0.005)], "m", split=split, bootstrap=0)
-    uploaded = {}
+    def __new__(cls, folder: Path, *, fail_downloads: Exception | None = None):
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import EntryNotFoundError
 
-    class LocalApi:  # records what would be uploaded
-        def __init__(self, token=None):
-            pass
+        class Api(HfApi):
+            def create_repo(self, repo_id, **kwargs):
+                self.created.append((repo_id, kwargs.get("repo_type"), kwargs.get("private")))
+                return type("RepoUrl", (), {"repo_id": repo_id})()
 
-        def create_repo(self, repo_id, **kwargs):
-            uploaded["repo"] = (repo_id, kwargs["repo_type"], kwargs["private"])
+            def create_commit(self, *, repo_id, operations, commit_message, repo_type=None, revision=None, **kw):
+                for op in operations:
+                    target = folder / op.path_in_repo
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(op.path_or_fileobj.read())
+                self.commits.append((repo_id, repo_type, [op.path_in_repo for op in operations]))
+                return f"commit {len(self.commits)}"
 
-        def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type, commit_message):
-            uploaded["copy"] = (tmp_path / "remote.sqlite3")
-            uploaded["copy"].write_bytes(Path(path_or_fileobj).read_bytes())
+            def hf_hub_download(self, *, repo_id, filename, repo_type=None, local_dir=None, **kw):
+                if fail_downloads is not None:
+                    raise fail_downloads
+                source = folder / filename
+                if not source.exists():
+                    raise EntryNotFoundError(f"{filename} not in {repo_id}")
+                target = Path(local_dir) / filename
+                target.write_bytes(source.read_bytes())
+                return str(target)
 
-    monkeypatch.setattr(huggingface_hub, "HfApi", LocalApi)
-    HubSync(db, "me/results", "tok").push()
-    assert uploaded["repo"] == ("me/results", "dataset", True)
-    assert [r.model for r in Store(uploaded["copy"]).rows()] == ["m"]
+        api = Api(token="local")
+        api.commits, api.created = [], []
+        folder.mkdir(parents=True, exist_ok=True)
+        return api
 
+
+def test_hub_sync_batches_commits_with_commit_scheduler(db, split, tmp_path):
+    remote = tmp_path / "remote"
+    api = LocalHub(remote)
+    sync = HubSync(db, "me/results", "tok", every_minutes=60, api=api)
+    assert "starting empty" in sync.pull() and sync.enabled
+    assert "a commit at most every 60 min" in sync.start()
+    try:
+        assert api.created == [("me/results", "dataset", True)]
+        assert sync.flush() is None and api.commits == []  # nothing written yet: no commit
+        # A burst of ten submissions (each marks the database changed) makes one commit.
+        for i in range(10):
+            submit(db, [write_submission(tmp_path / f"b{i}.jsonl", split, seed=200 + i, share=0.003)], f"m{i}",
+                   split=split, bootstrap=0)
+            sync.push_soon()
+        assert sync.flush() == "commit 1" and len(api.commits) == 1
+        assert api.commits[0] == ("me/results", "dataset", ["leaderboard.sqlite3"])
+        assert sorted(r.model for r in Store(remote / "leaderboard.sqlite3").rows()) == sorted(f"m{i}" for i in range(10))
+        assert sync.flush() is None and len(api.commits) == 1  # no write since: no commit
+        # A write that lands while a commit is being made is committed by the next round.
+        original = api.create_commit
+
+        def slow_commit(**kwargs):
+            out = original(**kwargs)
+            submit(db, [write_submission(tmp_path / "late.jsonl", split, seed=300, share=0.003)], "late",
+                   split=split, bootstrap=0)
+            sync.push_soon()
+            return out
+
+        api.create_commit = slow_commit
+        submit(db, [write_submission(tmp_path / "x.jsonl", split, seed=301, share=0.003)], "x", split=split, bootstrap=0)
+        sync.push_soon()
+        assert sync.flush() == "commit 2"
+        api.create_commit = original
+        assert "late" not in [r.model for r in Store(remote / "leaderboard.sqlite3").rows()]
+        assert sync.flush() == "commit 3"
+        assert "late" in [r.model for r in Store(remote / "leaderboard.sqlite3").rows()]
+        # A failed commit is retried at the next round, and the error is kept.
+        api.create_commit = lambda **kw: (_ for _ in ()).throw(OSError("hub down"))
+        db_rows = len(db.rows())
+        sync.push_soon()
+        with pytest.raises(OSError):
+            sync.flush()
+        assert "hub down" in sync.last_error
+        api.create_commit = original
+        assert sync.flush() == "commit 4" and sync.last_error is None
+        assert len(Store(remote / "leaderboard.sqlite3").rows()) == db_rows
+    finally:
+        sync.stop()
+
+    # A fresh Space restores the stored rows, and never overwrites local rows.
     fresh = Store(tmp_path / "fresh.sqlite3")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: str(uploaded["copy"]))
-    sync = HubSync(fresh, "me/results", "tok")
-    assert sync.pull() == "restored 1 rows from me/results" and [r.model for r in fresh.rows()] == ["m"]
-    assert sync.pull().startswith("kept the local database")  # never overwrites local rows
+    again = HubSync(fresh, "me/results", "tok", api=LocalHub(remote))
+    assert again.pull() == f"restored {db_rows} rows from me/results" and len(fresh.rows()) == db_rows
+    assert again.pull().startswith("kept the local database")
 
-    def missing(*a, **k):
-        raise EntryNotFoundError("no file")
 
-    def offline(*a, **k):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
-    empty = HubSync(Store(tmp_path / "empty.sqlite3"), "me/results", "tok")
-    assert "starting empty" in empty.pull() and empty.enabled
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    broken = HubSync(Store(tmp_path / "broken.sqlite3"), "me/results", "tok")
+def test_hub_sync_disabled_when_the_pull_fails(tmp_path):
+    broken = HubSync(Store(tmp_path / "broken.sqlite3"), "me/results", "tok",
+                     api=LocalHub(tmp_path / "r", fail_downloads=OSError("network unreachable")))
     assert "sync disabled" in broken.pull() and not broken.enabled
+    assert "disabled" in broken.start() and broken.scheduler is None
     broken.push_soon()  # an empty database must never overwrite the stored one
-    assert broken._worker is None
+    assert broken.flush() is None and broken.api.commits == []
+
+
+def test_hub_sync_only_when_configured_env(db, monkeypatch):
+    monkeypatch.setenv("CRASHCHAT_RESULTS_REPO", "someone/results")
+    monkeypatch.setenv("HF_TOKEN", "x")
+    monkeypatch.setenv("CRASHCHAT_SYNC_MINUTES", "0.5")
+    sync = HubSync.from_env(db)
+    assert sync.every_minutes == 0.5 and sync.scheduler is None  # nothing runs before start()
+
+
+def test_rescore_collision_keeps_old_scores(db, split, tmp_path):
+    """Re-scoring a row onto (answers, split, scorer) that another row already holds keeps it as it was."""
+    path = write_submission(tmp_path / "a.jsonl", split, seed=21, share=0.005)
+    current = submit(db, [path], "current", split=split, bootstrap=0)
+    old_result = dict(current.row.result, scorer_version="0.0.1")
+    stale, added = db.add(model="old", answers_sha256=current.row.answers_sha256, files_sha256="0" * 64, files=[],
+                          result=old_result, answers=db.answers(current.row.id))
+    assert added and stale.scorer_version == "0.0.1"
+    lines = rescore(db, split, bootstrap=0)
+    assert lines == [f"#{stale.id} 'old': kept old scores: the same answers were already scored under scorer "
+                     f"{SCORER_VERSION} on this split"]
+    assert db.get(stale.id).scorer_version == "0.0.1" and db.get(stale.id).rescored_at == ""
+
+
+def test_rescore_keeps_rows_whose_answers_no_longer_read(db, split, tmp_path):
+    out = submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=22, share=0.005)], "m", split=split,
+                 bootstrap=0)
+    with sqlite3.connect(db.path) as con:
+        con.execute("UPDATE submissions SET answers_zlib = ?, scorer_version = '0.0.1'",
+                    (zlib.compress(b'[{"video": "x.mp4", "task": "flying", "response": "Yes"}]'),))
+    db.clear_cache()
+    (line,) = rescore(db, split, bootstrap=0)
+    assert line.startswith(f"#{out.row.id} 'm': kept old scores: answers unreadable: row-{out.row.id}:1")
+
+
+def test_rows_are_cached_until_any_process_writes(db, split, tmp_path, monkeypatch):
+    submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=23, share=0.005)], "m", split=split, bootstrap=0)
+    first = db.rows()
+    loads = []
+    real = json.loads
+    monkeypatch.setattr(store_mod.json, "loads", lambda *a, **k: loads.append(1) or real(*a, **k))
+    assert db.rows() is not first and db.rows()[0] is first[0]  # no JSON parsed again
+    assert loads == []
+    # Another process (another Store on the same file) adds a row: only the new row is parsed.
+    other = Store(db.path)
+    generation = db.generation()
+    submit(other, [write_submission(tmp_path / "b.jsonl", split, seed=24, share=0.005)], "n", split=split, bootstrap=0)
+    assert db.generation() > generation
+    loads.clear()
+    rows = db.rows()
+    assert [r.model for r in rows] == ["m", "n"] and rows[0] is first[0]
+    assert len(loads) == 2  # the new row's result JSON and its files list, nothing of the old row
+    monkeypatch.setenv("CRASHCHAT_ADMIN_TOKEN", "t")
+    other.set_hidden(rows[1].id, True, admin_token="t")
+    assert [r.model for r in db.rows()] == ["m"]
+
+
+def test_schema_1_is_migrated_without_losing_rows(tmp_path, split):
+    """A database written by schema 1 (identity by file bytes) opens as schema 2 with every row."""
+    path = tmp_path / "v1.sqlite3"
+    sub = read_submission([write_submission(tmp_path / "a.jsonl", split, seed=25, share=0.005)], split)
+    result = score(sub, split, bootstrap=0)
+    plain = [{"video": r["video"], "task": r["task"], "response": r["response"]} for r in canonical_rows(sub.answers)]
+    with sqlite3.connect(path) as con:
+        con.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            CREATE TABLE submissions (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, link TEXT NOT NULL DEFAULT '',
+                notes TEXT NOT NULL DEFAULT '', submitted_at TEXT NOT NULL, files_sha256 TEXT NOT NULL,
+                files_json TEXT NOT NULL, split_sha256 TEXT NOT NULL, scorer_version TEXT NOT NULL,
+                result_json TEXT NOT NULL, answers_zlib BLOB NOT NULL, hidden INTEGER NOT NULL DEFAULT 0,
+                rescored_at TEXT NOT NULL DEFAULT '', UNIQUE (files_sha256, split_sha256, scorer_version));
+        """)
+        for i, (model, answers) in enumerate([("first", plain), ("shuffled copy", plain[::-1]),
+                                              ("other", plain[:3]), ("deleted", plain[:2])], start=1):
+            con.execute("INSERT INTO submissions (model, submitted_at, files_sha256, files_json, split_sha256, "
+                        "scorer_version, result_json, answers_zlib, hidden) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (model, "2026-01-01T00:00:00Z", str(i) * 64, json.dumps([[f"f{i}.jsonl", "ab" * 32]]),
+                         split.sha256, SCORER_VERSION, json.dumps(result), zlib.compress(json.dumps(answers).encode()),
+                         int(model == "other")))
+        con.execute("DELETE FROM submissions WHERE model = 'deleted'")
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    rows = store.rows(include_hidden=True)
+    assert [(r.id, r.model, r.hidden) for r in rows] == [(1, "first", False), (2, "shuffled copy", False),
+                                                         (3, "other", True)]
+    assert rows[0].answers_sha256 == answers_digest(canonical_rows(sub.answers))
+    assert rows[1].answers_sha256.endswith(":same-answers-as-#1")  # kept, marked
+    assert rows[0].result == json.loads(json.dumps(result)) and rows[0].provenance is None
+    assert score(stored_submission(store, 1, split), split, bootstrap=0)["protocols"] == result["protocols"]
+    # The same answers now point at the first row, and ids are never reused.
+    again = submit(store, [write_submission(tmp_path / "b.jsonl", split, seed=25, share=0.005)], "new", split=split,
+                   bootstrap=0)
+    assert not again.added and again.row.id == 1
+    fresh = submit(store, [write_submission(tmp_path / "c.jsonl", split, seed=26, share=0.005)], "fresh",
+                   split=split, bootstrap=0)
+    assert fresh.added and fresh.row.id == 5

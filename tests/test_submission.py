@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from leaderboard.submission import SubmissionError, read_submission, rows_from_answers
+from leaderboard.submission import (MAX_RESPONSE, SubmissionError, answers_digest, canonical_rows, read_canonical,
+                                    read_submission)
 from submissions import random_responses, write_authors, write_csv, write_jsonl
 
 
@@ -65,13 +66,60 @@ def test_authors_layout_recognised_and_truth_ignored(tmp_path, split, one_video)
     assert sub.answers["crash_localization"][one_video].parsed == (1.0, 4.0)
 
 
-def test_rows_from_answers_round_trip(tmp_path, split, split_dir):
+def test_canonical_rows_round_trip(tmp_path, split, split_dir):
     responses = random_responses(split_dir, seed=5)
     sub = read_submission(write_authors(tmp_path / "authors", responses), split)
-    again = read_submission([write_jsonl(tmp_path / "rows.jsonl", {(r["task"], r["video"]): r["response"]
-                                                                 for r in rows_from_answers(sub.answers)})], split)
+    rows = canonical_rows(sub.answers)
+    assert rows == sorted(rows, key=lambda r: (r["video"], r["task"]))
+    again = read_canonical(rows, split)
     for task, answers in sub.answers.items():
         assert {v: a.parsed for v, a in answers.items()} == {v: a.parsed for v, a in again.answers[task].items()}
+    assert again.validation == {t: {**v, "unknown": 0} for t, v in sub.validation.items()}
+
+
+def test_identity_ignores_order_layout_file_split_and_newlines(tmp_path, split, split_dir):
+    responses = random_responses(split_dir, seed=6)
+    digest = answers_digest(canonical_rows(read_submission([write_jsonl(tmp_path / "a.jsonl", responses)], split).answers))
+    shuffled = dict(sorted(responses.items(), key=lambda kv: hash(kv[0][1]) % 97))
+    half = len(shuffled) // 2
+    items = list(shuffled.items())
+    first, second = write_jsonl(tmp_path / "b1.jsonl", dict(items[:half])), write_jsonl(tmp_path / "b2.jsonl", dict(items[half:]))
+    (tmp_path / "b2.jsonl").write_text((tmp_path / "b2.jsonl").read_text() + "\n\n")
+    variants = [[write_csv(tmp_path / "c.csv", shuffled)], [first, second], write_authors(tmp_path / "authors", responses)]
+    for paths in variants:
+        assert answers_digest(canonical_rows(read_submission(paths, split).answers)) == digest, paths
+    changed = dict(responses)
+    key = next(iter(changed))
+    changed[key] = changed[key] + " (changed)"
+    assert answers_digest(canonical_rows(read_submission([write_jsonl(tmp_path / "d.jsonl", changed)], split).answers)) != digest
+
+
+def test_authors_fields_are_kept_exactly(tmp_path, split, one_video):
+    """A negative or odd pred_* value has no text form the parsers read back: the value itself is kept."""
+    records = [{"video_path": one_video, "pred_start": -1.0, "pred_end": 2, "raw_response": "1.0 - 2.0 seconds"}]
+    sub = read_submission([_write(tmp_path, "loc.json", json.dumps(records))], split)
+    rows = canonical_rows(sub.answers)
+    assert rows == [{"video": one_video, "task": "crash_localization", "response": "1.0 - 2.0 seconds",
+                     "fields": {"pred_start": -1.0, "pred_end": 2.0}}]
+    assert read_canonical(json.loads(json.dumps(rows)), split).answers["crash_localization"][one_video].parsed == (-1.0, 2.0)
+    # Fields that say what the raw response says are that response: no fields kept.
+    records[0].update(pred_start=1, pred_end=2.0)
+    same = canonical_rows(read_submission([_write(tmp_path, "loc.json", json.dumps(records))], split).answers)
+    assert same == [{"video": one_video, "task": "crash_localization", "response": "1.0 - 2.0 seconds"}]
+
+
+def test_hostile_structure_and_sizes_are_one_line(tmp_path, split, one_video):
+    deep = _error([_write(tmp_path, "deep.json", "[" * 100000)], split)
+    assert deep.startswith("deep.json:1: not valid JSON (nested too deeply")
+    deep = _error([_write(tmp_path, "deep.jsonl", '{"a":' * 100000)], split)
+    assert deep.startswith("deep.jsonl:1: not valid JSON (nested too deeply")
+    row = {"video": one_video, "task": "crash_recognition", "response": "x" * (MAX_RESPONSE + 1)}
+    assert _error([_write(tmp_path, "long.jsonl", json.dumps(row))], split) == (
+        f"long.jsonl:1: response: {MAX_RESPONSE + 1} characters, over the {MAX_RESPONSE}-character limit")
+    authors = [{"video_path": one_video, "pred_label": "Yes"}, {"video_path": one_video, "pred_label": "No",
+                                                                 "raw_response": "y" * (MAX_RESPONSE + 5)}]
+    assert _error([_write(tmp_path, "r.json", json.dumps(authors, indent=1))], split).startswith(
+        "r.json:6: raw_response: 8197 characters")
 
 
 def test_in_memory_files(split, one_video):
@@ -90,7 +138,9 @@ def test_in_memory_files(split, one_video):
     ("v.jsonl", '{"video": 3, "task": "crash_recognition", "response": "Yes"}', "v.jsonl:1: video: expected str, got int"),
     ("u.jsonl", '{"video": "V", "task": "crash_detection", "response": "Yes"}', "u.jsonl:1: task: unknown task 'crash_detection'"),
     ("m.jsonl", '{"video": "V", "task": "crash_recognition"}', "m.jsonl:1: response: missing"),
-    ("n.jsonl", '{"video": "V", "task": "crash_recognition", "response": NaN}', "n.jsonl:1: non-finite number NaN"),
+    ("n.jsonl", '{"video": "V", "task": "crash_recognition", "response": NaN}', "n.jsonl:1: response: non-finite number NaN"),
+    ("na.json", '[{"video_path": "V", "pred_start": 1.0, "pred_end": NaN}]', "na.json:1: pred_end: non-finite number NaN"),
+    ("nb.json", '[{"video_path": "V",\n "gt_start": -Infinity, "pred_start": 1, "pred_end": 2}]', "nb.json:1: gt_start: non-finite number -Infinity"),
     ("d.jsonl", '{"video": "V", "task": "crash_recognition", "response": "Yes"}\n{"video": "videos/V", "task": "crash_recognition", "response": "No"}',
      "d.jsonl:2: video: duplicate answer for (V, crash_recognition); first at d.jsonl:1"),
     ("c.csv", "video,task\nV,crash_recognition\n", "c.csv:1: CSV header lacks column(s) response"),

@@ -13,7 +13,7 @@ from leaderboard import table
 from leaderboard.table import REPORTED, VERIFIED
 
 
-def fake_result(scale: float, *, sha: str = "ab" * 32, version: str = "9.9.9") -> dict:
+def fake_result(scale: float, *, sha: str = "ab" * 32, version: str = "9.9.9", answered: int = 10) -> dict:
     """A scorer JSON of issue 2's shape (hand-made values; real scores are tested in test_store)."""
     def task_metrics(task, s):
         keys = table.METRICS_BY_KIND[task.kind]
@@ -33,14 +33,15 @@ def fake_result(scale: float, *, sha: str = "ab" * 32, version: str = "9.9.9") -
             if t.kind == "text":
                 p["tasks"][t.id]["bertscore_f1"] = None
     return {"scorer_version": version, "split": {"sha256": sha},
-            "validation": {t.id: {"expected": 10, "matched": 9, "missing": 1, "unknown": 0, "unparseable": 2}
-                           for t in TASKS},
+            "validation": {t.id: {"expected": 10, "matched": answered, "missing": 10 - answered, "unknown": 0,
+                                  "unparseable": 2} for t in TASKS},
             "protocols": protocols}
 
 
-def record(row_id: int, model: str, scale: float, **extra) -> dict:
+def record(row_id: int, model: str, scale: float, answered: int = 10, **extra) -> dict:
     return {"id": row_id, "model": model, "link": "", "notes": "", "submitted_at": "2026-01-01T00:00:00Z",
-            "files_sha256": "cd" * 32, "result": fake_result(scale), **extra}
+            "files_sha256": "cd" * 32, "answers_sha256": "ef" * 32,
+            "result": fake_result(scale, answered=answered), **extra}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,12 @@ def test_main_columns_come_from_the_task_table():
             assert by_task[t.id] == ["bleu", "rouge_l_f", "bertscore_f1"]
     frame = table.main_table([])
     assert list(frame.columns[:2]) == ["Model", "Kind"]
-    assert [c.label for c in cols] == list(frame.columns[2:2 + len(cols)])
+    assert [c.header for c in cols] == list(frame.columns[2:2 + len(cols)])
+    # Short headers: the task on one line, the metric under it, no word longer than a column.
+    for c in cols:
+        task, metric = c.header.split("\n")
+        assert len(task) <= 12 and len(metric) <= 12, c.header
+    assert table.column_by_label(cols[0].header) == table.column_by_label(cols[0].label) == cols[0]
 
 
 def test_main_table_formats_ci_alias_and_missing(reported):
@@ -92,15 +98,16 @@ def test_main_table_formats_ci_alias_and_missing(reported):
     frame = table.main_table(rows)
     mine = frame[frame["Kind"] == VERIFIED].iloc[0]
     assert mine["Model"] == "<img src=x onerror=alert(1)>"  # stored and shown as given
-    assert mine["Crash recognition: F1 (macro)"] == "0.5000 ± 0.0200"
-    assert mine["Crash description: BERTScore F1"] == "—"  # unavailable, not 0
-    assert mine["Crash description: ROUGE-L F"] == "0.5000 ± 0.0200"
+    assert mine["Recognition\nF1 macro"] == "0.5000 ± 0.0200"
+    assert mine["Description\nBERTScore"] == "—"  # unavailable, not 0
+    assert mine["Description\nROUGE-L F"] == "0.5000 ± 0.0200"
+    assert mine["Answered"] == "60/60"
     paper = frame[frame["Model"] == "VideoLLaMA3 7B"].iloc[0]
-    assert paper["Crash description: ROUGE-L F"] == "0.3805 †"  # the paper's unnamed ROUGE
-    assert paper["Crash recognition: F1 (macro)"] == "0.5791"  # no ± on reported rows
-    assert paper["Where in paper / split"].startswith("Table:")
+    assert paper["Description\nROUGE-L F"] == "0.3805 †"  # the paper's unnamed ROUGE
+    assert paper["Recognition\nF1 macro"] == "0.5791"  # no ± on reported rows
+    assert paper["Where in paper / split"].startswith("Table:") and paper["Answered"] == "whole split"
     wsal = frame[frame["Model"] == "WSAL"].iloc[0]
-    assert wsal["Pre-crash localization: mIoU"] == "—"
+    assert wsal["Pre-crash\nmIoU"] == "—"
     assert all(isinstance(v, str) for v in frame.to_numpy().ravel())
 
 
@@ -109,6 +116,8 @@ def test_search_and_sort(reported):
     frame = table.main_table(rows, search="llama-vid 13b")
     assert frame["Model"].tolist() == ["LLaMA-VID 13B"]
     assert table.main_table(rows, search="verified")["Model"].tolist() == ["Alpha", "beta"]
+    default = table.main_table(rows)["Model"].tolist()  # default: recognition macro-F1, descending
+    assert default[0] == "Alpha" and default[-1] == "beta"
     assert table.main_table(rows, search="nothing matches this").empty
     label = "Pre-crash localization: mIoU"
     order = table.main_table(rows, sort_by=label)["Model"].tolist()
@@ -132,7 +141,7 @@ def test_export_frame_is_numeric_with_half_widths(reported, tmp_path):
     assert "Crash description: ROUGE-L F: the paper's unnamed ROUGE" in paper.loc[0, "Footnotes"]
     path = table.write_csv(table.export_frame(rows), tmp_path / "x.csv")
     back = list(csv.DictReader(path.open(encoding="utf-8")))
-    assert len(back) == 11 and back[-1]["Model"] == "mine"
+    assert len(back) == 11 and "mine" in [r["Model"] for r in back]
 
 
 def test_task_view_bar_and_source_tables(reported):
@@ -144,10 +153,15 @@ def test_task_view_bar_and_source_tables(reported):
     text = table.task_table(rows, "crash_description")
     assert "ROUGE (paper)" in text.columns and "ROUGE-L F" in text.columns
     bars = table.bar_frame(rows, "crash_localization", ["verified:4", "paper:WSAL"])
-    assert set(bars["model"]) == {"2. mine (#4)", "1. WSAL (paper)"}  # in the board's row order
-    assert bars["bar"].tolist()[:2] == ["mIoU · 1", "mIoU · 2"]
+    assert bars["model"].tolist()[:2] == ["mine (#4)", "WSAL (paper)"]  # verified first, names as shown
     assert set(bars["metric"]) == {"mIoU", "AP@30", "AP@50", "AP@70"}
     assert bars["value"].between(0, 1).all()
+    fig = table.bar_figure(bars, "Crash localization")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mIoU", "AP@30", "AP@50", "AP@70"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mine (#4)", "WSAL (paper)"]
+    colors = {p.get_label(): p.patches[0].get_facecolor() for p in ax.containers}
+    assert colors["mine (#4)"] != colors["WSAL (paper)"]
     src = table.source_table(rows[-1], "crash_recognition")
     assert src["Source"].tolist() == ["MM-AU-CAP", "D2City"]
     assert src.iloc[0]["F1 (macro)"] == "0.5100"
@@ -167,6 +181,8 @@ def test_compare_and_failures_tables():
     worst = table.failures_table(items, limit=2)
     assert worst["Video"].tolist() == ["v1.mp4", "v2.mp4"]
     assert worst.iloc[1]["Answer"] == "—" and worst.iloc[1]["Score"] == "0.5000"
+    long = table.failures_table([{**items[0], "response": "x" * 8000}])
+    assert long.iloc[0]["Answer"] == "x" * table.FAILURE_TEXT_CHARS + f"… ({8000 - table.FAILURE_TEXT_CHARS:,} more characters)"
 
 
 def test_api_rows_carry_model_kind_and_headlines(reported):
@@ -177,8 +193,12 @@ def test_api_rows_carry_model_kind_and_headlines(reported):
         assert {"model", "kind", "protocol"} <= set(r) and keys <= set(r)
     mine = rows[-1]
     assert mine["kind"] == "verified" and mine["id"] == 5
-    assert mine["crash_recognition.f1_macro.ci95"] == pytest.approx([0.48, 0.52])
-    paper = next(r for r in rows if r["model"] == "VideoLLaMA3 7B")
+    assert mine["coverage"] == {t.id: 1.0 for t in TASKS} and mine["complete"] and mine["how_produced"] is None
+    assert "crash_recognition.f1_macro.ci95" not in mine and "metrics" not in mine  # asked for with details
+    detailed = table.api_rows(table.rows_for("paper", reported, [record(5, "mine", 0.5)]), details=True)
+    assert detailed[-1]["crash_recognition.f1_macro.ci95"] == pytest.approx([0.48, 0.52])
+    assert detailed[-1]["provenance"] is None and detailed[-1]["files_sha256"] == "cd" * 32
+    paper = next(r for r in detailed if r["model"] == "VideoLLaMA3 7B")
     assert paper["crash_description.rouge_l_f"] == 0.3805 and paper["footnotes"]
     assert paper["metrics"]["crash_description"] == {"bleu": 0.0221, "rouge": 0.3805, "bertscore_f1": 0.9099}
 
@@ -194,3 +214,51 @@ def test_bad_paper_results_name_the_line(tmp_path):
     bad.write_text("model,task\n")
     with pytest.raises(ValueError, match="missing column"):
         table.reported_rows(bad)
+
+
+def test_partial_rows_never_rank_above_complete_ones(reported):
+    """One answer per task can score 1.0; it still ranks below every row that answered the task."""
+    recs = [record(1, "complete low", 0.2), record(2, "partial perfect", 0.99, answered=1),
+            record(3, "complete high", 0.6)]
+    for protocol in ("paper", "strict"):
+        rows = table.rows_for(protocol, reported, recs)
+        partial = next(r for r in rows if r.model == "partial perfect")
+        assert not partial.complete("crash_recognition") and not partial.complete_all
+        assert partial.answered_text() == "6/60 partial" and partial.fraction("crash_localization") == 0.1
+        for column in table.main_columns():
+            if partial.value(column.task, column.metric)[0] is None:
+                continue  # BERTScore was not computed: no value, last anyway
+            for descending in (True, False):
+                order = [r.model for r in table.sort_rows(rows, column, descending)
+                         if r.value(column.task, column.metric)[0] is not None]
+                assert order[-1] == "partial perfect", (column.key, descending)
+        frame = table.main_table(rows)
+        assert frame["Model"].tolist()[-1] == "partial perfect" or protocol == "paper"
+        cells = frame[frame["Model"] == "partial perfect"].iloc[0]
+        assert cells["Recognition\nF1 macro"].endswith(" partial") and cells["Answered"] == "6/60 partial"
+        exported = table.export_frame(rows)
+        assert exported["Model"].tolist().index("partial perfect") > exported["Model"].tolist().index("complete low")
+        assert exported.loc[exported["Model"] == "partial perfect", "Complete"].item() is False
+        api = table.api_rows(table.shown_rows(rows))
+        assert [r["model"] for r in api] == frame["Model"].tolist()
+        mine = next(r for r in api if r["model"] == "partial perfect")
+        assert mine["coverage"]["crash_recognition"] == 0.1 and mine["complete"] is False
+        task_order = [r.model for r in table.task_order(rows, "crash_localization")]
+        assert task_order[0] == "complete high" and task_order[-1] == "partial perfect"
+        per_task = table.task_table(rows, "crash_localization")
+        assert per_task["Model"].tolist() == task_order and per_task["Answered"].tolist()[-1] == "1/10 partial"
+
+
+def test_csv_cells_cannot_run_as_formulas(reported, tmp_path):
+    names = ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "plain"]
+    recs = [record(i + 1, name, 0.5, notes=name) for i, name in enumerate(names)]
+    rows = table.rows_for("strict", reported, recs)
+    path = table.write_csv(table.export_frame(rows), tmp_path / "x.csv")
+    back = list(csv.DictReader(path.open(encoding="utf-8", newline="")))
+    by_model = {r["Model"]: r for r in back}
+    for name in names:
+        expected = name if name == "plain" else "'" + name
+        assert expected in by_model, name
+        assert by_model[expected]["Notes"] == expected
+    assert all(float(r["Crash recognition: F1 (macro)"]) == pytest.approx(0.4) for r in back)  # numbers stay numbers
+    assert table.safe_cell(-0.25) == -0.25 and table.safe_cell("0.5") == "0.5"
