@@ -1,0 +1,52 @@
+"""The `crashchat` command: every subcommand resolves and answers --help; pip install -e . declares it."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crashchat.__main__ import COMMANDS, main
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (requirements-dev.txt installs tomli there)
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_command_points_at_a_function():
+    for name, (target, about) in COMMANDS.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
+    assert set(COMMANDS) >= {"analyze", "predict", "inspect", "convert", "train", "score", "app"}
+
+
+@pytest.mark.parametrize("name", ["analyze", "predict", "inspect", "convert", "score"])
+def test_help_of_each_command_from_another_folder(name, tmp_path):
+    """`python -m crashchat NAME --help` works outside the repository (the installed command does the same)."""
+    done = subprocess.run([sys.executable, "-m", "crashchat", name, "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
+def test_unknown_command_is_one_line(capsys):
+    assert main(["frobnicate"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main([]) == 0 and "commands:" in capsys.readouterr().out
+
+
+def test_pyproject_installs_the_command_with_the_readme_requirements():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["crashchat"] == "crashchat.__main__:main"
+    assert project["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    packages = set(project["tool"]["setuptools"]["packages"])
+    on_disk = {str(p.parent.relative_to(REPO)).replace("/", ".") for p in REPO.glob("*/**/__init__.py")
+               if "tests" not in p.parts and "benchmarks" not in p.parts}
+    assert on_disk <= packages, on_disk - packages
+    assert project["project"]["requires-python"] == ">=3.10"
