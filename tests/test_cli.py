@@ -12,7 +12,7 @@ import pytest
 from crashchat.__main__ import COMMANDS, main
 
 try:
-    import tomllib
+    import tomllib  # novermin (3.11+; 3.10 falls back to tomli below)
 except ModuleNotFoundError:  # Python 3.10 (requirements-dev.txt installs tomli there)
     import tomli as tomllib
 
