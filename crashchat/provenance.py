@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import unicodedata
 from typing import Any
 
@@ -94,7 +93,7 @@ SCHEMA: dict[str, Any] = {
     "packages": "dict[str,str]",  # name -> version (crashchat, torch, transformers, peft, ...)
 }
 
-_BIDI_OR_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_INVISIBLE_CATEGORIES = ("Cf", "Zl", "Zp", "Co", "Cs", "Cn")
 
 
 def _check_text(value: Any, where: str) -> str:
@@ -105,9 +104,10 @@ def _check_text(value: Any, where: str) -> str:
     bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
     if bad is not None:
         raise ProvenanceError(f"{where}: control character U+{ord(bad):04X} not allowed")
-    hidden = _BIDI_OR_INVISIBLE.search(value)
+    # Format characters (bidi controls, zero-width, soft hyphen...), line separators, unassigned.
+    hidden = next((c for c in value if unicodedata.category(c) in _INVISIBLE_CATEGORIES), None)
     if hidden:
-        raise ProvenanceError(f"{where}: invisible or bidi character U+{ord(hidden.group()):04X} not allowed")
+        raise ProvenanceError(f"{where}: invisible or bidi character U+{ord(hidden):04X} not allowed")
     return value
 
 

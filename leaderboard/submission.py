@@ -35,9 +35,9 @@ from crashchat.tasks import TASKS, Task, get_task, parse_label
 from leaderboard.split import Split
 
 MAX_BYTES = 50 * 1024**2
-MAX_RESPONSE = 8 * 1024
-"""Longest answer text accepted (characters): the longest reference is ~1 kB, and every stored
-answer is shown back in the failure browser."""
+MAX_RESPONSE = 16 * 1024
+"""Longest answer text accepted (characters): the longest reference is ~1 kB and `predict`
+stops at 2,048 new tokens (under 16 k characters); every stored answer may be shown back."""
 
 # Which task an authors' record belongs to, from the `gt_*`/`pred_*` names it carries.
 _AUTHOR_FIELDS = {name: task for task in TASKS for name in task.pred_fields + task.gt_fields}

@@ -596,7 +596,7 @@ def compare_table(result: Mapping[str, Mapping], name_a: str, name_b: str) -> pd
 
 
 FAILURE_TEXT_CHARS = 400
-"""Longest text shown in a failure-browser cell (answers may be up to 8 kB)."""
+"""Longest text shown in a failure-browser cell (answers may be up to 16 k characters)."""
 
 
 def failures_table(items: Sequence[Mapping], limit: int = 20) -> pd.DataFrame:

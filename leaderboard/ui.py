@@ -66,7 +66,7 @@ Upload one or more prediction files: the authors' per-task JSON files, or JSONL/
 `python -m crashchat predict` to make them. Add the `.meta.json` file that `predict` writes beside
 its output to record how the predictions were produced (optional). At most {MAX_FILES} files,
 {MAX_BYTES // 1024 ** 2} MB each and {MAX_REQUEST_BYTES // 1024 ** 2} MB together; an answer at most
-{MAX_RESPONSE // 1024} kB. The validation report appears when the files are uploaded; **Submit**
+{MAX_RESPONSE // 1024} k characters. The validation report appears when the files are uploaded; **Submit**
 scores them and adds the row. Answers already scored on this split and scorer version (in any
 order, layout or file split) point at the existing row.
 """

@@ -219,6 +219,8 @@ def test_provenance_is_validated_stored_and_shown(board, split, tmp_path):
     (json.dumps({**provenance.example(), "format": "other/9"}).encode(), "bad.meta.json: format: expected"),
     (json.dumps({**provenance.example(), "model": {**provenance.example()["model"], "dtype": "<b>\u202e"}}).encode(),
      "bad.meta.json: model.dtype: invisible or bidi character U+202E"),
+    (json.dumps({**provenance.example(), "model": {**provenance.example()["model"], "id": "a\u2028b"}}).encode(),
+     "bad.meta.json: model.id: invisible or bidi character U+2028"),
     (b"x" * (provenance.MAX_BYTES + 1), f"bad.meta.json: file is {provenance.MAX_BYTES + 1} bytes, over the"),
 ])
 def test_bad_provenance_is_refused_in_one_line(board, split, tmp_path, content, expected):
@@ -373,8 +375,8 @@ def test_api_partial_rows_rank_last_and_csv_export(live_app, tmp_path, split):
 @pytest.mark.parametrize("name, content, expected", [
     ("deep.json", "[" * 100000, "deep.json:1: not valid JSON (nested too deeply"),
     ("nan.json", '[{"video_path": "V", "pred_start": NaN, "pred_end": 1}]', "nan.json:1: pred_start: non-finite number NaN"),
-    ("long.jsonl", json.dumps({"video": "V", "task": "crash_recognition", "response": "x" * 9000}),
-     "long.jsonl:1: response: 9000 characters, over the 8192-character limit"),
+    ("long.jsonl", json.dumps({"video": "V", "task": "crash_recognition", "response": "x" * 17000}),
+     "long.jsonl:1: response: 17000 characters, over the 16384-character limit"),
     ("html.jsonl", '{"video": "V", "task": "<a href=x>t</a>", "response": "Yes"}', "html.jsonl:1: task: unknown task"),
 ])
 def test_api_hostile_files_fail_in_one_line(live_app, tmp_path, split, name, content, expected):
@@ -418,15 +420,19 @@ def test_browser_partial_dedup_errors_and_csv(live_app, tmp_path, split):
             expect(main.get_by_text("VideoLLaMA3 7B", exact=True).first).to_be_visible(timeout=30_000)
             status = page.locator("#board-status textarea")
 
-            def submit(path: Path, model: str, wait_for: str) -> None:
+            def submit(path: Path | list[Path], model: str, wait_for: str) -> None:
                 page.get_by_role("tab", name="Submit").click()
                 page.locator("#board-model textarea, #board-model input").first.fill(model)
-                page.locator("#board-files input[type=file]").set_input_files(str(path))
+                paths = path if isinstance(path, list) else [path]
+                page.locator("#board-files input[type=file]").set_input_files([str(p) for p in paths])
                 expect(status).to_have_value(re.compile("answers match"), timeout=60_000)
                 page.locator("#board-submit-btn").click()
                 expect(status).to_have_value(re.compile(wait_for), timeout=90_000)
 
-            submit(complete, name, r"^Added as row #")
+            meta = write_meta(tmp_path / "browser_full.jsonl.meta.json")
+            produced = provenance.describe(provenance.example())
+            submit([complete, meta], name, r"^Added as row #")
+            expect(status).to_have_value(re.compile(re.escape(f"How produced: {produced}.")))
             submit(partial, "one per task (browser)", r"^Added as row #")
             # The same answers shuffled: pointed at the existing row, nothing added.
             submit(shuffled_copy(complete, tmp_path / "browser_shuffled.jsonl"), "shuffled", r"already scored")
@@ -439,6 +445,7 @@ def test_browser_partial_dedup_errors_and_csv(live_app, tmp_path, split):
             expect(rows).to_have_count(3, timeout=30_000)  # header + the two rows
             expect(rows.nth(1)).to_contain_text(f1)  # the complete row first, with its score
             expect(rows.nth(1)).to_contain_text(name)  # the name shown as text
+            expect(rows.nth(1)).to_contain_text(produced)  # the How produced column
             expect(rows.nth(2)).to_contain_text("one per task (browser)")
             expect(rows.nth(2)).to_contain_text("partial")
             assert main.get_by_text("shuffled", exact=True).count() == 0

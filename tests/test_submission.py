@@ -119,7 +119,7 @@ def test_hostile_structure_and_sizes_are_one_line(tmp_path, split, one_video):
     authors = [{"video_path": one_video, "pred_label": "Yes"}, {"video_path": one_video, "pred_label": "No",
                                                                  "raw_response": "y" * (MAX_RESPONSE + 5)}]
     assert _error([_write(tmp_path, "r.json", json.dumps(authors, indent=1))], split).startswith(
-        "r.json:6: raw_response: 8197 characters")
+        f"r.json:6: raw_response: {MAX_RESPONSE + 5} characters")
 
 
 def test_in_memory_files(split, one_video):
