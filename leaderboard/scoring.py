@@ -202,6 +202,8 @@ def sacrebleu_signature() -> str:
 def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     """(resamples, n) counts of how often each record is drawn; the same for a given n and seed.
 
+    Resample b draws the records `numpy.random.default_rng(seed).integers(0, n, (resamples, n),
+    dtype=int32)[b]` (the contract `tests/test_bootstrap.py` checks against a plain loop).
     Cached (read-only): tables of equal size share their draws, which also makes `compare` paired.
     """
     rng = np.random.default_rng(seed)

@@ -543,6 +543,12 @@ def rescore(store: Store, split: Split, *, force: bool = False, bootstrap: int =
             continue
         try:
             result = score(stored_submission(store, row.id, split), split, bootstrap=bootstrap, seed=seed)
+            # What only the submitted files knew: their names and digests, and (same split) how
+            # many of their records matched no video of it.
+            result["files"] = row.result.get("files", result["files"])
+            if row.split_sha256 == split.sha256:
+                for task, counts in result["validation"].items():
+                    counts["unknown"] = row.result.get("validation", {}).get(task, {}).get("unknown", 0)
             store.update_result(row.id, result)
         except SubmissionError as exc:
             report.append(f"#{row.id} {row.model!r}: kept old scores: answers unreadable: {exc}")

@@ -81,3 +81,16 @@ def write_authors(folder: Path, responses: dict) -> list[Path]:
         path.write_text(json.dumps(records, indent=2))
         paths.append(path)
     return paths
+
+
+def write_mini_split(split_dir: Path, folder: Path, size: int) -> Path:
+    """The first `size` records of each task file; pre-crash records of the crash-localization videos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    loaded = {t.id: json.loads((Path(split_dir) / t.split_file()).read_text()) for t in TASKS}
+    loc_videos = {r["video"][0] for r in loaded["crash_localization"][:size]}
+    for task in TASKS:
+        records = loaded[task.id]
+        if task.id == "pre_crash_localization":
+            records = [r for r in records if r["video"][0] in loc_videos]
+        (folder / task.split_file()).write_text(json.dumps(records[:size]))
+    return folder

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 import reference_scorer
@@ -189,3 +190,22 @@ def test_bertscore_unavailable_is_null_not_zero(split, monkeypatch):
     result = score(sub, split, bootstrap=0, bertscore=True)
     assert result["protocols"]["paper"]["tasks"]["crash_description"]["bertscore_f1"] is None
     assert "cannot be reached" in result["bertscore"] or "not installed" in result["bertscore"]
+
+
+def test_sacrebleu_segment_sums_equal_corpus_score(split):
+    """The wrapper over sacreBLEU's public API: summed segment statistics give `corpus_score`'s BLEU
+    for any subset (how every source breakdown and bootstrap resample is scored)."""
+    import random
+
+    from sacrebleu.metrics import BLEU
+
+    from leaderboard.scoring import _sacrebleu, sacrebleu_segment
+
+    rng = random.Random(0)
+    refs = [r.answer for r in split.records["prevention_reasoning"][:200]]
+    hyps = [" ".join(rng.choices(refs[0].split() + ["the", "car", "."], k=rng.randint(0, 30))) for _ in refs]
+    stats = np.asarray([sacrebleu_segment(h, r) for h, r in zip(hyps, refs)], float)
+    for _ in range(5):
+        pick = sorted(rng.sample(range(len(refs)), rng.randint(1, len(refs))))
+        expected = BLEU().corpus_score([hyps[i] for i in pick], [[refs[i] for i in pick]]).score / 100
+        assert _sacrebleu(stats[pick].sum(axis=0)) == pytest.approx(expected, abs=1e-12)
