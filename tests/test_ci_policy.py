@@ -1,0 +1,44 @@
+"""The skip policy of `tests/conftest.py`: locally a skip shows its reason in the summary; under
+`CI=true` it is a failure, so CI cannot pass green without the test split or Chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_shared_split_is_there(split_dir):
+    """The split the scoring, submission, store and CLI tests read (they skip without it)."""
+    assert sorted(split_dir.glob("crashchat_dada_video_total_*_test.json")), f"no test files in {split_dir}"
+
+
+def _pytest(tmp_path, ci: bool) -> subprocess.CompletedProcess:
+    """This file's split test in a fresh pytest, the split pointed at a folder that does not exist."""
+    # the outer run's PYTEST_ADDOPTS could select this file again: recursion
+    env = {k: v for k, v in os.environ.items() if k != "CI" and not k.startswith("PYTEST_")}
+    env["CRASHCHAT_TEST_SPLIT_DIR"] = str(tmp_path / "no-split-here")
+    if ci:
+        env["CI"] = "true"
+    node = f"{Path(__file__).relative_to(REPO)}::test_the_shared_split_is_there"
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_missing_split_skips_with_its_reason_locally(tmp_path):
+    run = _pytest(tmp_path, ci=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"1 skipped: the shared test split is not at {tmp_path / 'no-split-here'}" in run.stdout
+    assert "1 skipped" in run.stdout.splitlines()[-1]
+
+
+def test_a_missing_split_fails_under_ci(tmp_path):
+    run = _pytest(tmp_path, ci=True)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert (f"CI=true: 1 failed instead of skipping: the shared test split is not at "
+            f"{tmp_path / 'no-split-here'}") in run.stdout
+    assert f"ERROR {Path(__file__).relative_to(REPO)}::test_the_shared_split_is_there" in run.stdout
+    assert "skipped" not in run.stdout.splitlines()[-1] and "1 error" in run.stdout.splitlines()[-1]
