@@ -37,6 +37,18 @@ def build_report(clip, model: "CrashChat", results: dict, generation: dict | Non
     return report
 
 
+def _asked(given: dict) -> str:
+    """How the model was asked, in a few words (the `input` block of the report)."""
+    formats = {"authors-eval": "as the authors' evaluation (split question with <video>, no system prompt)",
+               "chat-template": "with the model's own chat template"}
+    parts = [formats.get(given.get("prompt_format"), given.get("prompt_format") or "as the authors' evaluation")]
+    if "max_new_tokens" in given:
+        parts.append(f"up to {given['max_new_tokens']} new tokens")
+    if given.get("guided"):
+        parts.append("format-guided answers")
+    return ", ".join(parts)
+
+
 def _verdict(crash) -> str:
     return {True: "crash detected", False: "no crash detected", None: "recognition answer unreadable"}[crash]
 
@@ -50,6 +62,7 @@ def report_markdown(report: dict) -> str:
     lines += [
         f"- Video: {video['duration_s']:.1f} s, {video['frames']} frames analysed",
         f"- Model: {model['name']}{' (random weights)' if model['random_weights'] else ''}",
+        f"- Asked: {_asked(report.get('input') or {})}",
         f"- Verdict: **{_verdict(report['crash_detected'])}**",
         "",
     ]
