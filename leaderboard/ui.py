@@ -7,8 +7,9 @@ out Gradio components and wires them to those methods.
 Named API endpoints (usable from `gradio_client`):
 - `/submit` (files, model, link, notes, provenance=None) -> the scorer's JSON plus a
   `leaderboard` block;
-- `/leaderboard` (protocol = "paper") -> a list of row dicts (model, kind, coverage, headline
-  metrics), in the table's default order;
+- `/leaderboard` (protocol = "paper", details = False) -> a list of row dicts (model, kind,
+  coverage, headline metrics; with `details` also intervals, every metric and the provenance),
+  in the table's default order;
 - `/export_csv` (protocol = "paper") -> the CSV file of the table's default view.
 
 User text (model names, notes, links, file contents) is only ever shown in components that
@@ -419,10 +420,8 @@ def build(board: Board | None = None) -> Board:
     threading.Thread(target=board.warm, name="crashchat-board-warm", daemon=True).start()
     sort_choices = [c.label for c in table.main_columns()]
     task_choices = [(t.title, t.id) for t in TASKS]
-    read, api, heavy = ({"concurrency_id": QUEUES[k][0], "concurrency_limit": QUEUES[k][1]}
-                        for k in ("read", "api", "heavy"))
-    validate_q = {"concurrency_id": QUEUES["validate"][0], "concurrency_limit": QUEUES["validate"][1]}
-    submit_q = {"concurrency_id": QUEUES["submit"][0], "concurrency_limit": QUEUES["submit"][1]}
+    queue = {k: {"concurrency_id": name, "concurrency_limit": limit} for k, (name, limit) in QUEUES.items()}
+    read, api, heavy, validate_q, submit_q = (queue[k] for k in ("read", "api", "heavy", "validate", "submit"))
     private = {"api_visibility": "private"}
 
     gr.HTML(f"<style>{CSS}</style>", padding=False)

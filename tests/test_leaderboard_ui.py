@@ -355,6 +355,9 @@ def test_api_partial_rows_rank_last_and_csv_export(live_app, tmp_path, split):
                                             newline="")))
         assert [r["Model"] for r in exported] == ["'" + n if n == FORMULA else n for n in names]
         assert exported[names.index("one answer per task")]["Complete"] == "False"
+    for endpoint in ("/export_csv", "/leaderboard"):
+        with pytest.raises(Exception, match="loose|protocol"):
+            client.predict("loose", api_name=endpoint)
     # Re-laid-out copies add no row: CSV, and the same rows split over two files.
     csv_copy = tmp_path / "full.csv"
     rows = [json.loads(line) for line in full_path.read_text().splitlines()]
