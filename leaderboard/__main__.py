@@ -35,6 +35,8 @@ def score_command(argv: list[str]) -> int:
         return 2
     result = score(submission, split, bootstrap=args.bootstrap, bertscore=args.bertscore, seed=args.seed)
     print(render_text(result, args.protocol))
+    if args.bertscore and result["bertscore"] != "computed":
+        print(f"note: BERTScore not computed: {result['bertscore']}", file=sys.stderr)
     if args.json_out:
         try:
             args.json_out.write_text(json.dumps(result, indent=1))

@@ -707,7 +707,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = Store(args.db)
         if args.command == "list":
-            for row in store.rows(include_hidden=True):
+            rows = store.rows(include_hidden=True)
+            if not rows:
+                print(f"no verified rows yet in {store.path}")
+            for row in rows:
                 flag = " (hidden)" if row.hidden else ""
                 print(f"#{row.id}\t{row.model!r}{flag}\tscorer {row.scorer_version}\tsplit "
                       f"{row.split_sha256[:12]}\t{row.submitted_at}\tanswers {row.answers_sha256[:16]}")

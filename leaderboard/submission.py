@@ -209,6 +209,8 @@ def _load(item: FileInput, max_bytes: int) -> tuple[str, bytes]:
 
 
 def _records(name: str, data: bytes) -> Iterator[tuple[int, Task, str, Answer]]:
+    if b"\x00" in data[:8192]:  # a video, an archive, an image: no text format has NUL bytes
+        raise SubmissionError(f"{name}: not a text file (binary data); expected a JSON, JSONL or CSV prediction file")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from leaderboard.__main__ import main
 from submissions import random_responses, write_jsonl
@@ -36,3 +38,25 @@ def test_bad_split_dir(tmp_path, capsys):
     path.write_text("{}")
     assert main(["score", str(path), "--split-dir", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_says_what_a_user_needs_to_know(tmp_path, split_dir):
+    """A binary file is not a text file; an empty store says so."""
+    repo = Path(__file__).resolve().parents[1]
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    done = subprocess.run([sys.executable, "-m", "leaderboard", "score", str(video), "--split-dir", str(split_dir)],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "clip.mp4: not a text file" in done.stderr
+    listed = subprocess.run([sys.executable, "-m", "leaderboard.store", "list"], cwd=repo, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "CRASHCHAT_DB": str(tmp_path / "db.sqlite3")})
+    assert listed.returncode == 0 and "no verified rows yet" in listed.stdout
+
+
+def test_unavailable_bertscore_is_said_in_the_terminal(tmp_path, split_dir, monkeypatch, capsys):
+    from leaderboard import scoring
+
+    monkeypatch.setattr(scoring, "_bertscore", lambda pairs: (None, "roberta-large cannot be loaded (offline)"))
+    path = write_jsonl(tmp_path / "p.jsonl", random_responses(split_dir, seed=3, missing=0.9))
+    assert main(["score", str(path), "--split-dir", str(split_dir), "--bootstrap", "0", "--bertscore"]) == 0
+    assert "note: BERTScore not computed: roberta-large cannot be loaded (offline)" in capsys.readouterr().err
