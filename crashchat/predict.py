@@ -336,7 +336,8 @@ def wait_for_ranks(out: Path, shard: Shard, timeout_s: float, poll_s: float = 5.
         now = time.time()
         for r in sorted(waiting):
             alive = Path(str(shard.part(out, r)) + ".alive")
-            last = alive.stat().st_mtime if alive.exists() else began
+            # a mark older than this wait is a killed run's leftover: count from the wait's start
+            last = max(alive.stat().st_mtime, began) if alive.exists() else began
             if now - last > timeout_s:
                 raise RankTimeout(
                     f"rank {r} has shown no progress for {now - last:.0f} s (--rank-timeout {timeout_s:g}) and has "
