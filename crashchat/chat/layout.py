@@ -4,20 +4,22 @@ caller's `gr.Blocks` (`app.py`). The only part of `crashchat.chat` that imports 
 Each model request (Analyze, Send, a task button) runs as three steps: `lock` disables every
 control at once (outside the queue, so a second click cannot slip in), the request itself runs in
 the shared model queue (`concurrency_id="gpu"`, one job at a time; inside `spaces.GPU` on a
-ZeroGPU Space), and `unlock` enables again what the session allows: the model controls only with
+ZeroGPU Space, with a duration estimated from the clip and the tasks asked), and `unlock` enables again what the session allows: the model controls only with
 a readable video.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 from crashchat.chat.config import TabConfig
 from crashchat.chat.display import model_status, section_markdown
 from crashchat.chat.events import (OUT_OF_MEMORY, TimeLimitExceeded, analysis_views, analyze_report, chat_views,
                                    clear_chat_view, upload_view)
-from crashchat.chat.resources import example_clips, free_gpu_memory, get_model, needs_gpu, out_of_memory, zero_gpu
+from crashchat.chat.resources import example_clips, free_gpu_memory, get_model, needs_gpu, out_of_memory
 from crashchat.chat.state import KEEP, Session, View
+from crashchat.chat.zerogpu import analysis_batches, gpu, request_seconds, zero_gpu
 from crashchat.tasks import TASK_IDS, TASKS
 
 GPU_QUEUE = "gpu"  # concurrency id shared by every event that runs the model: one job per GPU
@@ -53,15 +55,6 @@ def max_upload_bytes() -> int:
     return VideoLimits().max_bytes
 
 
-def _gpu(fn: Callable, cfg: TabConfig) -> Callable:
-    """`spaces.GPU` around model work on a ZeroGPU Space; the function itself elsewhere."""
-    if not zero_gpu():
-        return fn
-    import spaces
-
-    return spaces.GPU(duration=int(cfg.time_limit_s) + 30)(fn)
-
-
 def build(model: str | None = None, config: TabConfig | None = None) -> None:
     """Lay out the chat tab inside the current `gr.Blocks` and wire its events."""
     import gradio as gr
@@ -70,8 +63,13 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
     blocked = needs_gpu(cfg)
     if zero_gpu():
         # ZeroGPU attaches a GPU only inside `spaces.GPU` calls, whose duration could not cover a
-        # first download; it expects weights placed on "cuda" at startup, outside those calls.
-        get_model(cfg.model)
+        # download; it expects the weights moved to "cuda" at startup, outside those calls.
+        from crashchat.weights import ModelLoadError
+
+        try:
+            get_model(cfg.model)
+        except ModelLoadError as exc:  # the leaderboard tab stays up; each request says why
+            print(f"chat tab: the model could not be loaded at startup: {exc}", file=sys.stderr)
 
     # --- components, top to bottom ---
     session = gr.State(Session())
@@ -189,26 +187,39 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
 
     private = {"api_visibility": "private"}
     quick = {"queue": False, "show_progress": "hidden", **private}
-    gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1, **private}
+    queue = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1, **private}
 
-    def run(trigger, fn: Callable, inputs: list, outs: list) -> None:
+    # ZeroGPU durations, from each function's own arguments: the clip's frames, the tasks asked
+    def analysis_s(state, *_, **__):
+        return request_seconds(cfg, state.video, analysis_batches(TASK_IDS))
+
+    def question_s(message, state, *_, **__):  # one question, decoded alone
+        return request_seconds(cfg, state.video, [1])
+
+    def task_s(state, *_, **__):
+        return request_seconds(cfg, state.video, [1])
+
+    def api_s(video_file, *_, **__):
+        return request_seconds(cfg, video_file, analysis_batches(TASK_IDS))
+
+    def run(trigger, fn: Callable, duration: Callable, inputs: list, outs: list) -> None:
         trigger(lock, None, controls, **quick).then(
-            _gpu(fn, cfg), inputs, outs, show_progress_on=[status_md], **gpu).then(
+            gpu(fn, duration), inputs, outs, show_progress_on=[status_md], **queue).then(
             unlock, [session], controls, **quick)
 
     # the upload check shows its progress on its own line; the model controls wait for its verdict
     upload.change(lambda: model_control_values(False), None, model_controls, **quick).then(
         on_upload, [upload], outputs + model_controls, show_progress_on=[upload_md], **private)
     chatbot.clear(on_clear, [session], outputs, show_progress="hidden", **private)
-    run(analyze_btn.click, on_analyze, [session], outputs)
+    run(analyze_btn.click, on_analyze, analysis_s, [session], outputs)
     for trigger in (question.submit, send_btn.click):
-        run(trigger, on_question, [question, session], outputs + [question])
+        run(trigger, on_question, question_s, [question, session], outputs + [question])
     for task_id, btn in task_btns.items():
-        run(btn.click, on_task(task_id), [session], outputs)
+        run(btn.click, on_task(task_id), task_s, [session], outputs)
 
     # `/analyze` for gradio_client: a file in, the report JSON out (hidden components carry the types).
     api_file = gr.File(visible=False, label="video")
     api_out = gr.JSON(visible=False, label="report")
     api_btn = gr.Button(visible=False)
-    api_btn.click(_gpu(api_analyze, cfg), [api_file], [api_out], api_name="analyze",
+    api_btn.click(gpu(api_analyze, api_s), [api_file], [api_out], api_name="analyze",
                   concurrency_id=GPU_QUEUE, concurrency_limit=1)

@@ -3,19 +3,19 @@ uploads, the example clips, and the GPU checks.
 
 The model loads on first use, and later callers wait for that load. On a Hugging Face ZeroGPU
 Space (`SPACES_ZERO_GPU` set and `spaces` importable) the GPU is attached only inside `spaces.GPU`
-calls, so the layout loads the model at startup there instead.
+calls, so the layout loads the model at startup there instead, on the CPU, and moves it as
+ZeroGPU expects (`crashchat.chat.zerogpu`).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crashchat.chat.config import TabConfig
+from crashchat.chat.zerogpu import zero_gpu
 
 if TYPE_CHECKING:
     from crashchat.model import CrashChat
@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 
 _MODELS: dict[str, "CrashChat"] = {}
 _MODEL_LOCK = threading.Lock()
-
-
-def zero_gpu() -> bool:
-    """True on a Hugging Face ZeroGPU Space (the GPU is attached only inside `spaces.GPU` calls)."""
-    return "SPACES_ZERO_GPU" in os.environ and importlib.util.find_spec("spaces") is not None
 
 
 def gpu_available() -> bool:
@@ -53,9 +48,14 @@ def get_model(name: str) -> "CrashChat":
     """The process-wide model `name`, loaded on first call (later callers wait for that load)."""
     with _MODEL_LOCK:
         if name not in _MODELS:
-            from crashchat.loading import ModelConfig, load_model
+            if zero_gpu():
+                from crashchat.chat import zerogpu
 
-            _MODELS[name] = load_model(ModelConfig(name=name, device="cuda" if zero_gpu() else None))
+                _MODELS[name] = zerogpu.load_model(name)
+            else:
+                from crashchat.loading import ModelConfig, load_model
+
+                _MODELS[name] = load_model(ModelConfig(name=name))
         return _MODELS[name]
 
 
