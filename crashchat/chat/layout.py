@@ -174,13 +174,14 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
         return ask
 
     def api_analyze(video_file):
+        # the caller gets the one-line reason; the server log no traceback (nothing went wrong here)
         try:
             return analyze_report(cfg, video_file)
         except (ValueError, TimeLimitExceeded) as exc:  # bad video, no GPU, model not loadable, time limit
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         except out_of_memory():
             free_gpu_memory()
-            raise gr.Error(OUT_OF_MEMORY) from None
+            raise gr.Error(OUT_OF_MEMORY, print_exception=False) from None
 
     def on_clear(state):
         return render(clear_chat_view(cfg, state))

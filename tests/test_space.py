@@ -1,0 +1,335 @@
+"""Deploying as a Hugging Face Space (issue 15).
+
+- The README's front matter, read as the Hub's library reads it (`huggingface_hub.SpaceCard`),
+  agrees with requirements.txt, pyproject.toml, `.ci/run` and the model ids in the code.
+- `.ci/run`'s Python 3.10 check (vermin) fails on a 3.11-only call.
+- A smoke test starts `python app.py` as a Space starts it (`SPACE_ID`, `GRADIO_SERVER_NAME=0.0.0.0`,
+  a port from `GRADIO_SERVER_PORT`, no arguments, a fresh database, no local split but the
+  download cache already filled) and uses both tabs through `gradio_client`, with results synced
+  to a dataset repository through a LOCAL STAND-IN for the Hub (`tests/test_store.py`'s
+  `LocalHub`, given to `HubSync` in the app's process by a `sitecustomize` module on
+  `PYTHONPATH`): no network, the real `HubSync` and `CommitScheduler` code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+# --- the front matter ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def card():
+    """The README's YAML front matter as the Hub's own library parses it."""
+    from huggingface_hub import SpaceCard
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n"), "README.md must start with the Space's YAML front matter"
+    return SpaceCard(text).data
+
+
+def _requirement(name: str) -> str:
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        found = re.match(rf"{re.escape(name)}\s*==\s*([\w.]+)", line.split("#")[0].strip())
+        if found:
+            return found.group(1)
+    raise AssertionError(f"requirements.txt does not pin {name}==VERSION")
+
+
+def test_sdk_version_is_the_gradio_that_requirements_pin_and_the_tests_run(card):
+    import gradio
+
+    assert card.sdk == "gradio" and card.app_file == "app.py" and (REPO / card.app_file).is_file()
+    assert isinstance(card.sdk_version, str), "quote sdk_version: YAML reads 6.3 as a number"
+    assert card.sdk_version == _requirement("gradio") == gradio.__version__
+
+
+def test_python_version_is_the_supported_minimum_everywhere(card):
+    """A string ("3.10"; unquoted YAML reads 3.10 as the number 3.1), equal to pyproject's
+    requires-python floor and to the target `.ci/run` checks with vermin."""
+    try:
+        import tomllib  # novermin (3.11+; 3.10 falls back to tomli below)
+    except ModuleNotFoundError:
+        import tomli as tomllib
+
+    assert isinstance(card.python_version, str) and re.fullmatch(r"3\.\d+", card.python_version)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == f">={card.python_version}"
+    assert f"--target={card.python_version}-" in _vermin_command()
+    assert sys.version_info >= tuple(int(p) for p in card.python_version.split("."))
+
+
+def test_hardware_colours_and_description_are_values_the_hub_accepts(card):
+    from huggingface_hub import SpaceHardware
+
+    assert card.get("suggested_hardware") in {h.value for h in SpaceHardware}
+    assert card.get("colorFrom") in {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    assert card.get("colorTo") in {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    assert len(card.get("short_description", "")) <= 60
+    assert re.fullmatch(r"\d+(m|h)", card.get("startup_duration_timeout", "30m"))
+    tags = card.get("tags")
+    assert tags and all(isinstance(t, str) and re.fullmatch(r"[a-z0-9-]+", t) for t in tags)
+
+
+def test_models_and_preloads_are_the_weights_the_code_loads(card):
+    """`models:` links the base and the adapter repos; `preload_from_hub:` fetches at build time
+    the base repo and, of the adapter repo, the files `crashchat.loading` reads from the two
+    checkpoints it uses (file names assumed, see the README's Deploy section)."""
+    from crashchat.convert import ADAPTER_PATTERNS
+    from crashchat.weights import ADAPTER_REPO, ADAPTER_SUBFOLDERS, BASE_REPO
+
+    assert sorted(card.models) == sorted([BASE_REPO, ADAPTER_REPO])
+    preload = {}
+    for entry in card.get("preload_from_hub"):
+        repo, *rest = entry.split()
+        assert len(rest) <= 2 and repo not in preload, entry  # "repo [file1,file2 [revision]]"
+        preload[repo] = rest[0].split(",") if rest else None
+    assert set(preload) == {BASE_REPO, ADAPTER_REPO}
+    assert preload[BASE_REPO] is None  # the whole base (its shard names are not known in advance)
+    files = preload[ADAPTER_REPO]
+    assert len(files) == len(set(files))
+    by_folder: dict[str, set[str]] = {}
+    for path in files:
+        folder, _, name = path.rpartition("/")
+        assert name in ADAPTER_PATTERNS, f"{path}: not a file crashchat.loading reads"
+        by_folder.setdefault(folder, set()).add(name)
+    assert set(by_folder) == set(ADAPTER_SUBFOLDERS.values())
+    for folder, names in by_folder.items():
+        assert {"adapter_config.json", "non_lora_trainables.bin"} <= names, folder
+        assert names & {"adapter_model.bin", "adapter_model.safetensors"}, folder
+
+
+# --- Python 3.10 ----------------------------------------------------------------------------------------
+
+
+def _vermin_command() -> list[str]:
+    lines = [line for line in (REPO / ".ci/run").read_text().splitlines() if line.startswith("vermin ")]
+    assert len(lines) == 1, ".ci/run must run vermin once"
+    return shlex.split(lines[0])
+
+
+def test_the_ci_python_check_fails_on_a_call_newer_than_the_target(tmp_path):
+    if shutil.which("vermin") is None:
+        pytest.skip("vermin is not installed (pip install -r requirements-dev.txt)")
+    command = [arg for arg in _vermin_command() if arg.startswith("-")]  # the flags, on our own files
+    (tmp_path / "new.py").write_text("import tomllib\nfrom datetime import UTC\n")
+    (tmp_path / "old.py").write_text("from __future__ import annotations\n\ndef f(x: int | None) -> str:\n"
+                                     "    return f'{x}'.removeprefix('1')\n")
+    bad = subprocess.run(["vermin", *command, str(tmp_path / "new.py")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "'tomllib' module requires" in bad.stdout
+    good = subprocess.run(["vermin", *command, str(tmp_path / "old.py")], capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stdout
+
+
+# --- the app started as a Space ---------------------------------------------------------------------------
+
+HUB_STAND_IN = '''"""STAND-IN for the Hugging Face Hub, written by tests/test_space.py: loaded by Python at start-up
+(sitecustomize, through PYTHONPATH) in the app's process only, it gives the results sync
+(`leaderboard.store.HubSync.from_env`) tests/test_store.py's LocalHub as its `api`: a real `HfApi`
+whose network methods write to and read from the folder named by CRASHCHAT_TEST_LOCAL_HUB.
+NOT the Hub; no network."""
+import os
+import sys
+from pathlib import Path
+
+_folder = os.environ.pop("CRASHCHAT_TEST_LOCAL_HUB", None)  # popped: child processes use no hub
+if _folder:
+    sys.path[:0] = [{tests!r}, {repo!r}]  # before app.py's folder is added: test_store imports leaderboard
+    from leaderboard.store import HubSync
+    from test_store import LocalHub
+
+    _from_env = HubSync.from_env.__func__
+
+    def _with_local_hub(cls, store):
+        sync = _from_env(cls, store)
+        if sync is not None:
+            sync.api = LocalHub(Path(_folder))
+            print(f"hub stand-in: HubSync.api -> LocalHub({{_folder}})", file=sys.stderr)
+        return sync
+
+    HubSync.from_env = classmethod(_with_local_hub)
+'''
+
+RESULTS_REPO = "tester/crashchat-results"
+
+
+HOT_RELOAD_WITHOUT_SPACES = "`spaces` package is required to run hot-reloading in Spaces"
+
+
+def unexpected_tracebacks(log: str) -> list[str]:
+    """The log's tracebacks, less one: with `SPACE_ID` set Gradio starts its Spaces hot-reload
+    watcher, which needs the `spaces` package that a Space installs with the Gradio SDK and that
+    this test environment lacks (that thread fails; the app does not depend on it)."""
+    blocks = re.split(r"\n(?=Exception in thread|Traceback \(most recent call last\))", log)
+    return [b for b in blocks if "Traceback" in b and HOT_RELOAD_WITHOUT_SPACES not in b]
+
+
+class SpaceApp:
+    """`python app.py`, no arguments, in the environment a Space gives it."""
+
+    def __init__(self, tmp: Path, split_dir: Path, *, model: str | None):
+        from leaderboard.split import COMMIT
+
+        self.tmp, self.remote = tmp, tmp / "remote-dataset"
+        self.db = tmp / "data" / "leaderboard.sqlite3"  # fresh: nothing there yet
+        cache = tmp / "cache"
+        # The split as the app's first use leaves it: the six files in the verified download
+        # cache (`leaderboard.split.cache_dir()` under CRASHCHAT_CACHE); no local split folder.
+        self.split_cache = cache / "split" / COMMIT[:12]
+        self.split_cache.mkdir(parents=True)
+        for file in sorted(split_dir.glob("crashchat_dada_video_total_*_test.json")):
+            shutil.copy(file, self.split_cache / file.name)
+        stand_in = tmp / "hub-stand-in"
+        stand_in.mkdir()
+        (stand_in / "sitecustomize.py").write_text(HUB_STAND_IN.format(tests=str(TESTS), repo=str(REPO)))
+        from live_app import free_port
+
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("CRASHCHAT_", "GRADIO_", "SPACES_", "PYTEST_"))}
+        self.env.update(
+            SPACE_ID="tester/crashchat", SPACE_AUTHOR_NAME="tester", SYSTEM="spaces",
+            GRADIO_SERVER_NAME="0.0.0.0", GRADIO_SERVER_PORT=str(self.port), GRADIO_ANALYTICS_ENABLED="False",
+            GRADIO_TEMP_DIR=str(tmp / "gradio-tmp"),
+            CRASHCHAT_DB=str(self.db), CRASHCHAT_CACHE=str(cache), CRASHCHAT_EXAMPLES_DIR=str(tmp / "examples"),
+            CRASHCHAT_RESULTS_REPO=RESULTS_REPO, HF_TOKEN="hf_local_stand_in", CRASHCHAT_SYNC_MINUTES="0.02",
+            CRASHCHAT_ADMIN_TOKEN="space-admin", CRASHCHAT_TEST_LOCAL_HUB=str(self.remote),
+            HF_HUB_OFFLINE="1",  # nothing leaves this machine; the results repo is the stand-in
+            PYTHONPATH=os.pathsep.join([str(stand_in), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        )
+        if model:
+            self.env["CRASHCHAT_MODEL"] = model
+        self.log = tmp / "space.log"
+        self.proc = None
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> str:
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as page:
+                    assert page.status == 200 and b"CrashChat" in page.read()
+                    return self.url
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(f"the Space did not start:\n{self.log.read_text()[-3000:]}") from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def remote_models(self) -> list[str] | None:
+        """Models in the database the stand-in Hub holds; None while it is absent or half written."""
+        from leaderboard.store import DB_NAME, Store
+
+        path = self.remote / DB_NAME
+        if not path.is_file():
+            return None
+        copy = self.tmp / "remote-read.sqlite3"
+        shutil.copy(path, copy)
+        try:
+            return sorted(r.model for r in Store(copy).rows())
+        except (sqlite3.Error, Exception):  # noqa: BLE001 - a file caught mid-write: read again
+            return None
+        finally:
+            copy.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def stored_results(tmp_path, split):
+    """The results dataset as an earlier run of the Space left it: one verified row."""
+    from leaderboard.store import DB_NAME, Store, submit
+    from test_store import write_submission
+
+    remote = tmp_path / "remote-dataset"
+    remote.mkdir()
+    submit(Store(remote / DB_NAME), [write_submission(tmp_path / "earlier.jsonl", split, seed=7, share=0.003)],
+           "stored before restart", split=split, bootstrap=0)
+    for extra in remote.glob(f"{DB_NAME}-*"):  # WAL/SHM side files: the Hub holds one file
+        extra.unlink()
+    return remote
+
+
+def test_cpu_space_serves_the_leaderboard_syncs_results_and_the_chat_says_it_needs_a_gpu(
+        tmp_path, split_dir, split, stored_results, crash_clip):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    from test_store import write_submission
+
+    space = SpaceApp(tmp_path, split_dir, model=None)  # the default model: crashchat, on a CPU
+    before = sorted(p.name for p in space.split_cache.iterdir())
+    space.start()
+    try:
+        client = Client(space.url, verbose=False, download_files=False)
+        log = space.log.read_text()
+        assert "hub stand-in: HubSync.api -> LocalHub" in log
+        assert f"restored 1 rows from {RESULTS_REPO}" in log and "a commit at most every" in log
+
+        # the leaderboard tab: the restored row and the paper's rows, a new submission scored
+        rows = client.predict(api_name="/leaderboard")
+        assert {r["kind"] for r in rows} == {"reported", "verified"}
+        assert [r["model"] for r in rows if r["kind"] == "verified"] == ["stored before restart"]
+        result = client.predict(files=[handle_file(str(write_submission(tmp_path / "new.jsonl", split, seed=8,
+                                                                        share=0.003)))],
+                                model="submitted on the Space", api_name="/submit")
+        assert result["leaderboard"]["added"] and result["split"]["official"]
+        assert "submitted on the Space" in [r["model"] for r in client.predict("strict", api_name="/leaderboard")]
+        # the split came from the filled cache: nothing downloaded, nothing added
+        assert sorted(p.name for p in space.split_cache.iterdir()) == before
+
+        # the submission reaches the results repository (CommitScheduler, every 0.02 min)
+        deadline = time.monotonic() + 60
+        while space.remote_models() != ["stored before restart", "submitted on the Space"]:
+            assert time.monotonic() < deadline, f"not synced: {space.remote_models()}\n{space.log.read_text()[-2000:]}"
+            time.sleep(0.5)
+
+        # the chat tab: the real model on a CPU is refused in one plain sentence
+        with pytest.raises(AppError, match="needs a GPU"):
+            client.predict(handle_file(str(crash_clip)), api_name="/analyze")
+    finally:
+        space.stop()
+    assert not unexpected_tracebacks(space.log.read_text())
+
+
+def test_cpu_space_with_the_tiny_model_answers_the_chat_api(tmp_path, split_dir, crash_clip):
+    from gradio_client import Client, handle_file
+
+    from crashchat.tasks import TASK_IDS
+
+    space = SpaceApp(tmp_path, split_dir, model="tiny-random")
+    space.env["CRASHCHAT_MAX_NEW_TOKENS"] = "8"
+    space.start()
+    try:
+        client = Client(space.url, verbose=False, download_files=False)
+        report = client.predict(handle_file(str(crash_clip)), api_name="/analyze")
+        assert set(report["tasks"]) == set(TASK_IDS) and report["model"]["random_weights"]
+        assert client.predict(api_name="/leaderboard")  # the other tab answers too
+    finally:
+        space.stop()
+    assert not unexpected_tracebacks(space.log.read_text())
