@@ -5,8 +5,9 @@ scheduler). These tests write a stand-in `spaces` package into a temporary folde
 `sys.path`: it attaches no GPU and runs each function in the same process, but it records what the
 real one is given: which functions are decorated with `spaces.GPU(duration=...)`, and the
 duration each call asks for, computed (as the real one does) by calling `duration` with the
-call's own arguments before the function runs. The GPU move is replaced by a move to "cpu:0".
-The compiled fast path being off on ZeroGPU is tested in `tests/test_batching.py`.
+call's own arguments before the function runs; and, as the real one sends them to and from its
+forked GPU worker, it pickles the arguments and every result. The GPU move is replaced by a move
+to "cpu:0". The compiled fast path being off on ZeroGPU is tested in `tests/test_batching.py`.
 """
 
 from __future__ import annotations
@@ -25,13 +26,21 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 STAND_IN = '''
 """STAND-IN for Hugging Face's `spaces` package, written by tests/test_zerogpu.py. NOT the real one:
-it attaches no GPU; it records each `GPU(duration=...)` decoration and the duration each call asks."""
+it attaches no GPU and runs the function in this process; it records each `GPU(duration=...)`
+decoration and the duration each call asks, and pickles arguments and results as the real one does."""
 import functools
 import inspect
+import pickle
 
 STAND_IN = True
 decorated = []  # names of the decorated functions
 asked = []      # (function name, seconds asked) per call, in call order
+
+
+def crossed(value):
+    """What comes out of a process boundary: the real one runs the function in a forked worker,
+    its arguments and each result pickled across."""
+    return pickle.loads(pickle.dumps(value))
 
 
 def GPU(task=None, *, duration=None, size=None):
@@ -40,17 +49,19 @@ def GPU(task=None, *, duration=None, size=None):
             seconds = duration(*args, **kwargs) if callable(duration) else duration
             assert isinstance(seconds, int) and seconds > 0, f"duration {seconds!r} for {fn.__name__}"
             asked.append((fn.__name__, seconds))
+            return crossed((args, kwargs))
 
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
-                ask(args, kwargs)
-                yield from fn(*args, **kwargs)
+                args, kwargs = ask(args, kwargs)
+                for value in fn(*args, **kwargs):
+                    yield crossed(value)
         else:
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
-                ask(args, kwargs)
-                return fn(*args, **kwargs)
+                args, kwargs = ask(args, kwargs)
+                return crossed(fn(*args, **kwargs))
         wrapper.stand_in_gpu = True
         decorated.append(fn.__name__)
         return wrapper
@@ -84,10 +95,6 @@ def cfg(tmp_path) -> config.TabConfig:
     for name, scene, seconds, seed in EXAMPLES:  # small stand-ins for the app's example clips
         write_clip(tmp_path / "examples" / name, seconds=1.0, scene=scene, seed=seed)
     return config.TabConfig(model="tiny-random", max_new_tokens=4, examples_dir=tmp_path / "examples")
-
-
-def no_progress(*args, **kwargs):
-    pass
 
 
 def test_off_zero_gpu_nothing_is_wrapped_and_spaces_is_never_imported(monkeypatch):
@@ -128,6 +135,8 @@ def test_zero_gpu_loads_at_startup_on_the_cpu_and_decorates_every_model_call(sta
 
     def event(name):
         return next(f.fn for f in gpu_fns if f.fn.__wrapped__.__name__ == name)
+
+    no_progress = gr.Progress()  # what Gradio passes (outside a request it reports nothing)
 
     # each call asks for a duration computed from its own clip and tasks, before it runs
     short, long = str(crash_clip), str(write_clip(tmp_path / "long.mp4", seconds=6.0, scene="crash"))
