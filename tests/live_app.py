@@ -19,6 +19,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch(args: list[str], env: dict, url: str, log: Path, timeout_s: float = 180.0) -> subprocess.Popen:
+    """`python app.py ARGS` in the repository with `env`, logging to `log`; returns once `url` answers."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as page:
+                if page.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            terminate(proc)
+            raise AssertionError(f"app did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def terminate(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class LiveApp:
     """`python app.py` on a free localhost port with its own CRASHCHAT_DB; can be restarted."""
 
@@ -35,27 +64,10 @@ class LiveApp:
         env.pop("CRASHCHAT_RESULTS_REPO", None)
         env.update(self.extra_env)
         self.log = self.db.parent / f"app-{port}.log"
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(self.url, timeout=2):
-                    return self.url
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise AssertionError(f"app did not start:\n{self.log.read_text()[-3000:]}") from None
-                time.sleep(0.3)
+        self.proc = launch(["--port", str(port)], env, self.url, self.log)
+        return self.url
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        terminate(self.proc)
+        self.proc = None

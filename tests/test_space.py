@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from live_app import free_port, launch, terminate
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -197,8 +198,6 @@ class SpaceApp:
         stand_in = tmp / "hub-stand-in"
         stand_in.mkdir()
         (stand_in / "sitecustomize.py").write_text(HUB_STAND_IN.format(tests=str(TESTS), repo=str(REPO)))
-        from live_app import free_port
-
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("CRASHCHAT_", "GRADIO_", "SPACES_", "PYTEST_"))}
@@ -219,30 +218,14 @@ class SpaceApp:
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> str:
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as page:
-                    assert page.status == 200 and b"CrashChat" in page.read()
-                    return self.url
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise AssertionError(f"the Space did not start:\n{self.log.read_text()[-3000:]}") from None
-                time.sleep(0.3)
+        self.proc = launch([], self.env, self.url, self.log)
+        with urllib.request.urlopen(self.url, timeout=5) as page:
+            assert b"CrashChat" in page.read()
+        return self.url
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        terminate(self.proc)
+        self.proc = None
 
     def remote_models(self) -> list[str] | None:
         """Models in the database the stand-in Hub holds; None while it is absent or half written."""
