@@ -9,6 +9,7 @@ Authors'-layout checkpoints are converted once into the cache (`crashchat.conver
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def load_model(cfg: ModelConfig) -> "CrashChat":
     else:
         base_dir = resolve_base(cfg)
         cuda = device.startswith("cuda")
-        if not cuda:
+        if not cuda and "SPACES_ZERO_GPU" not in os.environ:  # ZeroGPU: loaded on the CPU, moved per request
             print(f"warning: running {cfg.name} on {device}: expect minutes per answer (a GPU is advised)",
                   file=sys.stderr)
         # bf16 on GPU as the authors ran it; on CPU the checkpoint's own dtype (bf16 for the 7B:
