@@ -31,7 +31,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linguistic", help="linguistic adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--perception", help="perception adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
-    parser.add_argument("--cache-dir", help="where converted checkpoints go (default ~/.cache/crashchat)")
+    parser.add_argument("--cache-dir", help="where converted checkpoints go (default $CRASHCHAT_CACHE, else $XDG_CACHE_HOME/crashchat, else ~/.cache/crashchat)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="hf: models only: allow the checkpoint's own Python code (off by default)")
     parser.add_argument("--max-pixels", type=int,
