@@ -154,7 +154,7 @@ def test_frames_and_labels_match_the_authors_loader(oracle_clip, name, monkeypat
         if backend == "pyav":
             monkeypatch.setattr(video, "_decode_decord", _no_decord)
         clip = load_video(path)
-        assert clip.backend == backend
+        assert clip.backend == ("pyav" if path.suffix == ".avi" else backend)  # AVI never goes to decord
         assert numbers(clip.frames) == authors.numbers, backend
         assert list(clip.source_indices) == authors.numbers  # synthetic frame i carries the number i
         assert (clip.filtered_frames, list(clip.filter_indices)) == (authors.filtered, authors.kept)
@@ -260,7 +260,8 @@ def test_every_supported_container(tmp_path, suffix, monkeypatch):
     path = write_clip(tmp_path / f"c{suffix}", seconds=2.0, fps=25)
     expected = [int(np.ceil(2.5 * (k + 1))) - 1 for k in range(20)]  # the last frame of each 0.1 s
     clip = load_video(path)
-    assert clip.backend == "decord" and numbers(clip.frames) == expected
+    # AVI goes to PyAV: decord's seeking in AVI returned neighbouring frames under load (flaky)
+    assert clip.backend == ("pyav" if suffix == ".avi" else "decord") and numbers(clip.frames) == expected
     monkeypatch.setattr(video, "_decode_decord", _no_decord)
     assert numbers(load_video(path).frames) == expected
 
