@@ -87,7 +87,8 @@ def model_config(args):
     from crashchat.loading import ModelConfig
 
     if args.model.startswith(PREFIX):
-        given = [f"--{n}" for n in ("base", "linguistic", "perception", "cache_dir") if getattr(args, n, None)]
+        given = [f"--{n.replace('_', '-')}" for n in ("base", "linguistic", "perception", "cache_dir")
+                 if getattr(args, n, None)]
         if given:
             raise ValueError(f"{', '.join(given)}: CrashChat options; an hf: model is loaded as it is")
         return GenericConfig(source=args.model[len(PREFIX):], device=args.device,

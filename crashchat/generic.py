@@ -129,6 +129,12 @@ def load_generic(cfg: GenericConfig) -> "GenericVideoLLM":
                            max_pixels=cfg.max_pixels, trust_remote_code=trust)
 
 
+def chat_text(processor, question: str) -> str:
+    """The model's own chat template: the video, then the question without the `<video>` tag."""
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": strip_video_tag(question)}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 @dataclass
 class FramePreparer:
     """What a generic model needs of a clip before its own processor: the frames (capped) and their metadata."""
@@ -208,9 +214,7 @@ class GenericVideoLLM:
         return FramePreparer(self.max_pixels)
 
     def chat_text(self, question: str) -> str:
-        """The model's own chat template: the video, then the question without the `<video>` tag."""
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": strip_video_tag(question)}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return chat_text(self.processor, question)
 
     def inputs(self, prepared: GenericPrepared, question: str) -> dict:
         import torch

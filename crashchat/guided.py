@@ -186,12 +186,13 @@ class PerRow:
         return scores
 
 
-def guided_rows(kinds: list[str], tokenizer, *, duration: float, end_ids: list[int]) -> dict:
-    """`generate` arguments guiding each row of a batch by its task kind ({} when no row is guided)."""
+def guided_rows(rows: list[tuple[str, float]], tokenizer, *, end_ids: list[int]) -> dict:
+    """`generate` arguments guiding each row of a batch by its (task kind, clip duration); {} when
+    no row is guided. Rows may be about clips of different lengths (`predict --batch-videos`)."""
     from transformers import LogitsProcessorList
 
-    rows = [GuidedAnswer(k, tokenizer, duration=duration, end_ids=end_ids) if k in GUIDED_KINDS else None
-            for k in kinds]
-    if not any(rows):
+    guides = [GuidedAnswer(kind, tokenizer, duration=duration, end_ids=end_ids) if kind in GUIDED_KINDS else None
+              for kind, duration in rows]
+    if not any(guides):
         return {}
-    return {"logits_processor": LogitsProcessorList([PerRow(rows)])}
+    return {"logits_processor": LogitsProcessorList([PerRow(guides)])}

@@ -79,18 +79,14 @@ def crashchat_view(processor, clip, tasks: Sequence[str]) -> dict:
 
 def generic_view(model_or_processor, clip, tasks: Sequence[str], max_pixels: int | None = None) -> dict:
     """An `hf:` model's view: its own processor and chat template (video, then the untagged question)."""
-    from crashchat.generic import GenericVideoLLM, resize_frames
+    from crashchat.generic import GenericVideoLLM, chat_text, resize_frames
 
     processor = model_or_processor.processor if isinstance(model_or_processor, GenericVideoLLM) else model_or_processor
     frames = resize_frames(clip.frames, max_pixels)
     video_token = getattr(processor, "video_token", "<video>")
     prompts, counts = {}, {}
     for task_id in tasks:
-        from crashchat.records import strip_video_tag
-
-        messages = [{"role": "user", "content": [{"type": "video"},
-                                                 {"type": "text", "text": strip_video_tag(get_task(task_id).question)}]}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = chat_text(processor, get_task(task_id).question)
         batch = processor(text=[text], videos=[frames], video_metadata=[clip.metadata()], do_sample_frames=False,
                           return_tensors="pt")
         shown = processor.tokenizer.decode(batch["input_ids"][0])

@@ -65,12 +65,16 @@ class CrashChat:
         """The chat text with the video placeholder in the first user turn (no system prompt)."""
         return chat_text(self.processor, question, history)
 
+    def prompt_ids(self, prepared: Prepared, question: str, history: Sequence[tuple[str, str]] = ()) -> dict:
+        """Token ids and attention mask of the whole prompt (the expanded video included), on the CPU."""
+        text = chat_text(self.processor, question, history, prepared)
+        return dict(self.tokenizer(text, return_tensors="pt", add_special_tokens=False))
+
     def inputs(self, prepared: Prepared, question: str, history: Sequence[tuple[str, str]] = ()) -> dict:
         """Model inputs (on the model's device) for one question about a prepared clip."""
         import torch
 
-        text = chat_text(self.processor, question, history, prepared)
-        ids = self.processor.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        ids = self.prompt_ids(prepared, question, history)
         out = {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"], **prepared.video_inputs}
         dtype = next(self.model.parameters()).dtype
         return {k: (v.to(self.device, dtype) if torch.is_floating_point(v) else v.to(self.device))
@@ -368,7 +372,8 @@ class Session:
         import torch
 
         prefix = self.prefixes[clip]
-        ids = self.chat.inputs(prefix.prepared, question)["input_ids"]
+        # the ids alone: the clip's pixels are already in the prefix cache, no need to move them again
+        ids = self.chat.prompt_ids(prefix.prepared, question)["input_ids"].to(prefix.ids.device)
         if ids.shape[1] > prefix.length and torch.equal(ids[:, :prefix.length], prefix.ids):
             return ids[0, prefix.length:]
         return None

@@ -110,10 +110,8 @@ def _answer_run(model, prepared: Sequence, group: str, run: Sequence[tuple[int, 
     start = time.perf_counter()
     options = {"max_new_tokens": max_new_tokens}
     if guided:
-        kinds = [get_task(t).kind for _, t, _ in run]
-        durations = {float(prepared[i].clip.duration_s) for i, _, _ in run}
-        options.update(guided_rows(kinds, model.tokenizer, duration=min(durations), end_ids=model.stop_ids)
-                       if len(durations) == 1 else _guided_per_clip(model, prepared, run))
+        rows = [(get_task(t).kind, float(prepared[i].clip.duration_s)) for i, t, _ in run]
+        options.update(guided_rows(rows, model.tokenizer, end_ids=model.stop_ids))
     guard = RepetitionStop() if repetition_stop else None
     if guard is not None:
         options.update(repetition_options(guard))
@@ -132,20 +130,6 @@ def _answer_run(model, prepared: Sequence, group: str, run: Sequence[tuple[int, 
         yield i, task_id, {"group": group, "response": response, "parsed": _jsonable(get_task(task_id).parse(response)),
                            "skipped": False, "seconds": seconds,
                            "stopped": "repetition" if guard is not None and row in guard.rows else None}
-
-
-def _guided_per_clip(model, prepared: Sequence, run: Sequence[tuple[int, str, str]]) -> dict:
-    """Per-row guidance when the rows are about clips of different lengths."""
-    from transformers import LogitsProcessorList
-
-    from crashchat.guided import GUIDED_KINDS, GuidedAnswer, PerRow
-
-    rows = []
-    for i, task_id, _ in run:
-        kind = get_task(task_id).kind
-        rows.append(GuidedAnswer(kind, model.tokenizer, duration=float(prepared[i].clip.duration_s),
-                                 end_ids=model.stop_ids) if kind in GUIDED_KINDS else None)
-    return {"logits_processor": LogitsProcessorList([PerRow(rows)])} if any(rows) else {}
 
 
 def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
