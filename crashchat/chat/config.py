@@ -15,7 +15,6 @@ TIME_LIMIT_ENV = "CRASHCHAT_TIME_LIMIT_S"
 MAX_TOKENS_ENV = "CRASHCHAT_MAX_NEW_TOKENS"
 GUIDED_ENV = "CRASHCHAT_GUIDED"
 EXAMPLES_ENV = "CRASHCHAT_EXAMPLES_DIR"
-AUTHORS_MAX_NEW_TOKENS = 2048  # what the authors' evaluation allows (`predict`'s default); said in the UI
 
 
 def _flag(name: str, text: str | None) -> bool | None:

@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crashchat.chat.config import AUTHORS_MAX_NEW_TOKENS, GUIDED_ENV, MAX_TOKENS_ENV, TabConfig
+from crashchat.chat.config import GUIDED_ENV, MAX_TOKENS_ENV, TabConfig
 from crashchat.chat.resources import loaded_model, needs_gpu
+from crashchat.cli import AUTHORS_MAX_NEW_TOKENS
 from crashchat.guided import GUIDED_KINDS
 from crashchat.tasks import TASK_IDS, get_task
 from crashchat.timeline import Mark, report_marks, timeline_figure
