@@ -227,7 +227,7 @@ def greedy_agreement(chat, clip, max_new_tokens: int) -> dict:
     differing = {}
     for task in TASKS:
         a, b = tok(plain[task.id])["input_ids"], tok(fast[task.id])["input_ids"]
-        diff = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+        diff = sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
         if diff:
             differing[task.id] = diff
     return {"max_new_tokens": max_new_tokens, "identical": not differing, "differing_tokens": differing}

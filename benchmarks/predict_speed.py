@@ -113,9 +113,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+    from gpu_report import build
 
     from crashchat import predict
-    from gpu_report import build
 
     cuda = not args.tiny
     if cuda and not torch.cuda.is_available():

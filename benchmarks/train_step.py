@@ -74,15 +74,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/train_step_<device>.json)")
     args = parser.parse_args()
 
+    import peft
     import torch
     import transformers
-    import peft
     from transformers import VideoLlama3ForConditionalGeneration
 
     from crashchat.data import Collator, Encoder, model_inputs
     from crashchat.prompt import build_processor
-    from crashchat.tiny import build_tiny_random, tiny_config
     from crashchat.tasks import get_task
+    from crashchat.tiny import build_tiny_random, tiny_config
     from crashchat.train import answer_loss, attach_lora
 
     if not args.tiny and not torch.cuda.is_available():

@@ -23,8 +23,8 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 BASE_PATTERNS = ("*.json", "*.safetensors", "vocab.json", "merges.txt", "tokenizer*")
 ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "non_lora_trainables.bin")

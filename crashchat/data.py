@@ -20,16 +20,17 @@ reported (`Split.skipped`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from crashchat import records
 from crashchat.prompt import TRAIN_TOKEN_BUDGET
 from crashchat.tasks import Task
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 IGNORE_INDEX = -100
 """Label value that the causal-LM loss ignores (prompt, video and padding positions)."""
@@ -89,7 +90,7 @@ class Split:
     skipped: list[str] = field(default_factory=list)
     """One line per record left out: file, index and reason."""
 
-    def extend(self, other: "Split") -> "Split":
+    def extend(self, other: Split) -> Split:
         self.records.extend(other.records)
         self.skipped.extend(other.skipped)
         return self

@@ -32,7 +32,7 @@ def field_docs(cls: type) -> dict[str, str]:
     """
     body = ast.parse(inspect.cleandoc(inspect.getsource(cls))).body[0].body
     docs = {}
-    for node, after in zip(body, body[1:]):
+    for node, after in zip(body, body[1:], strict=False):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
                 and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
             docs[node.target.id] = " ".join(after.value.value.split())

@@ -98,7 +98,7 @@ def check_video_support(config, processor, source: str) -> str:
     return family
 
 
-def load_generic(cfg: GenericConfig) -> "GenericVideoLLM":
+def load_generic(cfg: GenericConfig) -> GenericVideoLLM:
     """Fetch (once, into the hub cache), check and load a transformers video-LLM."""
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
@@ -208,7 +208,7 @@ class GenericVideoLLM:
     def prepare(self, clip) -> GenericPrepared:
         return self.preparer()(clip)
 
-    def preparer(self, device: str | None = None) -> "FramePreparer":
+    def preparer(self, device: str | None = None) -> FramePreparer:
         """`prepare` as a picklable callable (for `predict --workers`); the model's own processor
         runs with each question, so `device` is not used."""
         return FramePreparer(self.max_pixels)

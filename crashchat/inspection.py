@@ -16,8 +16,8 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from crashchat.tasks import TASK_IDS, get_task
 
@@ -46,7 +46,7 @@ def video_facts(clip) -> dict:
         "frames": [{"source_index": int(i), "source_time": float(t), "label": round(float(label), 6),
                     "shown_as": f"{float(label):.1f}"}
                    for i, t, label in zip(getattr(clip, "source_indices", ()) or range(len(clip.frames)),
-                                          getattr(clip, "source_times", ()) or clip.timestamps, labels)],
+                                          getattr(clip, "source_times", ()) or clip.timestamps, labels, strict=False)],
     }
 
 

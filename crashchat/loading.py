@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crashchat.tasks import GROUPS
-from crashchat.weights import (ADAPTER_REPO, ADAPTER_SUBFOLDERS, BASE_REPO, ModelLoadError, cache_root,
-                               snapshot)
+from crashchat.weights import ADAPTER_REPO, ADAPTER_SUBFOLDERS, BASE_REPO, ModelLoadError, cache_root, snapshot
 
 if TYPE_CHECKING:
     from crashchat.model import CrashChat
@@ -111,7 +110,7 @@ def _native(cfg: ModelConfig, path: Path, source: str, kind: str) -> Path:
     return target
 
 
-def load_model(cfg: ModelConfig) -> "CrashChat":
+def load_model(cfg: ModelConfig) -> CrashChat:
     """Load the base once and attach both group adapters (or none for `videollama3`)."""
     import torch
     from peft import PeftModel
@@ -239,7 +238,7 @@ def _sources(cfg: ModelConfig) -> dict:
     return {"base": base, **adapters}
 
 
-def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...], sources: dict) -> "CrashChat":
+def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...], sources: dict) -> CrashChat:
     from crashchat.model import CrashChat
 
     model.eval()  # LoRA layers are created in training mode; dropout would change the logits

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 from crashchat.prompt import ClipPreparer, Prepared, chat_text, prepare_clip
 from crashchat.tasks import GROUPS
@@ -389,17 +389,17 @@ class Session:
         chat = self.chat
         chat._activate(self.group)  # a nested call in this thread may have switched adapters
         clips = list(clips) if clips is not None else [0] * len(questions)
-        suffixes = [self._suffix(c, q) for c, q in zip(clips, questions)]
+        suffixes = [self._suffix(c, q) for c, q in zip(clips, questions, strict=True)]
         kwargs = chat._generation_kwargs(max_new_tokens, generate_kwargs)
         if any(s is None for s in suffixes):
             # a question's first token merged with the prefix's last one: no sharing, one by one
-            return [self._alone(c, q, kwargs) for c, q in zip(clips, questions)]
+            return [self._alone(c, q, kwargs) for c, q in zip(clips, questions, strict=True)]
         prefixes = [self.prefixes[c] for c in clips]
         head = max(p.length for p in prefixes)
         width = max(len(s) for s in suffixes)
         pad = kwargs["pad_token_id"]
         rows, masks = [], []
-        for prefix, suffix in zip(prefixes, suffixes):
+        for prefix, suffix in zip(prefixes, suffixes, strict=True):
             left, gap = head - prefix.length, width - len(suffix)
             device = suffix.device
             rows.append(torch.cat([torch.full((left,), pad, device=device), prefix.ids[0],

@@ -10,7 +10,8 @@ localization) questions run only when it answers Yes; otherwise they are reporte
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from crashchat.guided import guided_rows
 from crashchat.stopping import RepetitionStop, repetition_options
@@ -47,7 +48,7 @@ def skipped(group: str) -> dict:
     return {"group": group, "response": None, "parsed": None, "skipped": True, "seconds": 0.0, "stopped": None}
 
 
-def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, gate: bool,
+def answer(model: CrashChat, clip, questions: Sequence[tuple[str, str]], *, gate: bool,
            max_new_tokens: int = 256, guided: bool = False, repetition_stop: bool = True, batch: bool = True,
            generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
     """Answer `(task_id, question)` pairs about one clip, yielding `(task_id, result)` as each finishes.
@@ -69,7 +70,7 @@ def answer(model: "CrashChat", clip, questions: Sequence[tuple[str, str]], *, ga
         yield task_id, result
 
 
-def answer_clips(model: "CrashChat", clips: Sequence, questions: Sequence[Sequence[tuple[str, str]]], *, gate: bool,
+def answer_clips(model: CrashChat, clips: Sequence, questions: Sequence[Sequence[tuple[str, str]]], *, gate: bool,
                  max_new_tokens: int = 256, guided: bool = False, repetition_stop: bool = True, batch: bool = True,
                  generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[int, str, dict]]:
     """`answer` for several clips at once: yields `(clip index, task_id, result)`.
@@ -126,13 +127,13 @@ def _answer_run(model, prepared: Sequence, group: str, run: Sequence[tuple[int, 
             where = {i: n for n, i in enumerate(clip_ids)}
             texts = ask.batch([q for _, _, q in run], clips=[where[i] for i, _, _ in run], **options)
     seconds = round(time.perf_counter() - start, 3)
-    for row, ((i, task_id, _), response) in enumerate(zip(run, texts)):
+    for row, ((i, task_id, _), response) in enumerate(zip(run, texts, strict=True)):
         yield i, task_id, {"group": group, "response": response, "parsed": _jsonable(get_task(task_id).parse(response)),
                            "skipped": False, "seconds": seconds,
                            "stopped": "repetition" if guard is not None and row in guard.rows else None}
 
 
-def analyze(model: "CrashChat", clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
+def analyze(model: CrashChat, clip, tasks: Sequence[str] = TASK_IDS, *, max_new_tokens: int = 256,
             gate: bool = True, guided: bool = False, repetition_stop: bool = True, batch: bool = True,
             generate_options: Callable[[str], dict] | None = None) -> Iterator[tuple[str, dict]]:
     """The six-task report's answers for one clip, gated; each task asked as the authors' evaluation

@@ -23,10 +23,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from crashchat.pipeline import answer_clips
 from crashchat.records import RecordError, find_video, read_records
@@ -102,7 +102,7 @@ class Shard:
     world: int = 1
 
     @classmethod
-    def from_env(cls) -> "Shard":
+    def from_env(cls) -> Shard:
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
 
     def part(self, out: Path, rank: int | None = None) -> Path:

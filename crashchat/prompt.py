@@ -5,8 +5,8 @@ Shared by inference and training so that both build exactly the same input for t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 EVAL_TOKEN_BUDGET = 16384
 """Merged visual tokens per clip at evaluation (the authors' eval scripts; 10240 in training)."""

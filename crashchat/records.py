@@ -111,7 +111,7 @@ def parse_record(raw: object, *, file: str, index: int, task: str | None = None,
     wanted = ("human", "gpt") if require_answer else ("human",)
     if not isinstance(turns, list) or not len(wanted) <= len(turns) <= 2:
         raise RecordError(f"{where}: field 'conversations' must be a list of turns (human, then gpt)")
-    for i, (turn, speaker) in enumerate(zip(turns, ("human", "gpt"))):
+    for i, (turn, speaker) in enumerate(zip(turns, ("human", "gpt"), strict=False)):
         if not isinstance(turn, dict) or turn.get("from") != speaker:
             raise RecordError(f"{where}: conversations[{i}] must be a {{'from': '{speaker}', 'value': ...}} turn")
         if not isinstance(turn.get("value"), str) or not turn["value"].strip():

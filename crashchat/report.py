@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from crashchat.model import CrashChat
 
 
-def build_report(clip, model: "CrashChat", results: dict, generation: dict | None = None) -> dict:
+def build_report(clip, model: CrashChat, results: dict, generation: dict | None = None) -> dict:
     """The report JSON: video, model, how the model was asked, the gate's verdict and every task's answer.
 
     `generation` is what `crashchat.pipeline.analyze` was given (max_new_tokens, guided,

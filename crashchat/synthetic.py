@@ -140,7 +140,7 @@ def render_frame(index: int, t: float, seconds: float, size: tuple[int, int], sc
     cars = _car_states(scene, t, seconds, rng)
     # Far car first so the nearer one hides it.
     colors = [(30, 90, 200), (200, 170, 40)]
-    for (lat, dep), color in sorted(zip(cars, colors), key=lambda c: -c[0][1]):
+    for (lat, dep), color in sorted(zip(cars, colors, strict=True), key=lambda c: -c[0][1]):
         _draw_car(img, lat, dep, color)
     if scene == "crash":
         tc = crash_time(seconds)
@@ -221,7 +221,7 @@ def write_clip(path: str | Path, seconds: float = 1.0, fps: float | fractions.Fr
         count = max(int(round(seconds * fps)), 1)
         times = [i / fps for i in range(count)]
     times = [float(t) for t in times]
-    if any(b <= a for a, b in zip(times, times[1:])):
+    if any(b <= a for a, b in zip(times, times[1:], strict=False)):
         raise ValueError("times must be strictly increasing")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,9 @@ parsers implement the paper protocol's answer parsing (`../shared/reference/prot
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 Group = Literal["linguistic", "perception"]
 Kind = Literal["yes_no", "time_range", "time", "text"]

@@ -18,8 +18,9 @@ their timestamps); no Gradio here, so everything is testable without a browser.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -112,7 +113,7 @@ def key_frames(frames: np.ndarray, timestamps: Sequence[float], marks: Sequence[
 
 
 def timeline_figure(duration_s: float, marks: Sequence[Mark] = (), frame_times: Sequence[float] = (),
-                    title: str | None = None) -> "Figure":
+                    title: str | None = None) -> Figure:
     """A strip plot of the clip: the time axis spans the clip, windows are bands, moments lines.
 
     `frame_times` (the sampled frames) are drawn as small ticks so a reader sees what the model saw.

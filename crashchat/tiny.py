@@ -71,7 +71,7 @@ example clips, so a CPU demo opens the gate and shows the whole report (timeline
 key frames). Most seeds answer No to everything, which hides half of the app."""
 
 
-def build_tiny_random(seed: int = SEED) -> tuple["VideoLlama3ForConditionalGeneration", "VideoLlama3Processor"]:
+def build_tiny_random(seed: int = SEED) -> tuple[VideoLlama3ForConditionalGeneration, VideoLlama3Processor]:
     """The tiny random model and its processor: offline, seconds, same weights for the same seed."""
     from transformers import VideoLlama3ForConditionalGeneration
 

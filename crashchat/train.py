@@ -27,9 +27,10 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 from crashchat.data import IGNORE_INDEX, DataConfig, DataError
 from crashchat.tasks import GROUPS, TASK_IDS, TASKS, Task, get_task, tasks_in_group

@@ -7,8 +7,8 @@ A small module of its own because both loading (`crashchat.loading`) and convers
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 BASE_REPO = "DAMO-NLP-SG/VideoLLaMA3-7B"
 ADAPTER_REPO = "KDliang/crashchat"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -156,7 +156,7 @@ def _reference_ngrams(reference: str) -> tuple[Counter, ...]:
 
 
 def _ngrams(tokens, n: int) -> Counter:
-    return Counter(zip(*(tokens[i:] for i in range(n))))
+    return Counter(zip(*(tokens[i:] for i in range(n)), strict=False))
 
 
 def corpus_bleu(sums) -> float:
@@ -166,7 +166,7 @@ def corpus_bleu(sums) -> float:
     if matches[0] == 0:
         return 0.0
     # method1 adds epsilon to zero numerators over the summed (unreduced) denominator.
-    precisions = [(m if m else BLEU_EPSILON) / t for m, t in zip(matches, totals)]
+    precisions = [(m if m else BLEU_EPSILON) / t for m, t in zip(matches, totals, strict=True)]
     log_sum = math.fsum(0.25 * math.log(p) for p in precisions if p > 0)
     return _brevity_penalty(ref_len, hyp_len) * math.exp(log_sum)
 
@@ -190,7 +190,7 @@ def corpus_bleu_batch(sums: np.ndarray) -> np.ndarray:
     return np.where(matches[:, 0] == 0, 0.0, bp * score)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stem(token: str) -> str:
     return _porter().stem(token)
 

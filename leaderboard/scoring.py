@@ -243,7 +243,7 @@ def _bertscore(pairs: list[tuple[str, str]]) -> tuple[float | None, str | None]:
     if not isinstance(try_to_load_from_cache(BERTSCORE_MODEL, "config.json"), str) and not _reachable(constants.ENDPOINT):
         # Fail in seconds rather than after the hub client's minute of retries.
         return None, f"{BERTSCORE_MODEL} is not cached and {constants.ENDPOINT} cannot be reached"
-    hyps, refs = zip(*pairs)
+    hyps, refs = zip(*pairs, strict=True)
     try:
         _, _, f1 = bert_score.score(list(hyps), list(refs), lang="en", verbose=False)
     except Exception as exc:  # noqa: BLE001 - any load failure means "unavailable", and says why

@@ -43,8 +43,15 @@ from crashchat import provenance as provenance_mod
 from leaderboard import SCORER_VERSION
 from leaderboard.scoring import score
 from leaderboard.split import Split, SplitError, load_split
-from leaderboard.submission import (MAX_BYTES, Submission, SubmissionError, answers_digest, canonical_rows,
-                                    read_canonical, read_submission)
+from leaderboard.submission import (
+    MAX_BYTES,
+    Submission,
+    SubmissionError,
+    answers_digest,
+    canonical_rows,
+    read_canonical,
+    read_submission,
+)
 
 SCHEMA_VERSION = 2
 DB_NAME = "leaderboard.sqlite3"

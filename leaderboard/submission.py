@@ -26,9 +26,9 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence, Union
 
 from crashchat.records import video_key
 from crashchat.tasks import TASKS, Task, get_task, parse_label
@@ -42,7 +42,7 @@ stops at 2,048 new tokens (under 16 k characters); every stored answer may be sh
 # Which task an authors' record belongs to, from the `gt_*`/`pred_*` names it carries.
 _AUTHOR_FIELDS = {name: task for task in TASKS for name in task.pred_fields + task.gt_fields}
 
-FileInput = Union[str, os.PathLike, tuple[str, bytes]]
+FileInput = str | os.PathLike | tuple[str, bytes]
 """A path, or (display name, content) for uploads kept in memory or in a database."""
 
 

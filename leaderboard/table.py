@@ -539,7 +539,7 @@ def bar_figure(data: pd.DataFrame, title: str = ""):
     ax = fig.add_subplot()
     metrics = list(dict.fromkeys(data["metric"]))
     keys = list(dict.fromkeys(data["key"]))
-    names = dict(zip(data["key"], data["model"]))
+    names = dict(zip(data["key"], data["model"], strict=True))
     colors = chart_colors(keys)
     width = 0.8 / max(len(keys), 1)
     for i, key in enumerate(keys):

@@ -37,8 +37,21 @@ from crashchat.provenance import ProvenanceError, describe
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, scoring, table
 from leaderboard.split import Split, SplitError, load_split
-from leaderboard.store import (MAX_FILES, MAX_REQUEST_BYTES, HubSync, Outcome, Store, StoreError, SubmitError,
-                               check_admin, check_entry, rescore, stored_submission, submit, validate)
+from leaderboard.store import (
+    MAX_FILES,
+    MAX_REQUEST_BYTES,
+    HubSync,
+    Outcome,
+    Store,
+    StoreError,
+    SubmitError,
+    check_admin,
+    check_entry,
+    rescore,
+    stored_submission,
+    submit,
+    validate,
+)
 from leaderboard.submission import MAX_BYTES, MAX_RESPONSE, Submission, SubmissionError
 
 USER_ERRORS = (SubmitError, SubmissionError, ProvenanceError, SplitError, PermissionError, KeyError, StoreError)

@@ -79,9 +79,9 @@ def iou(a, b):
 def score(split: dict[str, list[dict]], responses: dict[tuple[str, str], str | None], protocol: str,
           sources=None) -> dict:
     """responses: (task, video) -> raw text (None: no answer). Returns {task: metrics}."""
+    import sacrebleu
     from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
     from rouge_score import rouge_scorer
-    import sacrebleu
 
     strict = protocol == "strict"
     keep = (lambda r: True) if sources is None else (lambda r: r["source"] in sources)
@@ -191,7 +191,7 @@ def score(split: dict[str, list[dict]], responses: dict[tuple[str, str], str | N
                                           weights=(0.25, 0.25, 0.25, 0.25),
                                           smoothing_function=SmoothingFunction().method1)
             metrics["sacrebleu"] = sacrebleu.corpus_bleu(hyps, [refs]).score / 100
-            scores = [scorer.score(ref, hyp) for hyp, ref in zip(hyps, refs)]
+            scores = [scorer.score(ref, hyp) for hyp, ref in zip(hyps, refs, strict=True)]
             for key, name in (("rouge1", "rouge_1"), ("rouge2", "rouge_2"), ("rougeL", "rouge_l")):
                 metrics[f"{name}_p"] = sum(s[key].precision for s in scores) / len(scores)
                 metrics[f"{name}_r"] = sum(s[key].recall for s in scores) / len(scores)

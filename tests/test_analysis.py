@@ -82,7 +82,7 @@ def test_gate_runs_perception_only_after_yes(tiny_crashchat, clip, monkeypatch, 
     def batch(self, questions, **options):
         asked.extend((self.group, q) for q in questions)
         texts = real_batch(self, questions, **options)
-        return [answer if q == recognition else t for q, t in zip(questions, texts)]
+        return [answer if q == recognition else t for q, t in zip(questions, texts, strict=True)]
 
     monkeypatch.setattr(Session, "batch", batch)
     results = dict(analyze(tiny_crashchat, clip, max_new_tokens=4))

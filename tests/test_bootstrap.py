@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import reference_scorer
+from submissions import random_responses, write_jsonl, write_mini_split
+
 from crashchat.tasks import TASKS
 from leaderboard import scoring
 from leaderboard.split import load_split
 from leaderboard.submission import read_submission
-from submissions import random_responses, write_jsonl, write_mini_split
 
 RESAMPLES, SEED, SIZE = 40, 7, 40
 

@@ -40,7 +40,7 @@ def app_url(tmp_path_factory):
     from crashchat.synthetic import EXAMPLES, write_clip
 
     examples = tmp_path_factory.mktemp("examples")
-    for name, scene, seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
+    for name, scene, _seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
         write_clip(examples / name, seconds=1.0, scene=scene, seed=seed)
     env = dict(os.environ, CRASHCHAT_MODEL="tiny-random", CRASHCHAT_MAX_NEW_TOKENS="24",
                CRASHCHAT_EXAMPLES_DIR=str(examples), GRADIO_ANALYTICS_ENABLED="False")

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_command_points_at_a_function():
-    for name, (target, about) in COMMANDS.items():
+    for name, (target, _about) in COMMANDS.items():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), name
     assert set(COMMANDS) >= {"analyze", "predict", "inspect", "convert", "train", "score", "app"}

@@ -12,8 +12,17 @@ import pytest
 import torch
 
 from crashchat.data import (
-    IGNORE_INDEX, Collator, DataConfig, DataError, Encoder, Record, TrainingData, answer_text, model_inputs,
-    read_split, read_tasks,
+    IGNORE_INDEX,
+    Collator,
+    DataConfig,
+    DataError,
+    Encoder,
+    Record,
+    TrainingData,
+    answer_text,
+    model_inputs,
+    read_split,
+    read_tasks,
 )
 from crashchat.synthetic import write_broken, write_clip
 from crashchat.tasks import get_task

@@ -80,9 +80,9 @@ def test_the_model_sees_the_question_without_the_tag_and_true_times(checkpoints,
     shown = model.tokenizer.decode(ids)
     # Qwen3-VL merges frames two by two and labels each pair with the mean of their times
     times = [float(t) for t in re.findall(r"<(\d+\.\d) seconds>", shown)]
-    pairs = [(a + b) / 2 for a, b in zip(clip.timestamps[::2], clip.timestamps[1::2])]
+    pairs = [(a + b) / 2 for a, b in zip(clip.timestamps[::2], clip.timestamps[1::2], strict=False)]
     assert len(times) == len(pairs) == len(clip.timestamps) // 2
-    assert all(abs(t - p) <= 0.05 + 1e-9 for t, p in zip(times, pairs)), (times, pairs)
+    assert all(abs(t - p) <= 0.05 + 1e-9 for t, p in zip(times, pairs, strict=True)), (times, pairs)
 
 
 @pytest.mark.parametrize("family, why", [("llava", "no video support in its processor")])

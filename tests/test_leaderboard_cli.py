@@ -4,8 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from leaderboard.__main__ import main
 from submissions import random_responses, write_jsonl
+
+from leaderboard.__main__ import main
 
 
 def test_score_writes_json_and_table(tmp_path, split_dir, capsys):

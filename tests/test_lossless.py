@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from submissions import write_mini_split
 
 from crashchat.tasks import TASKS
 from leaderboard.split import load_split
 from leaderboard.store import Store, rescore, stored_submission, submit
 from leaderboard.submission import read_submission
-from submissions import write_mini_split
 
 SIZE = 6
 

@@ -66,7 +66,7 @@ def test_corpus_bleu_is_nltks(seed):
     if seed == 0:
         hyps = ["", "a"] + hyps  # empty and one-word hypotheses: NLTK's denominator-of-1 rule
         refs = ["a b c", "a b c d"] + refs
-    sums = np.sum([m.bleu_row(h, r) for h, r in zip(hyps, refs)], axis=0)
+    sums = np.sum([m.bleu_row(h, r) for h, r in zip(hyps, refs, strict=True)], axis=0)
     expected = corpus_bleu([[r.split()] for r in refs], [h.split() for h in hyps],
                            smoothing_function=SmoothingFunction().method1)
     assert m.corpus_bleu(sums.tolist()) == pytest.approx(expected, abs=1e-12)
@@ -84,7 +84,7 @@ def test_rouge_rows_are_rouge_scores(seed):
     hyps, refs = _random_corpus(rng, 30)
     hyps += ["Drivers SHOULD be slowing, carefully!", ""]
     refs += ["the driver should slow down carefully", "no collision."]
-    for hyp, ref in zip(hyps, refs):
+    for hyp, ref in zip(hyps, refs, strict=True):
         got = m.rouge_row(m.rouge_tokens(hyp), m.rouge_tokens(ref))
         want = scorer.score(ref, hyp)
         expected = [getattr(want[k], f) for k in ("rouge1", "rouge2", "rougeL")

@@ -19,7 +19,7 @@ def clip(crash_clip):
 def test_tiny_random_is_the_same_every_time():
     a, _ = build_tiny_random()
     b, _ = build_tiny_random()
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     c, _ = build_tiny_random(seed=SEED + 1)
     assert not torch.equal(a.lm_head.weight, c.lm_head.weight)
 

@@ -13,6 +13,7 @@ import json
 
 import pytest
 import torch
+from mini_split import VIDEOS, expected_rows, write_mini_split
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from peft.utils import ModulesToSaveWrapper
@@ -21,7 +22,6 @@ from crashchat import predict
 from crashchat.pipeline import analyze
 from crashchat.tasks import GROUPS, TASK_IDS, TASKS, get_task
 from crashchat.video import load_video
-from mini_split import VIDEOS, expected_rows, write_mini_split
 
 TOKENS = 6  # enough for the two random adapters' answers to differ on every task
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from mini_split import VIDEOS, expected_rows, write_mini_split
 
 from crashchat import predict
 from crashchat.tasks import TASKS
-from mini_split import VIDEOS, expected_rows, write_mini_split
 
 REPO = Path(__file__).resolve().parents[1]
 

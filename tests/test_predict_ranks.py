@@ -8,16 +8,16 @@ the other ranks' heartbeats are mtimes set on that clock. No real processes, no 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
+from mini_split import write_mini_split
 
 from crashchat import predict
 from crashchat.predict import RankTimeout, Shard, wait_for_ranks
-from mini_split import write_mini_split
 
 START = 1_000_000.0
 

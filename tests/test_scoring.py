@@ -4,13 +4,13 @@ import math
 
 import numpy as np
 import pytest
-
 import reference_scorer
+from submissions import random_responses, write_authors, write_csv, write_jsonl
+
 from crashchat.tasks import TASKS
 from leaderboard.scoring import compare, item_scores, render_text, score
 from leaderboard.split import load_split
 from leaderboard.submission import read_submission
-from submissions import random_responses, write_authors, write_csv, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +204,7 @@ def test_sacrebleu_segment_sums_equal_corpus_score(split):
     rng = random.Random(0)
     refs = [r.answer for r in split.records["prevention_reasoning"][:200]]
     hyps = [" ".join(rng.choices(refs[0].split() + ["the", "car", "."], k=rng.randint(0, 30))) for _ in refs]
-    stats = np.asarray([sacrebleu_segment(h, r) for h, r in zip(hyps, refs)], float)
+    stats = np.asarray([sacrebleu_segment(h, r) for h, r in zip(hyps, refs, strict=True)], float)
     for _ in range(5):
         pick = sorted(rng.sample(range(len(refs)), rng.randint(1, len(refs))))
         expected = BLEU().corpus_score([hyps[i] for i in pick], [[refs[i] for i in pick]]).score / 100

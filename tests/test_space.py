@@ -247,8 +247,9 @@ class SpaceApp:
 @pytest.fixture
 def stored_results(tmp_path, split):
     """The results dataset as an earlier run of the Space left it: one verified row."""
-    from leaderboard.store import DB_NAME, Store, submit
     from test_store import write_submission
+
+    from leaderboard.store import DB_NAME, Store, submit
 
     remote = tmp_path / "remote-dataset"
     remote.mkdir()

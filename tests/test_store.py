@@ -5,17 +5,29 @@ from __future__ import annotations
 import csv
 import json
 import random
-import zlib
 import sqlite3
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
 
-from leaderboard import SCORER_VERSION, store as store_mod
+from leaderboard import SCORER_VERSION
+from leaderboard import store as store_mod
 from leaderboard.scoring import score
-from leaderboard.store import (MAX_REQUEST_BYTES, SCHEMA_VERSION, HubSync, Store, StoreError, SubmitError, check_entry,
-                               read_upload, rescore, stored_submission, submit)
+from leaderboard.store import (
+    MAX_REQUEST_BYTES,
+    SCHEMA_VERSION,
+    HubSync,
+    Store,
+    StoreError,
+    SubmitError,
+    check_entry,
+    read_upload,
+    rescore,
+    stored_submission,
+    submit,
+)
 from leaderboard.submission import SubmissionError, answers_digest, canonical_rows, read_submission
 
 XSS = "<img src=x onerror=alert(1)>"

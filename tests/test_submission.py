@@ -1,10 +1,16 @@
 import json
 
 import pytest
-
-from leaderboard.submission import (MAX_RESPONSE, SubmissionError, answers_digest, canonical_rows, read_canonical,
-                                    read_submission)
 from submissions import random_responses, write_authors, write_csv, write_jsonl
+
+from leaderboard.submission import (
+    MAX_RESPONSE,
+    SubmissionError,
+    answers_digest,
+    canonical_rows,
+    read_canonical,
+    read_submission,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from crashchat import synthetic
-from crashchat.synthetic import (BROKEN_KINDS, crash_time, make_examples, read_frame_number, render_frame,
-                                 write_broken, write_clip)
+from crashchat.synthetic import (
+    BROKEN_KINDS,
+    crash_time,
+    make_examples,
+    read_frame_number,
+    render_frame,
+    write_broken,
+    write_clip,
+)
 
 FLASH = np.array([255, 200, 60])
 

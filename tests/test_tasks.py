@@ -2,8 +2,18 @@ import json
 
 import pytest
 
-from crashchat.tasks import (GROUPS, TASK_IDS, TASKS, get_task, parse_label, parse_text, parse_time,
-                             parse_time_range, parse_yes_no, tasks_in_group)
+from crashchat.tasks import (
+    GROUPS,
+    TASK_IDS,
+    TASKS,
+    get_task,
+    parse_label,
+    parse_text,
+    parse_time,
+    parse_time_range,
+    parse_yes_no,
+    tasks_in_group,
+)
 
 
 def test_six_tasks_in_two_groups():

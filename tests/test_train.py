@@ -166,7 +166,7 @@ def token_losses(root: Path) -> tuple[list[float], list[int]]:
     net = answer_loss(attach_lora(base, r=8, dropout=0.0, gradient_checkpointing=False).eval())
     encoder = Encoder(processor, token_budget=None)
     videos = [root / "videos" / ("crash.mp4" if i % 2 == 0 else "normal.mp4") for i in range(len(ANSWERS))]
-    data = TrainingData([Record("f", i, v, RECOGNITION.prompt, a) for i, (v, a) in enumerate(zip(videos, ANSWERS))],
+    data = TrainingData([Record("f", i, v, RECOGNITION.prompt, a) for i, (v, a) in enumerate(zip(videos, ANSWERS, strict=True))],
                         encoder, DataConfig(max_frames=2))
     sums, counts = [], []
     with torch.no_grad():
@@ -202,7 +202,7 @@ def test_one_step_is_the_same_with_accumulation_batching_or_two_processes(root, 
 
     sums, counts = token_losses(root)
     token_mean = sum(sums) / sum(counts)
-    per_example_mean = sum(s / n for s, n in zip(sums, counts)) / len(sums)
+    per_example_mean = sum(s / n for s, n in zip(sums, counts, strict=True)) / len(sums)
     assert max(counts) >= 5 * min(counts), counts
     assert abs(per_example_mean - token_mean) > 1e-3, "the answers do not tell the two averages apart"
     losses = [accumulated.losses[0][1], batched.losses[0][1], ddp["losses"][0][1]]
@@ -332,7 +332,7 @@ def test_best_is_the_lowest_val_loss_and_the_threshold_only_decides_stopping(los
         new_best, bad = judge_eval(loss, best, bad, threshold=0.001)
         best = loss if new_best else best
         seen.append((new_best, bad))
-    assert seen == list(zip(bests, bad_evals))
+    assert seen == list(zip(bests, bad_evals, strict=True))
 
 
 def test_early_stopping_on_the_val_loss_keeps_the_lowest(root, tmp_path):

@@ -21,7 +21,7 @@ def cfg(tmp_path_factory) -> config.TabConfig:
     from crashchat.synthetic import EXAMPLES, write_clip
 
     examples = tmp_path_factory.mktemp("examples")
-    for name, scene, seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
+    for name, scene, _seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
         write_clip(examples / name, seconds=1.0, scene=scene, seed=seed)
     # few tokens keep the tiny model fast; isolate=True as in the app (uploads decode in a child)
     return config.TabConfig(model="tiny-random", max_new_tokens=4, examples_dir=examples)

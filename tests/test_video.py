@@ -24,8 +24,18 @@ from video_oracle import authors_load, run_fps_filter_on_times
 
 from crashchat import video
 from crashchat.synthetic import BROKEN_KINDS, read_frame_number, write_broken, write_clip
-from crashchat.video import (SUPPORTED_SUFFIXES, Clip, VideoError, VideoLimits, authors_labels, fps_filter, load_video,
-                             probe, run_isolated, thin)
+from crashchat.video import (
+    SUPPORTED_SUFFIXES,
+    Clip,
+    VideoError,
+    VideoLimits,
+    authors_labels,
+    fps_filter,
+    load_video,
+    probe,
+    run_isolated,
+    thin,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -92,7 +91,7 @@ def stand_in_spaces(tmp_path, monkeypatch):
 def cfg(tmp_path) -> config.TabConfig:
     from crashchat.synthetic import EXAMPLES, write_clip
 
-    for name, scene, seconds, seed in EXAMPLES:  # small stand-ins for the app's example clips
+    for name, scene, _seconds, seed in EXAMPLES:  # small stand-ins for the app's example clips
         write_clip(tmp_path / "examples" / name, seconds=1.0, scene=scene, seed=seed)
     return config.TabConfig(model="tiny-random", max_new_tokens=4, examples_dir=tmp_path / "examples")
 

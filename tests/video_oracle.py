@@ -124,7 +124,7 @@ def run_fps_filter_on_times(pts, durations, time_base: Fraction, fps: str = "10"
             pixels = frame.to_ndarray()
             out.append(int(pixels[0, 0]) + 256 * int(pixels[0, 1]))
 
-    for i, (pts_i, duration) in enumerate(zip(pts, durations)):
+    for i, (pts_i, duration) in enumerate(zip(pts, durations, strict=True)):
         image = np.zeros((16, 16), np.uint8)
         image[0, 0], image[0, 1] = i % 256, i // 256
         frame = av.VideoFrame.from_ndarray(image, format="gray")

@@ -51,7 +51,7 @@ class TabConfig:
     (their answers are shown as they come)."""
     isolate: bool = True
     """Decode uploads in a child process, so a hostile file cannot crash or hang the app."""
-    limits: "VideoLimits | None" = None
+    limits: VideoLimits | None = None
     """Upload limits (size, duration, resolution); None: `crashchat.video.VideoLimits()`."""
     examples_dir: Path | None = None
     """Where the synthetic example clips are written; None: `$CRASHCHAT_EXAMPLES_DIR` or the cache."""
@@ -70,7 +70,7 @@ class TabConfig:
             object.__setattr__(self, "guided", self.model == "tiny-random")
 
     @classmethod
-    def from_env(cls, model: str | None = None) -> "TabConfig":
+    def from_env(cls, model: str | None = None) -> TabConfig:
         limit = os.environ.get(TIME_LIMIT_ENV)
         try:
             time_limit = float(limit) if limit else cls.time_limit_s
@@ -90,7 +90,7 @@ class TabConfig:
         """What Analyze gives `crashchat.pipeline.analyze`, and the report records under `input`."""
         return {"max_new_tokens": self.max_new_tokens, "guided": self.guided, "repetition_stop": True}
 
-    def video_limits(self) -> "VideoLimits":
+    def video_limits(self) -> VideoLimits:
         from crashchat.video import VideoLimits
 
         return self.limits or VideoLimits()

@@ -73,7 +73,7 @@ def model_status(cfg: TabConfig) -> str:
     return f"{text}\n\n{generation_line(cfg)}"
 
 
-def clip_summary(clip: "Clip") -> str:
+def clip_summary(clip: Clip) -> str:
     return (f"{Path(clip.path).name}: {clip.duration_s:.1f} s, {clip.width}×{clip.height}, "
             f"{clip.native_fps:.0f} fps; {len(clip.frames)} frames sampled for the model")
 

@@ -9,15 +9,32 @@ Every request stops at the configured time limit with a message saying so.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from crashchat.chat.config import TIME_LIMIT_ENV, TabConfig
-from crashchat.chat.display import (clip_summary, empty_sections, model_status, no_gpu_message, report_figure,
-                                    section_markdown, verdict_markdown, write_downloads)
-from crashchat.chat.resources import (BROWSER_PLAYABLE, free_gpu_memory, get_model, loaded_model, needs_gpu,
-                                      open_clip, out_of_memory, video_codec)
+from crashchat.chat.display import (
+    clip_summary,
+    empty_sections,
+    model_status,
+    no_gpu_message,
+    report_figure,
+    section_markdown,
+    verdict_markdown,
+    write_downloads,
+)
+from crashchat.chat.resources import (
+    BROWSER_PLAYABLE,
+    free_gpu_memory,
+    get_model,
+    loaded_model,
+    needs_gpu,
+    open_clip,
+    out_of_memory,
+    video_codec,
+)
 from crashchat.chat.state import KEEP, Session, View
 from crashchat.tasks import TASK_IDS, get_task
 from crashchat.timeline import Mark, answer_times, key_frames, report_marks
@@ -92,7 +109,7 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
 # --- model requests ------------------------------------------------------------------------------------
 
 
-def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple["Clip", "CrashChat"]]:
+def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple[Clip, CrashChat]]:
     """Shared first steps of a model request: video check, GPU check, lazy model load.
 
     Yields Views to show, and finally `(clip, model)`; a View with an error ends the request.

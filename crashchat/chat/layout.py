@@ -11,12 +11,19 @@ a readable video.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from crashchat.chat.config import TabConfig
 from crashchat.chat.display import model_status, section_markdown
-from crashchat.chat.events import (OUT_OF_MEMORY, TimeLimitExceeded, analysis_views, analyze_report, chat_views,
-                                   clear_chat_view, upload_view)
+from crashchat.chat.events import (
+    OUT_OF_MEMORY,
+    TimeLimitExceeded,
+    analysis_views,
+    analyze_report,
+    chat_views,
+    clear_chat_view,
+    upload_view,
+)
 from crashchat.chat.resources import example_clips, free_gpu_memory, get_model, needs_gpu, out_of_memory
 from crashchat.chat.state import KEEP, Session, View
 from crashchat.chat.zerogpu import analysis_batches, gpu, request_seconds, zero_gpu

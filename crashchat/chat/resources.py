@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # --- the model ---------------------------------------------------------------------------------------
 
-_MODELS: dict[str, "CrashChat"] = {}
+_MODELS: dict[str, CrashChat] = {}
 _MODEL_LOCK = threading.Lock()
 
 
@@ -40,11 +40,11 @@ def needs_gpu(cfg: TabConfig) -> bool:
     return cfg.model != "tiny-random" and not gpu_available()
 
 
-def loaded_model(name: str) -> "CrashChat | None":
+def loaded_model(name: str) -> CrashChat | None:
     return _MODELS.get(name)
 
 
-def get_model(name: str) -> "CrashChat":
+def get_model(name: str) -> CrashChat:
     """The process-wide model `name`, loaded on first call (later callers wait for that load)."""
     with _MODEL_LOCK:
         if name not in _MODELS:
@@ -81,10 +81,10 @@ class _ClipCache:
 
     def __init__(self, size: int = 4):
         self.size = size
-        self._items: OrderedDict[tuple, "Clip"] = OrderedDict()
+        self._items: OrderedDict[tuple, Clip] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str, cfg: TabConfig) -> "Clip":
+    def get(self, path: str, cfg: TabConfig) -> Clip:
         from crashchat.video import load_video
 
         stat = Path(path).stat()
@@ -104,7 +104,7 @@ class _ClipCache:
 _CLIPS = _ClipCache()
 
 
-def open_clip(path: str, cfg: TabConfig) -> "Clip":
+def open_clip(path: str, cfg: TabConfig) -> Clip:
     """Decode an upload (cached); raises `VideoError` with a message naming the file, not its temp path."""
     from crashchat.video import VideoError
 

@@ -24,8 +24,9 @@ import math
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from crashchat.chat.config import TabConfig
@@ -43,7 +44,7 @@ def zero_gpu() -> bool:
     return "SPACES_ZERO_GPU" in os.environ and importlib.util.find_spec("spaces") is not None
 
 
-def load_model(name: str) -> "CrashChat":
+def load_model(name: str) -> CrashChat:
     """The model `name`, loaded on the CPU and moved to the GPU the way ZeroGPU expects."""
     import spaces  # noqa: F401 - first: it patches torch before anything can touch CUDA
 
@@ -126,7 +127,7 @@ def analysis_batches(tasks: Sequence[str]) -> list[int]:
     return list(groups.values())
 
 
-def clip_frames(cfg: "TabConfig", video: str | None) -> int:
+def clip_frames(cfg: TabConfig, video: str | None) -> int:
     """Frames the model would see for `video` (the decoded upload is cached); 0 when unreadable:
     the request then stops at once with its message."""
     from crashchat.chat.resources import open_clip
@@ -140,7 +141,7 @@ def clip_frames(cfg: "TabConfig", video: str | None) -> int:
         return 0
 
 
-def request_seconds(cfg: "TabConfig", video: str | None, batches: Sequence[int], cost: GpuCost = COST) -> int:
+def request_seconds(cfg: TabConfig, video: str | None, batches: Sequence[int], cost: GpuCost = COST) -> int:
     """The `duration` to ask `spaces.GPU` for: `video`'s frames, `batches` decode passes; the
     least for no readable video (the request only says so)."""
     frames = clip_frames(cfg, video)
