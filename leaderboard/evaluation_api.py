@@ -14,7 +14,8 @@ Nothing here knows Gradio: the leaderboard tab registers these methods as named 
 (`gr.api(..., api_name=...)`), turns `API_ERRORS` into `gr.Error` lines, and supplies `submit`,
 which stores the answers as an `evaluated` row and returns its id. Before `submit` is called,
 the uploaded provenance must say that the answers come from the requested model at the resolved
-commit, with the request's frame policy, greedy and for all six tasks; anything else is refused
+commit, with the request's frame policy, greedy, with the authors' answer limit (2048 new tokens)
+and for all six tasks; anything else is refused
 (`FinishRefused`), so a worker cannot file other answers under a request.
 """
 
@@ -26,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from crashchat import provenance as provenance_mod
+from crashchat.cli import AUTHORS_MAX_NEW_TOKENS
 from crashchat.provenance import ProvenanceError
 from crashchat.tasks import TASK_IDS
 from leaderboard.evaluations import (
@@ -86,8 +88,9 @@ def check_worker_block(block: object) -> dict:
     return out
 
 
-def check_meta(meta: dict, request: EvaluationRequest) -> None:
-    """The predict provenance describes the requested run; else `FinishRefused` naming the field."""
+def check_meta(meta: dict, request: EvaluationRequest, max_new_tokens: int | None = AUTHORS_MAX_NEW_TOKENS) -> None:
+    """The predict provenance describes the requested run; else `FinishRefused` naming the field.
+    `max_new_tokens` is the answer limit evaluations run with (None: any)."""
     policy = request.policy
     expected = {
         "model.id": f"hf:{request.model}",
@@ -100,6 +103,8 @@ def check_meta(meta: dict, request: EvaluationRequest) -> None:
         "generation.do_sample": False,
         "generation.num_beams": 1,
     }
+    if max_new_tokens is not None:
+        expected["generation.max_new_tokens"] = max_new_tokens
     for field, want in expected.items():
         block, key = field.split(".")
         got = meta[block][key]
@@ -140,10 +145,13 @@ class EvaluationAPI:
     """The six endpoints over one queue. `submit` files an evaluation's answers as a leaderboard row."""
 
     def __init__(self, queue: EvaluationQueue, submit: Submit, *, hub_info: Callable | None = None,
-                 config_loader: Callable | None = None) -> None:
+                 config_loader: Callable | None = None,
+                 max_new_tokens: int | None = AUTHORS_MAX_NEW_TOKENS) -> None:
         self.queue, self.submit = queue, submit
         self.hub_info, self.config_loader = hub_info, config_loader
         """Stand-ins for the Hub and AutoConfig (tests); None: the real ones."""
+        self.max_new_tokens = max_new_tokens
+        """The answer limit an evaluation must have run with: the authors' 2048 (tests use fewer)."""
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -185,7 +193,7 @@ class EvaluationAPI:
         request = self.queue.holding(request_id, lease)
         predictions, meta_file = split_files(files)
         meta = provenance_mod.loads(meta_file.read_bytes(), meta_file.name)
-        check_meta(meta, request)
+        check_meta(meta, request, self.max_new_tokens)
         worker = check_worker_block(provenance)
         row_id = self.submit(request, [predictions, meta_file], {"predict": meta, "worker": worker})
         done = self.queue.finish(request.id, lease, int(row_id))
