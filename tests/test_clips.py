@@ -281,3 +281,32 @@ def test_data_is_a_command():
     from crashchat.__main__ import COMMANDS
 
     assert COMMANDS["data"][0] == "crashchat.clips:main"
+
+
+def test_a_newcomer_needs_two_commands(tmp_path, monkeypatch, capsys, one_thread):
+    """`crashchat data fetch` then `crashchat predict --out ...` with every default (the split from
+    CRASHCHAT_SPLIT_DIR, the Hub served by a local mirror holding the clips in a zip), then scored."""
+    import huggingface_hub
+    from mini_split import VIDEOS, write_mini_split
+
+    from crashchat import predict
+    from leaderboard.__main__ import score_command
+
+    readable = [v for v in VIDEOS if v[2] == "ok"]
+    split, root = write_mini_split(tmp_path / "data", readable)
+    mirror = tmp_path / "mirror" / "snapshots" / ("f" * 40)
+    (mirror / "CrashChat-resized").mkdir(parents=True)
+    with zipfile.ZipFile(mirror / "CrashChat-resized" / "videos.zip", "w") as zf:
+        for name, _, _ in readable:
+            zf.write(root / "videos" / name, f"videos/{name}")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(mirror))
+    monkeypatch.setenv("CRASHCHAT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CRASHCHAT_SPLIT_DIR", str(split))
+    monkeypatch.chdir(tmp_path)
+
+    assert clips.main(["fetch", "--no-progress"]) == 0
+    assert f"3 of 3 clips of the split present in {clips.default_dest()}" in capsys.readouterr().out
+    assert predict.main(["--out", "preds.jsonl", "--model", "tiny-random", "--device", "cpu", "--max-new-tokens", "3",
+                         "--no-progress"]) == 0
+    assert "videos: 3 of 3 found" in capsys.readouterr().err
+    assert score_command(["preds.jsonl", "--bootstrap", "0"]) == 0
