@@ -449,7 +449,12 @@ def serve(transport, cfg: WorkerConfig, *, once: bool = False, until_empty: bool
                 return 0
             sleep(cfg.poll_s)
             continue
-        outcome = handle(transport, cfg, claim, runner=runner)
+        try:
+            outcome = handle(transport, cfg, claim, runner=runner)
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: this request fails, the worker goes on
+            _fail(transport, claim.get("request_id"), claim.get("lease"),
+                  f"worker {cfg.name}: {type(exc).__name__}: {_line(exc)}")
+            outcome = "failed"
         if once:
             return 0 if outcome == "finished" else 1
 
@@ -469,6 +474,9 @@ def preflight(split_dir: Path | None, videos_dir: Path) -> Path:
     if missing:
         raise ValueError(f"{len(missing)} of the split's {len(needed)} clips are not in {videos_dir} "
                          f"({listing(missing, 5)}); get them with `crashchat data fetch` first")
+    if not split.official:
+        log(f"warning: the split in {split.dir} is not the published one; the leaderboard scores the answers "
+            "on its own split, so videos this one lacks count as missing")
     return split.dir
 
 

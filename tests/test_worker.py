@@ -300,3 +300,18 @@ def test_the_contract_in_the_docstring_is_what_the_server_implements():
         wanted = [a.strip() for a in args.split(",") if a.strip()]
         params = list(inspect.signature(getattr(EvaluationAPI, name)).parameters)[1:]
         assert params[:len(wanted)] == wanted, name
+
+
+def test_an_unexpected_error_fails_the_request_and_the_worker_goes_on(tmp_path, data, board):
+    queue, api, _ = board
+    first = api.request_evaluation(str(_local_model(tmp_path, "a")))
+    second = api.request_evaluation(str(_local_model(tmp_path, "b")))
+
+    def broken_runner(command, log_path, *, timeout_s, stop):
+        if "attempt" in str(log_path) and "request-1-" in str(log_path):
+            raise OSError(28, "No space left on device")
+        return _fake_runner()(command, log_path, timeout_s=timeout_s, stop=stop)
+
+    assert worker.serve(LocalTransport(api), _cfg(tmp_path, data), until_empty=True, runner=broken_runner) == 0
+    assert queue.get(first["request_id"]).reason == "worker test-worker: OSError: [Errno 28] No space left on device"
+    assert queue.get(second["request_id"]).status == "finished"
