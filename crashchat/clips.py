@@ -449,9 +449,14 @@ class _Fetcher:
                         continue
                     if nested:
                         target = staging / path
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        with open_member(member.handle) as src:
-                            _copy_bounded(src, target, member.size)
+                        try:
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            with open_member(member.handle) as src:
+                                _copy_bounded(src, target, member.size)
+                        except (ValueError, OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+                            target.unlink(missing_ok=True)
+                            self.report.refused.append(f"{where[:300]}: cannot extract ({exc})"[:400])
+                            continue
                         inner.append((target, where))
                         continue
                     tmp = _partial(self.dest, base)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -60,6 +61,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from crashchat.predict import errors_path
+from crashchat.provenance import SUFFIX
 from crashchat.weights import cache_root
 
 POLL_SECONDS = 30.0
@@ -362,8 +365,6 @@ def handle(transport, cfg: WorkerConfig, claim: dict, *, runner: Runner = run_pr
     shutil.rmtree(folder, ignore_errors=True)  # a half run of an earlier worker life is not this run's
     folder.mkdir(parents=True)
     out = folder / "predictions.jsonl"
-    from crashchat.provenance import SUFFIX
-
     meta = out.with_name(out.name + SUFFIX)
     command = predict_command(job, cfg, out)
     log(f"request #{job.request_id} (attempt {job.attempt}): {job.model_arg}, frames {job.frames}, "
@@ -380,8 +381,14 @@ def handle(transport, cfg: WorkerConfig, claim: dict, *, runner: Runner = run_pr
             reason = failure_reason(code, text) if code != 0 else "predict wrote no answers or no provenance"
             _fail(transport, job.request_id, job.lease, reason)
             return "failed"
-        import json
-
+        unreadable = [line for line in errors_path(out).read_text(encoding="utf-8").splitlines() if line.strip()] \
+            if errors_path(out).is_file() else []
+        if unreadable:  # this machine's clips, not the model: no partial row under the model's name
+            names = [json.loads(line).get("video", "?") for line in unreadable[:3]]
+            _fail(transport, job.request_id, job.lease,
+                  f"worker {cfg.name}: {len(unreadable)} videos could not be read on this machine "
+                  f"({', '.join(names)}); not the model's fault: ask again")
+            return "failed"
         run = json.loads(meta.read_text(encoding="utf-8")).get("run", {})
         provenance = {"worker": cfg.name, "gpu": str(run.get("device") or "unknown")[:200],
                       "gpus": int(run.get("processes") or cfg.gpus), "code_version": code_version(),

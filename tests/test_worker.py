@@ -126,7 +126,8 @@ def test_a_tiny_model_is_evaluated_and_a_broken_one_fails_without_stopping_the_w
     assert transport.calls.count("claim_evaluation") == 3  # two requests, then an empty queue
 
 
-def _fake_runner(log_text: str = "", code: int = 0, revision: str | None = None, wait: threading.Event | None = None):
+def _fake_runner(log_text: str = "", code: int = 0, revision: str | None = None, wait: threading.Event | None = None,
+                 unreadable: tuple[str, ...] = ()):
     """A predict stand-in: writes answers and a provenance matching its command (or fails as told)."""
     seen = {}
 
@@ -149,6 +150,8 @@ def _fake_runner(log_text: str = "", code: int = 0, revision: str | None = None,
         meta["generation"]["max_new_tokens"] = 3
         meta["run"].update(tasks=list(TASK_IDS), device="NVIDIA H200")
         out.with_name(out.name + provenance.SUFFIX).write_text(json.dumps(meta))
+        out.with_name(out.name + ".errors.jsonl").write_text("".join(
+            json.dumps({"video": v, "tasks": ["crash_recognition"], "error": "unreadable: x"}) + "\n" for v in unreadable))
         seen["args"] = args
         return 0
 
@@ -315,3 +318,13 @@ def test_an_unexpected_error_fails_the_request_and_the_worker_goes_on(tmp_path, 
     assert worker.serve(LocalTransport(api), _cfg(tmp_path, data), until_empty=True, runner=broken_runner) == 0
     assert queue.get(first["request_id"]).reason == "worker test-worker: OSError: [Errno 28] No space left on device"
     assert queue.get(second["request_id"]).status == "finished"
+
+
+def test_clips_that_do_not_decode_here_fail_the_request_not_the_model(tmp_path, data, board):
+    queue, api, filed = board
+    asked = api.request_evaluation(str(_local_model(tmp_path)))
+    runner = _fake_runner(unreadable=("c0.mp4", "n1.mp4"))
+    assert worker.serve(LocalTransport(api), _cfg(tmp_path, data), once=True, runner=runner) == 1
+    assert not filed and queue.get(asked["request_id"]).reason == (
+        "worker test-worker: 2 videos could not be read on this machine (c0.mp4, n1.mp4); not the model's fault: "
+        "ask again")
