@@ -15,6 +15,8 @@ COMMANDS = {
     "inspect": ("crashchat.inspection:main", "What the model would see for a video: frames, labels, visual tokens, prompts."),
     "convert": ("crashchat.convert:main", "Authors' checkpoints -> native transformers base and peft adapters."),
     "train": ("crashchat.train:main", "LoRA instruction tuning with task decoupling and grouping."),
+    "data": ("crashchat.clips:main", "The benchmark's clips: `data fetch` downloads (or takes) and checks them."),
+    "worker": ("crashchat.worker:main", "Evaluate the leaderboard's queued model ids on this machine's GPUs."),
     "score": ("leaderboard.__main__:score_command", "Score prediction files on the test split (the benchmark)."),
     "app": ("app:main", "Start the Gradio app (chat and leaderboard tabs)."),
 }

@@ -1,6 +1,6 @@
 """Any video-LLM that transformers supports natively, behind the same interface as CrashChat.
 
-`predict --model hf:<hub id or local dir>` loads `AutoModelForImageTextToText` + `AutoProcessor`
+`predict --model hf:<hub id or local dir>[@revision]` loads `AutoModelForImageTextToText` + `AutoProcessor`
 (no remote code unless `--trust-remote-code`), bf16 + sdpa on a GPU, and asks every split
 question with the model's own chat template: the video as that model expects it (the frames
 `crashchat.video` picked, with their `VideoMetadata`, so models that read time, such as
@@ -46,8 +46,15 @@ class GenericConfig:
     """Allow the checkpoint's own Python code (only when asked: it runs arbitrary code)."""
     max_pixels: int | None = None
     """Cap on each frame's pixels before the model's processor (None: the frames as decoded)."""
+    revision: str | None = None
+    """Hub branch, tag or commit (`hf:ID@REVISION`); None: the default branch. The resolved commit
+    is what the provenance records."""
 
     def __post_init__(self):
+        if self.revision is None and "@" in self.source and not Path(self.source).exists():
+            self.source, _, self.revision = self.source.rpartition("@")
+            if not self.revision.strip():
+                raise ValueError(f"--model hf:{self.source}@: the revision after @ is empty")
         if not self.source.strip():
             raise ValueError("--model hf:<hub id or folder>: the id is empty")
         if self.max_pixels is not None and self.max_pixels < 28 * 28:
@@ -67,6 +74,8 @@ def _fetch(cfg: GenericConfig) -> tuple[Path, str | None]:
     """A local folder with the checkpoint, and the resolved hub commit (None for a local folder)."""
     path = Path(cfg.source)
     if path.is_dir():
+        if cfg.revision:
+            raise ModelLoadError(f"--model hf:{cfg.source}@{cfg.revision}: a local folder has no revisions")
         return path, revision_of(path)
     if path.exists() or cfg.source.startswith((".", "/", "~")):
         raise ModelLoadError(f"--model hf:{cfg.source}: no such folder")
@@ -75,9 +84,9 @@ def _fetch(cfg: GenericConfig) -> tuple[Path, str | None]:
     from huggingface_hub import snapshot_download
 
     try:
-        folder = Path(snapshot_download(cfg.source))
-    except Exception as exc:  # offline, unknown repo, gated: one line with advice
-        raise hub_error(f"hf:{cfg.source}", exc) from exc
+        folder = Path(snapshot_download(cfg.source, revision=cfg.revision))
+    except Exception as exc:  # offline, unknown repo or revision, gated: one line with advice
+        raise hub_error(f"hf:{cfg.source}" + (f"@{cfg.revision}" if cfg.revision else ""), exc) from exc
     return folder, revision_of(folder)
 
 

@@ -6,8 +6,14 @@ the split is asked (no recognition gate: the benchmark scores each task on its o
 
 - Resumable: with `--resume`, rows already in the output (or in parts left by a stopped run) are
   kept and not asked again.
-- A missing or unreadable video is recorded in `<out>.errors.jsonl` (one row per video with the
-  reason), counted at the end and skipped; nothing is dropped silently.
+- The inputs are checked before any model is loaded: the split, the videos (how many of the split's
+  are found, and the first missing names) and that the output folder can be written. A missing
+  video is then recorded in `<out>.errors.jsonl` (one row per video with the reason), counted at
+  the end and skipped, as is one that does not decode; nothing is dropped silently. When none of
+  the split's videos is found the command stops there (exit 2). Without `--videos-dir` the clips
+  are read where `crashchat data fetch` puts them (`crashchat.clips.default_dest()`); without
+  `--split-dir` the split comes from `CRASHCHAT_SPLIT_DIR` or the verified download
+  (`leaderboard.split.load_split`).
 - The next video is decoded (and patched by the processor) in a background thread while the model
   answers the current one; each group's questions share one prefill of the video.
 - Several GPUs: `accelerate launch --num_processes N -m crashchat predict ...`. Videos are split
@@ -28,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crashchat.clips import listing
 from crashchat.pipeline import answer_clips
 from crashchat.records import RecordError, find_video, read_records
 from crashchat.tasks import GROUPS, TASK_IDS, get_task
@@ -371,6 +378,40 @@ def _device_name(device: str) -> str:
     return device
 
 
+def _split_dir(given: Path | None) -> Path:
+    """`--split-dir` as given, else the split `leaderboard.split.load_split` finds (env, verified cache)."""
+    if given is not None:
+        if not given.is_dir():
+            raise SplitFileError(f"--split-dir {given}: no such folder")
+        return given
+    from leaderboard.split import SplitError, load_split
+
+    try:
+        return load_split().dir
+    except SplitError as exc:
+        raise SplitFileError(f"--split-dir not given: {exc}") from None
+
+
+def missing_videos(jobs: Sequence[VideoJob], videos_dir: Path) -> list[str]:
+    """Names of the jobs' videos not in `videos_dir` (a stat per video: nothing is opened)."""
+    return [job.name for job in jobs if find_video(videos_dir, job.relative) is None]
+
+
+def check_writable(out: Path) -> None:
+    """`out`'s folder exists and takes a new file (tried, not guessed from permission bits)."""
+    import tempfile
+
+    if not out.parent.is_dir():
+        raise SplitFileError(f"--out {out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise SplitFileError(f"--out {out}: is a folder; name the file to write")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".check"):
+            pass
+    except OSError as exc:
+        raise SplitFileError(f"--out {out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
+
+
 def meta_path(out: Path) -> Path:
     from crashchat.provenance import SUFFIX
 
@@ -428,8 +469,12 @@ def main(argv: Sequence[str]) -> int:
     )
 
     parser = argparse.ArgumentParser(prog="python -m crashchat predict", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--split-dir", type=Path, required=True, help="folder with crashchat_dada_video_total_<task>_test.json")
-    parser.add_argument("--videos-dir", type=Path, required=True, help="folder the split's video paths are relative to (or the videos folder itself)")
+    parser.add_argument("--split-dir", type=Path,
+                        help="folder with crashchat_dada_video_total_<task>_test.json (default: CRASHCHAT_SPLIT_DIR, "
+                             "else the verified download in the cache)")
+    parser.add_argument("--videos-dir", type=Path,
+                        help="folder the split's video paths are relative to, or the videos folder itself (default: "
+                             "where `crashchat data fetch` puts them, $CRASHCHAT_CACHE/videos/resized)")
     parser.add_argument("--out", type=Path, required=True, help="submission file to write (JSONL); OUT.meta.json records how")
     parser.add_argument("--tasks", type=tasks_arg, default=list(TASK_IDS), help="comma-separated task ids (default: all six)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N videos of the split (to try a setup)")
@@ -454,12 +499,17 @@ def main(argv: Sequence[str]) -> int:
     shard = Shard.from_env()
     out: Path = args.out
     try:
-        if not args.split_dir.is_dir():
-            raise SplitFileError(f"--split-dir {args.split_dir}: no such folder")
+        args.split_dir = _split_dir(args.split_dir)
+        if args.videos_dir is None:
+            from crashchat.clips import default_dest
+
+            args.videos_dir = default_dest()
+            if not args.videos_dir.is_dir():
+                raise SplitFileError(f"--videos-dir not given and {args.videos_dir} does not exist: get the clips "
+                                     "with `crashchat data fetch`, or pass --videos-dir DIR")
         if not args.videos_dir.is_dir():
             raise SplitFileError(f"--videos-dir {args.videos_dir}: no such folder")
-        if not out.parent.is_dir():
-            raise SplitFileError(f"--out {out}: folder {out.parent} does not exist")
+        check_writable(out)
         if args.limit is not None and args.limit < 1:
             raise SplitFileError(f"--limit must be at least 1, got {args.limit}")
         for flag, value in (("--workers", args.workers), ("--batch-videos", args.batch_videos)):
@@ -468,6 +518,11 @@ def main(argv: Sequence[str]) -> int:
         if shard.rank == 0 and not args.resume and out.exists():
             raise SplitFileError(f"--out {out} already exists; pass --resume to continue it, or remove it")
         jobs = read_jobs(args.split_dir, args.tasks)[:args.limit]
+        missing = missing_videos(jobs, args.videos_dir)
+        if jobs and len(missing) == len(jobs):
+            raise SplitFileError(f"--videos-dir {args.videos_dir}: none of the split's {len(jobs)} videos is there "
+                                 f"(looked for {jobs[0].relative} and {jobs[0].name}); get them with `crashchat data "
+                                 "fetch`")
         done = {(r["video"], r["task"]) for p in [out, *_parts(out)] for r in read_rows(p)} if args.resume else set()
         video_kwargs = video_options(args)
         options = generation_options(args)
@@ -484,6 +539,9 @@ def main(argv: Sequence[str]) -> int:
     if shard.rank == 0:
         print(f"{len(jobs)} videos, {total} questions; {total - sum(len(j.questions) for j in todo)} already answered",
               file=sys.stderr)
+        print(f"videos: {len(jobs) - len(missing)} of {len(jobs)} found in {args.videos_dir}"
+              + (f"; {len(missing)} missing ({listing(missing)}): recorded in {errors_path(out)} and skipped"
+                 if missing else ""), file=sys.stderr)
     Path(str(shard.part(out)) + ".done").unlink(missing_ok=True)
     model = None
     if todo:

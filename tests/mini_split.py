@@ -13,20 +13,21 @@ VIDEOS = [("c0.mp4", "crash", "ok"), ("n1.mp4", "normal", "ok"), ("c2.mp4", "cra
           ("c3.mp4", "crash", "broken"), ("n4.mp4", "normal", "missing")]
 
 
-def write_mini_split(root: Path) -> tuple[Path, Path]:
-    """`root/split` (six test files) and `root/videos`; returns (split dir, videos dir)."""
+def write_mini_split(root: Path, videos: list[tuple[str, str, str]] = VIDEOS) -> tuple[Path, Path]:
+    """`root/split` (six test files) and `root/videos`; returns (split dir, data root).
+    `videos` picks other entries of the `VIDEOS` form (e.g. only the readable ones)."""
     from crashchat.synthetic import write_broken, write_clip
 
     (root / "videos").mkdir(parents=True)
     (root / "split").mkdir()
-    for i, (name, scene, state) in enumerate(VIDEOS):
+    for i, (name, scene, state) in enumerate(videos):
         if state == "ok":
             write_clip(root / "videos" / name, seconds=1.0, scene=scene, seed=i)
         elif state == "broken":
             write_broken(root / "videos" / name, "text")
     for task in TASKS:
         records = []
-        for name, scene, _ in VIDEOS:
+        for name, scene, _ in videos:
             if task.group == "perception" and scene != "crash":
                 continue  # as in the real split: localization only for crash videos
             answer = ANSWERS[task.kind] or ("Yes" if scene == "crash" else "No")

@@ -23,10 +23,10 @@ def test_every_command_points_at_a_function():
     for name, (target, _about) in COMMANDS.items():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), name
-    assert set(COMMANDS) >= {"analyze", "predict", "inspect", "convert", "train", "score", "app"}
+    assert set(COMMANDS) >= {"analyze", "predict", "inspect", "convert", "train", "score", "app", "data", "worker"}
 
 
-@pytest.mark.parametrize("name", ["analyze", "predict", "inspect", "convert", "score"])
+@pytest.mark.parametrize("name", ["analyze", "predict", "inspect", "convert", "score", "data", "worker"])
 def test_help_of_each_command_from_another_folder(name, tmp_path):
     """`python -m crashchat NAME --help` works outside the repository (the installed command does the same)."""
     done = subprocess.run([sys.executable, "-m", "crashchat", name, "--help"], cwd=tmp_path, capture_output=True,

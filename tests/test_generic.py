@@ -14,6 +14,7 @@ from hf_families import FAMILIES, write_family
 from mini_split import VIDEOS, expected_rows, write_mini_split
 
 from crashchat import predict, provenance
+from crashchat.synthetic import write_broken
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +91,8 @@ def test_an_image_only_model_is_refused_in_one_line(family, why, checkpoints, mi
     split, videos = mini
     assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", f"hf:{checkpoints[family]}")) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and err[1].startswith("error: ") and why in err[1] and "llava" in err[1], err
+    assert len(err) == 3 and err[1].startswith("videos: ") and err[2].startswith("error: "), err
+    assert why in err[2] and "llava" in err[2], err
 
 
 def test_a_bad_hub_id_offline_is_one_line(mini, tmp_path, capsys, monkeypatch):
@@ -126,8 +128,9 @@ def test_resume_across_families_keeps_earlier_answers(checkpoints, mini, tmp_pat
 
 def test_nothing_predicted_exits_non_zero_with_a_summary(checkpoints, tmp_path, capsys):
     split = write_mini_split(tmp_path / "m")[0]
-    empty = tmp_path / "no-videos"
-    empty.mkdir()
+    empty = tmp_path / "no-videos"  # every video there, none readable (a folder without any stops before loading)
+    for name, _, _ in VIDEOS:
+        write_broken(empty / name, "text")
     out = tmp_path / "none.jsonl"
     assert predict.main(_argv(split, empty, out, f"hf:{checkpoints['qwen2_vl']}")) == 1
     err = capsys.readouterr().err

@@ -4,6 +4,7 @@ broken and one missing video), then scored by `python -m leaderboard score`."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,57 @@ def test_a_dying_worker_costs_only_its_video(mini):
     assert got["c2.mp4"] == (None, "unreadable: the decoding worker died on this video")
     assert got["c0.mp4"][0] == 10 and got["n1.mp4"][0] == 10  # 1 s clips at 10 fps
     assert got["c3.mp4"][1].startswith("unreadable:") and got["n4.mp4"][1].startswith("missing:")
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """`predict` must not reach the model loader: it raises if called."""
+    import crashchat.cli
+
+    def refuse(cfg):
+        raise AssertionError("the model was loaded although the inputs are unusable")
+
+    monkeypatch.setattr(crashchat.cli, "load", refuse)
+
+
+def test_missing_videos_folder_fails_before_any_model_loads(mini, tmp_path, capsys, no_model):
+    split, _ = mini
+    argv = ["--split-dir", str(split), "--out", str(tmp_path / "o.jsonl"), "--model", "tiny-random"]
+    assert predict.main(argv + ["--videos-dir", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"error: --videos-dir {tmp_path / 'nope'}: no such folder\n"
+    (tmp_path / "empty").mkdir()
+    assert predict.main(argv + ["--videos-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none of the split's 5 videos is there" in err and "crashchat data fetch" in err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_default_videos_dir_is_where_data_fetch_puts_them(mini, tmp_path, capsys, monkeypatch, no_model):
+    split, root = mini
+    monkeypatch.setenv("CRASHCHAT_CACHE", str(tmp_path / "cache"))
+    argv = ["--split-dir", str(split), "--out", str(tmp_path / "o.jsonl"), "--model", "tiny-random"]
+    assert predict.main(argv) == 2
+    expected = tmp_path / "cache" / "videos" / "resized"
+    assert capsys.readouterr().err == (f"error: --videos-dir not given and {expected} does not exist: get the clips "
+                                       "with `crashchat data fetch`, or pass --videos-dir DIR\n")
+    shutil.copytree(root / "videos", expected)  # as `data fetch` lays them out: DEST/<name>.mp4
+    with pytest.raises(AssertionError, match="the model was loaded"):  # the inputs are fine: loading starts
+        predict.main(argv)
+    err = capsys.readouterr().err
+    assert f"videos: 4 of 5 found in {expected}; 1 missing (n4.mp4): recorded in" in err
+
+
+def test_output_folder_must_take_a_file(mini, tmp_path, capsys, monkeypatch, no_model):
+    import tempfile
+
+    split, root = mini
+    argv = ["--split-dir", str(split), "--videos-dir", str(root), "--model", "tiny-random"]
+    assert predict.main(argv + ["--out", str(tmp_path / "no" / "o.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    assert predict.main(argv + ["--out", str(tmp_path / "o.jsonl")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'o.jsonl'}: cannot write in {tmp_path} (Permission denied)\n"
