@@ -36,7 +36,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--tasks", type=tasks_arg, default=list(TASK_IDS),
                         help="comma-separated task ids (default: all six)")
     add_model_args(parser)
-    add_generation_args(parser)
+    add_generation_args(parser, repetition_stop=True)  # a report for a person, as the app's
     add_video_args(parser)
     args = parser.parse_args(list(argv))
 

@@ -7,7 +7,7 @@ import argparse
 from crashchat.tasks import get_task
 
 AUTHORS_MAX_NEW_TOKENS = 2048
-"""The authors' evaluation allows 2048 new tokens (`crashchat.stopping` ends loops early)."""
+"""The authors' evaluation allows 2048 new tokens, and lets a looping answer run to them."""
 
 
 def model_name(text: str) -> str:
@@ -39,15 +39,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                              "model's processor (default: as decoded)")
 
 
-def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = AUTHORS_MAX_NEW_TOKENS) -> None:
-    """Answer length, format guidance and the repetition guard."""
+def add_generation_args(parser: argparse.ArgumentParser, *, repetition_stop: bool,
+                        max_new_tokens: int = AUTHORS_MAX_NEW_TOKENS) -> None:
+    """Answer length, format guidance and the repetition guard.
+
+    `repetition_stop` is the command's default for the guard: off for `predict` (a benchmark run
+    decodes as the authors did: a loop runs to the length limit and is scored as it is), on for
+    `analyze` (a report for a person, like the app's). Both commands take both flags.
+    """
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
                         help=f"answer length limit (default {max_new_tokens}, as the authors' evaluation)")
     parser.add_argument("--guided", action="store_true",
                         help="format-guided decoding for recognition and the two localizations (answers always "
                              "parse; changes what is measured, so it is off by default and recorded)")
-    parser.add_argument("--no-repetition-stop", dest="repetition_stop", action="store_false",
-                        help="do not end answers stuck in an exact loop early (default: end them, and record it)")
+    why = ("on: a report for a person; the benchmark's predict runs without it, as the authors" if repetition_stop
+           else "off: as the authors' evaluation, a loop runs to --max-new-tokens and is scored as it is")
+    parser.add_argument("--repetition-stop", action=argparse.BooleanOptionalAction, default=repetition_stop,
+                        help=f"end an answer stuck in an exact loop early and mark it \"stopped\" "
+                             f"(crashchat/stopping.py; changes BLEU/ROUGE of such answers; default {why})")
 
 
 def generation_options(args) -> dict:

@@ -443,7 +443,7 @@ def main(argv: Sequence[str]) -> int:
                         help="answer N videos together (each group's questions about them in one batch; default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_args(parser)
-    add_generation_args(parser)
+    add_generation_args(parser, repetition_stop=False)  # decode as the authors' evaluation
     add_video_args(parser)
     args = parser.parse_args(list(argv))
 

@@ -75,7 +75,7 @@ SCHEMA: dict[str, Any] = {
         "num_beams": _INT,
         "max_new_tokens": _INT,
         "guided": _BOOL,         # format-guided decoding for the closed-form tasks
-        "repetition_stop": _BOOL,  # a degenerate repetition guard may end answers early
+        "repetition_stop": _BOOL,  # the exact-loop guard was on (predict: off by default, as the authors)
     },
     "run": {
         "started_at": _STR,      # ISO 8601, UTC
@@ -242,7 +242,7 @@ def example() -> dict:
                    "token_budget": None},
         "prompt": {"format": "chat-template", "video_tag": False, "system_prompt": False},
         "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": 2048, "guided": False,
-                       "repetition_stop": True},
+                       "repetition_stop": False},
         "run": {"started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T00:25:00Z",
                 "device": "NVIDIA H200", "processes": 1, "tasks": ["crash_recognition"]},
         "answers": {"written": 1839, "skipped": 0, "videos_failed": 0, "stopped_by_repetition": 0},
