@@ -27,7 +27,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                              "tiny-random (random 2-layer model, offline, for trying the pipeline), or "
                              "hf:<hub id or folder> (any transformers video-LLM, zero-shot, e.g. "
                              "hf:Qwen/Qwen3-VL-8B-Instruct)")
-    parser.add_argument("--base", help="base weights: hub id or local dir, native or the authors' layout")
+    parser.add_argument("--base", help="base weights: authors-eval (default: KDliang/crashchat/"
+                                       "videollama3_original_model, the base the authors' evaluation merged each "
+                                       "LoRA into), videollama3-7b (DAMO-NLP-SG/VideoLLaMA3-7B), a hub id, "
+                                       "hub_id/subfolder or a local dir; native or the authors' layout")
     parser.add_argument("--linguistic", help="linguistic adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--perception", help="perception adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")

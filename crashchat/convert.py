@@ -26,11 +26,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from crashchat.bases import PREPROCESSOR_FILES
+
 BASE_PATTERNS = ("*.json", "*.safetensors", "vocab.json", "merges.txt", "tokenizer*")
 ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "non_lora_trainables.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
                    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja")
 SHARD_BYTES = 5 * 1024**3
+SETTING_KEYS = ("use_token_compression", "vision_encoder")
+"""Keys of the authors' config.json that set the processor, not the weights (`crashchat.bases`)."""
 
 
 class ConvertError(ValueError):
@@ -188,11 +192,19 @@ def convert_base(src: str | Path, dst: str | Path) -> Path:
         raise ConvertError(f"{src}: weights do not match the config: {describe_keys(missing, unexpected)}")
     (tmp / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=1))
-    _copy_tokenizer(src, tmp)
+    copy_tokenizer(src, tmp)
     config.image_token_id, config.video_token_id = _placeholder_ids(tmp)
     config.dtype = authors.get("torch_dtype") or authors.get("dtype") or "bfloat16"
     config.architectures = ["VideoLlama3ForConditionalGeneration"]
+    # What the processor settings are read from (`crashchat.bases`), kept so that the converted
+    # folder used as `--base` gives the settings its source gives.
+    for key in SETTING_KEYS:
+        if key in authors:
+            setattr(config, key, authors[key])
     config.save_pretrained(tmp)
+    for name in PREPROCESSOR_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, tmp / name)
     return _publish(tmp, dst)
 
 
@@ -238,7 +250,7 @@ def _placeholder_ids(folder: Path) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-def _copy_tokenizer(src: Path, dst: Path) -> None:
+def copy_tokenizer(src: Path, dst: Path) -> None:
     """The tokenizer files, minus the remote-code hooks (`auto_map`, `processor_class`)."""
     found = False
     for name in TOKENIZER_FILES:

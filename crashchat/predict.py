@@ -385,12 +385,18 @@ def write_meta(out: Path, *, model, args, video_kwargs: dict, options: dict, sta
     model_block = model.provenance()
     rows = read_rows(out)
     errors = read_rows(errors_path(out))
+    settings = getattr(model, "settings", None)  # CrashChat: what the base's configs set, and from where
     meta = {
         "format": provenance.FORMAT,
         "model": model_block,
         "frames": {"sampler": SAMPLER, "fps": float(video_kwargs["fps"]),
                    "max_frames": int(video_kwargs["max_frames"]), "max_pixels": getattr(model, "max_pixels", None),
-                   "token_budget": getattr(model, "token_budget", None)},
+                   "token_budget": getattr(model, "token_budget", None),
+                   "policy": getattr(model, "frame_policy", "benchmark"),
+                   **({"token_compression": settings.token_compression, "min_tokens": settings.min_tokens,
+                       "image_mean": list(settings.image_mean), "image_std": list(settings.image_std),
+                       "settings_from": {k: v[:provenance.MAX_TEXT] for k, v in settings.sources.items()}}
+                    if settings is not None else {})},
         "prompt": {"format": model.prompt_format, "video_tag": model.prompt_format == "authors-eval",
                    "system_prompt": False},
         "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": int(options["max_new_tokens"]),

@@ -136,8 +136,10 @@ class TrainConfig:
     model: Literal["videollama3", "tiny-random"] = "videollama3"
     """`videollama3` (the base, `--base` or the hub's) or `tiny-random` (CPU runs in seconds)."""
     base: str | None = None
-    """Hub id or local dir of the base (native or the authors' layout, converted once); default the hub's
-    VideoLLaMA3-7B."""
+    """The base, as `analyze`'s `--base`: authors-eval (default, the base the authors evaluated on, so
+    adapters trained here serve on the base they are evaluated with), videollama3-7b, a hub id or
+    hub_id/subfolder, or a local dir (native or the authors' layout, converted once). The authors
+    trained from their `ckpt/videollama3_baseline`."""
     cache_dir: str | None = None
     """Where a converted base goes (see `crashchat.loading.ModelConfig`)."""
     lora_r: int = 64
