@@ -80,6 +80,17 @@ def add_video_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolate", action="store_true", help="decode in a child process with a timeout")
 
 
+def add_frames_arg(parser: argparse.ArgumentParser) -> None:
+    """`--frames`: which frame policy an `hf:` baseline gets (`predict`)."""
+    from crashchat.generic import FRAME_POLICIES
+
+    parser.add_argument("--frames", choices=FRAME_POLICIES, default="benchmark",
+                        help="hf: models: benchmark (default: --fps/--max-frames, 10 fps and at most 96 frames, for "
+                             "every model alike) or model-card (each family's documented video defaults, read from "
+                             "its processor config: Qwen2/2.5/3-VL 2 fps up to 768 frames, LLaVA-OneVision 32 "
+                             "frames; its own pixel limits); the provenance records which")
+
+
 def video_options(args) -> dict:
     import dataclasses
 
@@ -104,9 +115,13 @@ def model_config(args):
         if given:
             raise ValueError(f"{', '.join(given)}: CrashChat options; an hf: model is loaded as it is")
         return GenericConfig(source=args.model[len(PREFIX):], device=args.device,
-                             trust_remote_code=args.trust_remote_code, max_pixels=args.max_pixels)
+                             trust_remote_code=args.trust_remote_code, max_pixels=args.max_pixels,
+                             frames=getattr(args, "frames", "benchmark"))
     if args.trust_remote_code or args.max_pixels:
         raise ValueError("--trust-remote-code and --max-pixels apply to hf: models only")
+    if getattr(args, "frames", "benchmark") != "benchmark":
+        raise ValueError("--frames model-card applies to hf: models only (CrashChat is evaluated on the "
+                         "benchmark's frames, as the authors)")
     return ModelConfig(name=args.model, base=args.base, linguistic=args.linguistic, perception=args.perception,
                        device=args.device, cache_dir=args.cache_dir)
 

@@ -233,7 +233,8 @@ def describe(meta: dict) -> str:
     else:
         name = {"crashchat": "CrashChat adapters", "videollama3": "VideoLLaMA3 base"}.get(ident, ident)
         kind = "zero-shot" if ident == "videollama3" else "fine-tuned"
-    parts = [kind, name, f"{frames['max_frames']} frames @ {frames['fps']:g} fps"]
+    parts = [kind, name, f"{frames['max_frames']} frames @ {frames['fps']:g} fps"
+             + (" (model card)" if frames.get("policy") == "model-card" else "")]
     parts.append("greedy" if not gen["do_sample"] and gen["num_beams"] == 1 else "sampled")
     parts.append(f"max {gen['max_new_tokens']} tokens")
     if gen.get("guided"):
