@@ -12,8 +12,8 @@ The authors' checkpoints -> the native transformers layout:
 Every key must be known: an unexpected one is an error, never silently dropped. The one exception
 is LoRA on the vision encoder's attention, which the authors' plain-name `target_modules`
 injected but never trained (the encoder is frozen): those B matrices must be all zero, and then
-the layers are a no-op and are dropped. `SRC` is a local folder or a Hub path (`owner/repo` for a
-base, `owner/repo/sub/folder` for an adapter).
+the layers are a no-op and are dropped. `SRC` is a local folder, a base's short name (`crashchat.bases`)
+or a Hub path (`owner/repo`, or `owner/repo/sub/folder` for a base or an adapter in a folder).
 """
 
 from __future__ import annotations
@@ -432,7 +432,8 @@ def _kind(src: Path) -> str:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m crashchat convert", description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("src", help="authors' folder, or a Hub path: owner/repo (base) or owner/repo/sub/folder (adapter)")
+    parser.add_argument("src", help="authors' folder, a base's short name (authors-eval, videollama3-7b), or a Hub "
+                                    "path: owner/repo or owner/repo/sub/folder (a base or an adapter, told by its files)")
     parser.add_argument("out", type=Path, help="output folder (native layout)")
     parser.add_argument("--kind", choices=("base", "adapter"), help="what SRC holds (default: from its files)")
     parser.add_argument("--base", type=Path, metavar="DIR",
@@ -440,16 +441,22 @@ def main(argv: Sequence[str]) -> int:
                              "only its config.json is read)")
     args = parser.parse_args(list(argv))
 
+    from crashchat.bases import BASES
     from crashchat.weights import ModelLoadError, snapshot
 
     src = Path(args.src)
     try:
         if not src.is_dir():
-            if args.src.startswith((".", "/")) or args.src.count("/") < 1:
+            if args.src in BASES:
+                repo, sub, kind = BASES[args.src].repo, BASES[args.src].subfolder or "", "base"
+            elif args.src.startswith((".", "/")) or args.src.count("/") < 1:
                 raise ConvertError(f"{args.src}: no such folder")
-            parts = args.src.split("/")
-            repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
-            kind = args.kind or ("adapter" if sub else "base")
+            else:
+                parts = args.src.split("/")
+                repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+                # a hub folder holds a base (KDliang/crashchat/videollama3_original_model) or an
+                # adapter (.../ckpt/<name>): its small json files tell which, before the large ones
+                kind = args.kind or (_kind(snapshot(repo, [f"{sub}/*.json"]) / sub) if sub else "base")
             patterns = [f"{sub}/{p}" if sub else p for p in (ADAPTER_PATTERNS if kind == "adapter" else BASE_PATTERNS)]
             src = snapshot(repo, patterns) / sub
         kind = args.kind or _kind(src)

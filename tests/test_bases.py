@@ -196,3 +196,14 @@ def test_predict_provenance_and_the_report_name_the_base_and_its_settings(hub, t
     report = build_report(clip, chat, {})
     assert report["model"]["base"]["revision"] == REVISION
     assert report["model"]["processor"]["min_tokens"] == {"value": 16, "from": frames["settings_from"]["min_tokens"]}
+
+
+def test_convert_takes_the_short_name_and_tells_a_base_folder_from_an_adapter_folder(hub, tmp_path, capsys):
+    from crashchat import convert
+
+    assert convert.main(["authors-eval", str(tmp_path / "a")]) == 0
+    assert convert.main(["KDliang/crashchat/videollama3_original_model", str(tmp_path / "b")]) == 0
+    assert convert.main(["KDliang/crashchat/ckpt/heterogeneous_multitask", str(tmp_path / "c")]) == 0
+    assert convert.is_native_base(tmp_path / "a") and convert.is_native_base(tmp_path / "b")
+    assert convert.is_native_adapter(tmp_path / "c")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("wrote native adapter to ")
