@@ -36,7 +36,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--tasks", type=tasks_arg, default=list(TASK_IDS),
                         help="comma-separated task ids (default: all six)")
     add_model_args(parser)
-    add_generation_args(parser)
+    add_generation_args(parser, repetition_stop=True)  # a report for a person, as the app's
     add_video_args(parser)
     args = parser.parse_args(list(argv))
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str]) -> int:
         print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
     results = {}
     for task_id, result in analyze(model, clip, args.tasks, **generation):
-        state = "skipped (no crash)" if result["skipped"] else f"{result['seconds']:.2f} s"
+        state = "skipped (no crash)" if result["skipped"] else f"ready after {result['elapsed_s']:.2f} s"
         print(f"  {task_id}: {state}", file=sys.stderr)
         results[task_id] = result
     report = build_report(clip, model, results, generation)

@@ -7,7 +7,7 @@ import argparse
 from crashchat.tasks import get_task
 
 AUTHORS_MAX_NEW_TOKENS = 2048
-"""The authors' evaluation allows 2048 new tokens (`crashchat.stopping` ends loops early)."""
+"""The authors' evaluation allows 2048 new tokens, and lets a looping answer run to them."""
 
 
 def model_name(text: str) -> str:
@@ -27,7 +27,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                              "tiny-random (random 2-layer model, offline, for trying the pipeline), or "
                              "hf:<hub id or folder> (any transformers video-LLM, zero-shot, e.g. "
                              "hf:Qwen/Qwen3-VL-8B-Instruct)")
-    parser.add_argument("--base", help="base weights: hub id or local dir, native or the authors' layout")
+    parser.add_argument("--base", help="base weights: authors-eval (default: KDliang/crashchat/"
+                                       "videollama3_original_model, the base the authors' evaluation merged each "
+                                       "LoRA into), videollama3-7b (DAMO-NLP-SG/VideoLLaMA3-7B), a hub id, "
+                                       "hub_id/subfolder or a local dir; native or the authors' layout")
     parser.add_argument("--linguistic", help="linguistic adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--perception", help="perception adapter: local dir or HUB_ID/SUBFOLDER")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
@@ -39,15 +42,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                              "model's processor (default: as decoded)")
 
 
-def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = AUTHORS_MAX_NEW_TOKENS) -> None:
-    """Answer length, format guidance and the repetition guard."""
+def add_generation_args(parser: argparse.ArgumentParser, *, repetition_stop: bool,
+                        max_new_tokens: int = AUTHORS_MAX_NEW_TOKENS) -> None:
+    """Answer length, format guidance and the repetition guard.
+
+    `repetition_stop` is the command's default for the guard: off for `predict` (a benchmark run
+    decodes as the authors did: a loop runs to the length limit and is scored as it is), on for
+    `analyze` (a report for a person, like the app's). Both commands take both flags.
+    """
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
                         help=f"answer length limit (default {max_new_tokens}, as the authors' evaluation)")
     parser.add_argument("--guided", action="store_true",
                         help="format-guided decoding for recognition and the two localizations (answers always "
                              "parse; changes what is measured, so it is off by default and recorded)")
-    parser.add_argument("--no-repetition-stop", dest="repetition_stop", action="store_false",
-                        help="do not end answers stuck in an exact loop early (default: end them, and record it)")
+    why = ("on: a report for a person; the benchmark's predict runs without it, as the authors" if repetition_stop
+           else "off: as the authors' evaluation, a loop runs to --max-new-tokens and is scored as it is")
+    parser.add_argument("--repetition-stop", action=argparse.BooleanOptionalAction, default=repetition_stop,
+                        help=f"end an answer stuck in an exact loop early and mark it \"stopped\" "
+                             f"(crashchat/stopping.py; changes BLEU/ROUGE of such answers; default {why})")
 
 
 def generation_options(args) -> dict:
@@ -66,6 +78,17 @@ def add_video_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-bytes", type=int, default=d.max_bytes, help=f"file size limit (default {d.max_bytes})")
     parser.add_argument("--max-duration", type=float, default=d.max_duration_s, help=f"duration limit in seconds (default {d.max_duration_s})")
     parser.add_argument("--isolate", action="store_true", help="decode in a child process with a timeout")
+
+
+def add_frames_arg(parser: argparse.ArgumentParser) -> None:
+    """`--frames`: which frame policy an `hf:` baseline gets (`predict`)."""
+    from crashchat.generic import FRAME_POLICIES
+
+    parser.add_argument("--frames", choices=FRAME_POLICIES, default="benchmark",
+                        help="hf: models: benchmark (default: --fps/--max-frames, 10 fps and at most 96 frames, for "
+                             "every model alike) or model-card (each family's documented video defaults, read from "
+                             "its processor config: Qwen2/2.5/3-VL 2 fps up to 768 frames, LLaVA-OneVision 32 "
+                             "frames; its own pixel limits); the provenance records which")
 
 
 def video_options(args) -> dict:
@@ -92,9 +115,13 @@ def model_config(args):
         if given:
             raise ValueError(f"{', '.join(given)}: CrashChat options; an hf: model is loaded as it is")
         return GenericConfig(source=args.model[len(PREFIX):], device=args.device,
-                             trust_remote_code=args.trust_remote_code, max_pixels=args.max_pixels)
+                             trust_remote_code=args.trust_remote_code, max_pixels=args.max_pixels,
+                             frames=getattr(args, "frames", "benchmark"))
     if args.trust_remote_code or args.max_pixels:
         raise ValueError("--trust-remote-code and --max-pixels apply to hf: models only")
+    if getattr(args, "frames", "benchmark") != "benchmark":
+        raise ValueError("--frames model-card applies to hf: models only (CrashChat is evaluated on the "
+                         "benchmark's frames, as the authors)")
     return ModelConfig(name=args.model, base=args.base, linguistic=args.linguistic, perception=args.perception,
                        device=args.device, cache_dir=args.cache_dir)
 

@@ -12,8 +12,8 @@ The authors' checkpoints -> the native transformers layout:
 Every key must be known: an unexpected one is an error, never silently dropped. The one exception
 is LoRA on the vision encoder's attention, which the authors' plain-name `target_modules`
 injected but never trained (the encoder is frozen): those B matrices must be all zero, and then
-the layers are a no-op and are dropped. `SRC` is a local folder or a Hub path (`owner/repo` for a
-base, `owner/repo/sub/folder` for an adapter).
+the layers are a no-op and are dropped. `SRC` is a local folder, a base's short name (`crashchat.bases`)
+or a Hub path (`owner/repo`, or `owner/repo/sub/folder` for a base or an adapter in a folder).
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from crashchat.bases import PREPROCESSOR_FILES
+
 BASE_PATTERNS = ("*.json", "*.safetensors", "vocab.json", "merges.txt", "tokenizer*")
 ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "non_lora_trainables.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
                    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja")
 SHARD_BYTES = 5 * 1024**3
+SETTING_KEYS = ("use_token_compression", "vision_encoder")
+"""Keys of the authors' config.json that set the processor, not the weights (`crashchat.bases`)."""
 
 
 class ConvertError(ValueError):
@@ -188,11 +192,19 @@ def convert_base(src: str | Path, dst: str | Path) -> Path:
         raise ConvertError(f"{src}: weights do not match the config: {describe_keys(missing, unexpected)}")
     (tmp / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=1))
-    _copy_tokenizer(src, tmp)
+    copy_tokenizer(src, tmp)
     config.image_token_id, config.video_token_id = _placeholder_ids(tmp)
     config.dtype = authors.get("torch_dtype") or authors.get("dtype") or "bfloat16"
     config.architectures = ["VideoLlama3ForConditionalGeneration"]
+    # What the processor settings are read from (`crashchat.bases`), kept so that the converted
+    # folder used as `--base` gives the settings its source gives.
+    for key in SETTING_KEYS:
+        if key in authors:
+            setattr(config, key, authors[key])
     config.save_pretrained(tmp)
+    for name in PREPROCESSOR_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, tmp / name)
     return _publish(tmp, dst)
 
 
@@ -238,7 +250,7 @@ def _placeholder_ids(folder: Path) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-def _copy_tokenizer(src: Path, dst: Path) -> None:
+def copy_tokenizer(src: Path, dst: Path) -> None:
     """The tokenizer files, minus the remote-code hooks (`auto_map`, `processor_class`)."""
     found = False
     for name in TOKENIZER_FILES:
@@ -420,7 +432,8 @@ def _kind(src: Path) -> str:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m crashchat convert", description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("src", help="authors' folder, or a Hub path: owner/repo (base) or owner/repo/sub/folder (adapter)")
+    parser.add_argument("src", help="authors' folder, a base's short name (authors-eval, videollama3-7b), or a Hub "
+                                    "path: owner/repo or owner/repo/sub/folder (a base or an adapter, told by its files)")
     parser.add_argument("out", type=Path, help="output folder (native layout)")
     parser.add_argument("--kind", choices=("base", "adapter"), help="what SRC holds (default: from its files)")
     parser.add_argument("--base", type=Path, metavar="DIR",
@@ -428,16 +441,22 @@ def main(argv: Sequence[str]) -> int:
                              "only its config.json is read)")
     args = parser.parse_args(list(argv))
 
+    from crashchat.bases import BASES
     from crashchat.weights import ModelLoadError, snapshot
 
     src = Path(args.src)
     try:
         if not src.is_dir():
-            if args.src.startswith((".", "/")) or args.src.count("/") < 1:
+            if args.src in BASES:
+                repo, sub, kind = BASES[args.src].repo, BASES[args.src].subfolder or "", "base"
+            elif args.src.startswith((".", "/")) or args.src.count("/") < 1:
                 raise ConvertError(f"{args.src}: no such folder")
-            parts = args.src.split("/")
-            repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
-            kind = args.kind or ("adapter" if sub else "base")
+            else:
+                parts = args.src.split("/")
+                repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+                # a hub folder holds a base (KDliang/crashchat/videollama3_original_model) or an
+                # adapter (.../ckpt/<name>): its small json files tell which, before the large ones
+                kind = args.kind or (_kind(snapshot(repo, [f"{sub}/*.json"]) / sub) if sub else "base")
             patterns = [f"{sub}/{p}" if sub else p for p in (ADAPTER_PATTERNS if kind == "adapter" else BASE_PATTERNS)]
             src = snapshot(repo, patterns) / sub
         kind = args.kind or _kind(src)

@@ -165,12 +165,11 @@ class Encoder:
     """
 
     def __init__(self, processor, token_budget: int | None = TRAIN_TOKEN_BUDGET):
-        from crashchat.prompt import PIXELS_PER_MERGED_TOKEN, build_processor
+        from crashchat.prompt import with_token_budget
 
         if token_budget is not None:
-            # Only the budget changes; the per-frame floor stays the processor's own.
-            floor = processor.video_processor.size["shortest_edge"] // PIXELS_PER_MERGED_TOKEN
-            processor = build_processor(processor.tokenizer, token_budget=token_budget, min_tokens=floor)
+            # Only the budget changes; floor, compression and normalisation stay the processor's own.
+            processor = with_token_budget(processor, token_budget)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")

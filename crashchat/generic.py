@@ -24,6 +24,24 @@ from crashchat.records import strip_video_tag
 from crashchat.weights import ModelLoadError, hub_error, revision_of
 
 PREFIX = "hf:"
+FRAME_POLICIES = ("benchmark", "model-card")
+"""`benchmark`: every model sees the paper's frames (`--fps`, `--max-frames`: 10 fps, at most 96);
+`model-card`: each family's documented video defaults (`MODEL_CARD_VIDEO`, `model_card_frames`)."""
+BENCHMARK_DECODE_FPS = 10.0
+"""Families documented by a frame count are decoded at the benchmark's rate, then thinned uniformly."""
+
+MODEL_CARD_VIDEO = {
+    # family -> (documented video defaults, where they are documented); the checkpoint's own video
+    # processor overrides each value it sets (Qwen3-VL's sets fps 2 itself).
+    "qwen2_vl": ({"fps": 2.0, "min_frames": 4, "max_frames": 768},
+                 "Qwen2-VL's model card (qwen-vl-utils: 2 fps, 4 to 768 frames)"),
+    "qwen2_5_vl": ({"fps": 2.0, "min_frames": 4, "max_frames": 768},
+                   "Qwen2.5-VL's model card (qwen-vl-utils: 2 fps, 4 to 768 frames)"),
+    "qwen3_vl": ({"fps": 2.0, "min_frames": 4, "max_frames": 768},
+                 "Qwen3-VL's model card (2 fps, 4 to 768 frames)"),
+    "llava_onevision": ({"num_frames": 32},
+                        "LLaVA-OneVision's evaluation (lmms-eval: 32 frames sampled uniformly)"),
+}
 
 # Tokens that end an assistant turn in the chat formats of the families we know; the model's own
 # generation config and the tokenizer's eos are always added.
@@ -49,6 +67,8 @@ class GenericConfig:
     revision: str | None = None
     """Hub branch, tag or commit (`hf:ID@REVISION`); None: the default branch. The resolved commit
     is what the provenance records."""
+    frames: str = "benchmark"
+    """Frame policy (`FRAME_POLICIES`): the benchmark's frames, or the family's documented defaults."""
 
     def __post_init__(self):
         if self.revision is None and "@" in self.source and not Path(self.source).exists():
@@ -59,6 +79,55 @@ class GenericConfig:
             raise ValueError("--model hf:<hub id or folder>: the id is empty")
         if self.max_pixels is not None and self.max_pixels < 28 * 28:
             raise ValueError(f"--max-pixels must be at least {28 * 28}, got {self.max_pixels}")
+        if self.frames not in FRAME_POLICIES:
+            raise ValueError(f"--frames {self.frames}: choose from {', '.join(FRAME_POLICIES)}")
+        if self.frames == "model-card" and self.max_pixels is not None:
+            raise ValueError("--max-pixels and --frames model-card: the model card's policy keeps the processor's "
+                             "own pixel limits; drop one")
+
+
+@dataclass(frozen=True)
+class FramePolicy:
+    """How the frames an `hf:` model sees are picked, and where each value came from."""
+
+    name: str
+    """`benchmark` or `model-card`."""
+    fps: float
+    """Decoding rate (`crashchat.video.load_video`'s `fps`)."""
+    max_frames: int
+    """At most this many frames, thinned uniformly (`load_video`'s `max_frames`)."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """fps, max_frames, min_frames, pixels -> where the value is documented (model-card only)."""
+
+
+def model_card_frames(family: str, processor) -> FramePolicy:
+    """The family's documented video defaults: its checkpoint's video processor config where it sets a
+    value, else `MODEL_CARD_VIDEO`; the pixel limits stay the processor's own.
+
+    A family documented by a frame count (LLaVA-OneVision) is decoded at 10 fps and thinned to that
+    many frames, spread uniformly over the clip; one documented by a rate (Qwen) is decoded at that
+    rate, up to its frame limit. `min_frames` is recorded, not enforced (a clip shorter than
+    min_frames / fps gets fewer frames; the processor pads them).
+    """
+    if family not in MODEL_CARD_VIDEO:
+        raise ModelLoadError(f"--frames model-card: no documented video defaults for {family}; "
+                             f"known: {', '.join(MODEL_CARD_VIDEO)} (use --frames benchmark)")
+    documented, where = MODEL_CARD_VIDEO[family]
+    video = processor.video_processor
+    values, sources = {}, {}
+    for key in ("fps", "num_frames", "min_frames", "max_frames"):
+        own = getattr(video, key, None)
+        if own is not None and key in documented:
+            values[key], sources[key] = own, f"the checkpoint's {type(video).__name__} ({key}={own})"
+        elif key in documented:
+            values[key], sources[key] = documented[key], where
+    size = {k: v for k, v in dict(getattr(video, "size", None) or {}).items() if v is not None}
+    sources["pixels"] = f"the checkpoint's {type(video).__name__} size {size}"
+    if "num_frames" in values:
+        sources["max_frames"] = sources.pop("num_frames")
+        sources["fps"] = f"decoded at {BENCHMARK_DECODE_FPS:g} fps, then {values['num_frames']} frames uniformly"
+        return FramePolicy("model-card", BENCHMARK_DECODE_FPS, int(values["num_frames"]), sources)
+    return FramePolicy("model-card", float(values["fps"]), int(values["max_frames"]), sources)
 
 
 @dataclass
@@ -124,6 +193,7 @@ def load_generic(cfg: GenericConfig) -> GenericVideoLLM:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"--model hf:{cfg.source}: cannot read its config or processor ({first[:200]})") from None
     family = check_video_support(config, processor, cfg.source)
+    policy = model_card_frames(family, processor) if cfg.frames == "model-card" else None  # before the weights
     cuda = device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
     try:
@@ -135,7 +205,7 @@ def load_generic(cfg: GenericConfig) -> GenericVideoLLM:
     model.eval()
     return GenericVideoLLM(model=model, processor=processor, name=f"{PREFIX}{cfg.source}", device=device,
                            family=family, revision=revision, dtype=str(dtype).removeprefix("torch."),
-                           max_pixels=cfg.max_pixels, trust_remote_code=trust)
+                           max_pixels=cfg.max_pixels, trust_remote_code=trust, frames=policy)
 
 
 def chat_text(processor, question: str) -> str:
@@ -185,6 +255,8 @@ class GenericVideoLLM:
     dtype: str = "float32"
     max_pixels: int | None = None
     trust_remote_code: bool = False
+    frames: FramePolicy | None = None
+    """The model-card frame policy when asked for (None: the benchmark's frames, as `--fps`/`--max-frames`)."""
     random_weights: bool = False
     groups: tuple[str, ...] = ()
     prompt_format: str = "chat-template"
@@ -194,6 +266,10 @@ class GenericVideoLLM:
     @property
     def label(self) -> str:
         return self.name
+
+    @property
+    def frame_policy(self) -> str:
+        return self.frames.name if self.frames is not None else "benchmark"
 
     @property
     def tokenizer(self):

@@ -110,31 +110,64 @@ def inspect(clip, tasks: Sequence[str], *, model: str = "crashchat", base: str |
         out.update(prompt_format="chat-template", tokenizer=str(folder), revision=revision)
         out.update(generic_view(processor, clip, tasks, max_pixels))
         return out
-    processor, tokenizer_note = _videollama3_processor(model, base)
-    out.update(prompt_format="authors-eval", tokenizer=tokenizer_note)
+    processor, tokenizer_note, base_info, settings = _videollama3_processor(model, base)
+    out.update(prompt_format="authors-eval", tokenizer=tokenizer_note, base=base_info, settings=settings.to_json())
     out.update(crashchat_view(processor, clip, tasks))
     return out
 
 
 def _videollama3_processor(model: str, base: str | None):
-    """The processor CrashChat would build, and where its tokenizer came from.
+    """The processor CrashChat would build: (processor, where its tokenizer came from, the base, settings).
 
-    The prompt text and the visual tokens do not depend on the tokenizer (the chat format and the
-    placeholder are ours), so without a local base the tiny tokenizer stands in; it is said so.
+    With `--base` (a short name, hub id or folder) the base's configs and tokenizer are read (from
+    the Hub: its small files only, no weights), so the settings are the run's. Without it nothing is
+    downloaded: the default base is named, its settings are the defaults (said so), and since the
+    prompt text and the visual tokens do not depend on the tokenizer (the chat format and the
+    placeholder are ours) the tiny tokenizer stands in; it is said so too.
     """
-    from crashchat.loading import min_tokens_of
+    from crashchat.bases import BaseInfo, ProcessorSettings, parse_base
     from crashchat.prompt import build_processor
-    from crashchat.tiny import TINY_MIN_TOKENS, TINY_TOKEN_BUDGET, tiny_tokenizer
+    from crashchat.tiny import TINY_TOKEN_BUDGET, tiny_tokenizer
 
     if model == "tiny-random" and base is None:
-        return (build_processor(tiny_tokenizer(), token_budget=TINY_TOKEN_BUDGET, min_tokens=TINY_MIN_TOKENS),
-                "tiny-random's own (budget and floor of the tiny model)")
-    if base and Path(base).is_dir() and (Path(base) / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
+        from crashchat.loading import TINY_BASE, tiny_settings
 
-        return build_processor(AutoTokenizer.from_pretrained(base), min_tokens=min_tokens_of(Path(base))), str(base)
-    return (build_processor(tiny_tokenizer()),
-            "stand-in (no local --base given): text and visual tokens exact, token ids not those of the real model")
+        settings = tiny_settings()
+        return (build_processor(tiny_tokenizer(), token_budget=TINY_TOKEN_BUDGET, settings=settings),
+                "tiny-random's own (budget and floor of the tiny model)",
+                {**BaseInfo(TINY_BASE).to_json(), "read": True}, settings)
+    if base is None:
+        default = parse_base(None)
+        why = f"default (the base's configs were not read: pass --base {default.name} to read them)"
+        settings = ProcessorSettings(sources=dict.fromkeys(ProcessorSettings().sources, why))
+        info = BaseInfo(default.id, default.name, default.repo, default.subfolder)
+        return (build_processor(tiny_tokenizer(), settings=settings),
+                "stand-in (no --base given): text and visual tokens exact, token ids not those of the real model",
+                {**info.to_json(), "read": False}, settings)
+    from crashchat.bases import HubBase, processor_settings
+    from crashchat.convert import BASE_PATTERNS
+    from crashchat.loading import base_files
+
+    choice = parse_base(base)
+    folder, info = base_files(choice, [p for p in BASE_PATTERNS if p != "*.safetensors"], base)
+    settings = processor_settings(folder, info.id, choice.vision_encoder if isinstance(choice, HubBase) else None)
+    return (build_processor(_tokenizer(folder), settings=settings), f"{info.id} (the base's own)",
+            {**info.to_json(), "read": True}, settings)
+
+
+def _tokenizer(folder: Path):
+    """The base's tokenizer, native or in the authors' layout (read as the conversion copies it)."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from crashchat.convert import copy_tokenizer, is_native_base
+
+    if is_native_base(folder):
+        return AutoTokenizer.from_pretrained(folder)
+    with tempfile.TemporaryDirectory() as tmp:  # without the remote-code hooks, as `convert` writes it
+        copy_tokenizer(folder, Path(tmp))
+        return AutoTokenizer.from_pretrained(tmp)
 
 
 def render(view: dict) -> str:
@@ -152,6 +185,12 @@ def render(view: dict) -> str:
     lines.append(f"resized to {resized['width']}x{resized['height']} per frame; visual tokens: "
                  + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in tokens.items() if not isinstance(v, list)))
     lines.append(f"prompt format: {view['prompt_format']}; tokenizer: {view['tokenizer']}")
+    if "base" in view:
+        base = view["base"]
+        revision = f" @ {base['revision'][:12]}" if base.get("revision") else ""
+        lines.append(f"base: {base['id']}{revision}{'' if base.get('read', True) else ' (not read)'}")
+        for key, setting in view["settings"].items():
+            lines.append(f"  {key.replace('_', ' ')}: {setting['value']} (from {setting['from']})")
     for task_id, prompt in view["prompts"].items():
         lines += ["", f"== {task_id} ==", prompt]
     return "\n".join(lines)
@@ -166,7 +205,9 @@ def main(argv: Sequence[str]) -> int:
                         help="comma-separated task ids (default: all six)")
     parser.add_argument("--model", type=model_name, default="crashchat", metavar="MODEL",
                         help="crashchat or videollama3 (the authors' evaluation format), tiny-random, or hf:<id or dir>")
-    parser.add_argument("--base", help="a local base folder whose tokenizer to use (crashchat/videollama3)")
+    parser.add_argument("--base", help="crashchat/videollama3: the base whose configs and tokenizer to read: "
+                                       "authors-eval, videollama3-7b, a hub id or hub_id/subfolder (small files "
+                                       "only, no weights) or a folder (default: none read, said so)")
     parser.add_argument("--max-pixels", type=int, help="hf: models: per-frame pixel cap before the processor")
     parser.add_argument("--trust-remote-code", action="store_true", help="hf: models: allow the checkpoint's code")
     parser.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="write the whole view here")

@@ -4,7 +4,9 @@ The paper's best model per task group is a different checkpoint: the linguistic 
 the heterogeneous (all six tasks) adapter, the perception tasks from the homogeneous perception
 adapter. Both are loaded at once as peft named adapters on one frozen base; each adapter owns a
 copy of the projector (`modules_to_save=["projector"]`), so `set_adapter` switches both.
-Authors'-layout checkpoints are converted once into the cache (`crashchat.convert`).
+Authors'-layout checkpoints are converted once into the cache (`crashchat.convert`). Which base
+(`--base`, default the authors' evaluation base) and the processor settings its configs set are
+`crashchat.bases`.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crashchat.bases import BaseInfo, HubBase, ProcessorSettings, parse_base, processor_settings
 from crashchat.tasks import GROUPS
-from crashchat.weights import ADAPTER_REPO, ADAPTER_SUBFOLDERS, BASE_REPO, ModelLoadError, cache_root, snapshot
+from crashchat.weights import ADAPTER_REPO, ADAPTER_SUBFOLDERS, ModelLoadError, cache_root, revision_of, snapshot
 
 if TYPE_CHECKING:
     from crashchat.model import CrashChat
 
 MODEL_NAMES = ("crashchat", "videollama3", "tiny-random")
-MIN_TOKENS = 16
-"""Per-frame floor of merged visual tokens (4x4), the authors' image processor default."""
+TINY_BASE = "tiny-random (built offline)"
 
 
 @dataclass
@@ -35,7 +37,8 @@ class ModelConfig:
     """`crashchat` (base + both adapters), `videollama3` (the base alone for both groups, the
     paper's baseline) or `tiny-random` (2-layer random weights, offline, for tests)."""
     base: str | None = None
-    """Hub id or local dir of the base, native or the authors' layout (converted and cached)."""
+    """`authors-eval` (default: the base the authors evaluated on), `videollama3-7b`, a hub id or
+    `hub_id/subfolder`, or a local dir; native or the authors' layout (converted and cached)."""
     linguistic: str | None = None
     """Adapter for the linguistic tasks: a local dir or `hub_id/subfolder`, peft or authors' layout."""
     perception: str | None = None
@@ -58,17 +61,44 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_base(cfg: ModelConfig) -> Path:
-    """A native base directory: a native dir as given, else the authors' checkpoint converted once."""
+@dataclass(frozen=True)
+class ResolvedBase:
+    """A base ready to load, and what a run records about it."""
+
+    native: Path
+    """The native folder `from_pretrained` loads (the published folder, or its conversion)."""
+    files: Path
+    """The base's files as published, whose configs set the processor settings."""
+    info: BaseInfo
+    vision_encoder: str | None = None
+    """The vision encoder whose preprocessor config to read, when the base's choice fixes it."""
+
+    def settings(self) -> ProcessorSettings:
+        return processor_settings(self.files, self.info.id, self.vision_encoder)
+
+
+def base_files(choice: HubBase | Path, patterns, given: str) -> tuple[Path, BaseInfo]:
+    """The base's published folder (a hub folder downloaded with only `patterns`) and its record."""
+    if isinstance(choice, Path):
+        return choice, BaseInfo(id=given, revision=revision_of(choice))
+    sub = choice.subfolder
+    root = snapshot(choice.repo, [f"{sub}/{p}" for p in patterns] if sub else list(patterns))
+    folder = root / sub if sub else root
+    if not folder.is_dir():
+        raise ModelLoadError(f"--base {choice.id}: the hub repo {choice.repo} has no folder {sub}")
+    return folder, BaseInfo(id=choice.id, name=choice.name, repo=choice.repo, subfolder=sub,
+                            revision=revision_of(root))
+
+
+def resolve_base(cfg: ModelConfig) -> ResolvedBase:
+    """The base `cfg` names (default `authors-eval`): downloaded if on the Hub, converted once if in
+    the authors' layout."""
     from crashchat import convert
 
-    source = cfg.base or BASE_REPO
-    path = Path(source)
-    if not path.is_dir():
-        if Path(source).exists() or source.startswith((".", "/")):
-            raise ModelLoadError(f"--base {source}: not a directory")
-        path = snapshot(source, convert.BASE_PATTERNS)
-    return _native(cfg, path, source, "base")
+    choice = parse_base(cfg.base)
+    files, info = base_files(choice, convert.BASE_PATTERNS, cfg.base or "")
+    vision = choice.vision_encoder if isinstance(choice, HubBase) else None
+    return ResolvedBase(_native(cfg, files, info.id, "base"), files, info, vision)
 
 
 def resolve_adapter(cfg: ModelConfig, group: str) -> Path | None:
@@ -124,22 +154,26 @@ def load_model(cfg: ModelConfig) -> CrashChat:
     sources = _sources(cfg)
     if cfg.name == "tiny-random" and cfg.base is None:
         base, processor = build_tiny_random()
+        info, settings = BaseInfo(TINY_BASE), tiny_settings()
     else:
-        base_dir = resolve_base(cfg)
+        resolved = resolve_base(cfg)
+        base_dir, info = resolved.native, resolved.info
+        settings = resolved.settings()  # may fetch the vision encoder's preprocessor config (one small file)
         cuda = device.startswith("cuda")
         if not cuda and "SPACES_ZERO_GPU" not in os.environ:  # ZeroGPU: loaded on the CPU, moved per request
             print(f"warning: running {cfg.name} on {device}: expect minutes per answer (a GPU is advised)",
                   file=sys.stderr)
         # bf16 on GPU as the authors ran it; on CPU the checkpoint's own dtype (bf16 for the 7B:
         # half the memory of float32), loaded straight onto the device
-        base, info = VideoLlama3ForConditionalGeneration.from_pretrained(
+        base, loading = VideoLlama3ForConditionalGeneration.from_pretrained(
             base_dir, dtype=torch.bfloat16 if cuda else "auto", attn_implementation="sdpa", device_map={"": device},
             output_loading_info=True)
-        _check_base_loaded(info, base_dir)
-        processor = build_processor(AutoTokenizer.from_pretrained(base_dir), min_tokens=min_tokens_of(base_dir))
+        _check_base_loaded(loading, base_dir)
+        processor = build_processor(AutoTokenizer.from_pretrained(base_dir), settings=settings)
+    sources["base"] = info.id
 
     if cfg.name == "videollama3":
-        return _finish(base, processor, cfg, device, (), sources)
+        return _finish(base, processor, cfg, device, (), sources, info, settings)
     with warnings.catch_warnings():  # peft calls a transformers property deprecated in 5.2x
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model = None
@@ -156,7 +190,16 @@ def load_model(cfg: ModelConfig) -> CrashChat:
                 check_adapter_loaded(model, group, adapters[group])
             else:  # tiny-random without trained adapters: random but distinct adapters
                 model = add_random_adapter(model if model is not None else base, group)
-    return _finish(model, processor, cfg, device, GROUPS, sources)
+    return _finish(model, processor, cfg, device, GROUPS, sources, info, settings)
+
+
+def tiny_settings() -> ProcessorSettings:
+    """The tiny random model's processor settings (a small floor keeps CPU runs fast)."""
+    from crashchat.tiny import TINY_MIN_TOKENS
+
+    return ProcessorSettings(min_tokens=TINY_MIN_TOKENS, sources={
+        "token_compression": "default", "min_tokens": "tiny-random's own (small clips, fast CPU runs)",
+        "image_mean": "default", "image_std": "default"})
 
 
 def _check_base_loaded(info: dict, folder: Path) -> None:
@@ -204,28 +247,10 @@ def _tensor_shapes(folder: Path) -> dict[str, tuple]:
     raise ModelLoadError(f"{folder}: no adapter_model.safetensors or adapter_model.bin")
 
 
-def min_tokens_of(folder: Path, default: int = MIN_TOKENS) -> int:
-    """The per-frame floor of merged tokens: the checkpoint's `min_tokens` when its processor config
-    sets one (the authors build their image processor from the checkpoint), else 16 (4x4, their
-    class default)."""
-    import json
-
-    for name in ("preprocessor_config.json", "processor_config.json"):
-        try:
-            config = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        for section in (config, config.get("image_processor") or {}, config.get("video_processor") or {}):
-            value = section.get("min_tokens") if isinstance(section, dict) else None
-            if isinstance(value, int) and value > 0:
-                return value
-    return default
-
-
 def _sources(cfg: ModelConfig) -> dict:
     """What each part was loaded from, as the user would name it (provenance)."""
     tiny = cfg.name == "tiny-random"
-    base = cfg.base or ("tiny-random (built offline)" if tiny else BASE_REPO)
+    base = cfg.base or TINY_BASE
     adapters = {}
     for group in GROUPS:
         given = getattr(cfg, group)
@@ -238,10 +263,11 @@ def _sources(cfg: ModelConfig) -> dict:
     return {"base": base, **adapters}
 
 
-def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...], sources: dict) -> CrashChat:
+def _finish(model, processor, cfg: ModelConfig, device: str, groups: tuple[str, ...], sources: dict,
+            base: BaseInfo, settings: ProcessorSettings) -> CrashChat:
     from crashchat.model import CrashChat
 
     model.eval()  # LoRA layers are created in training mode; dropout would change the logits
     model.to(device)
     return CrashChat(model=model, processor=processor, name=cfg.name, random_weights=cfg.name == "tiny-random",
-                     device=device, groups=groups, sources=sources)
+                     device=device, groups=groups, sources=sources, base=base, settings=settings)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from crashchat.bases import BaseInfo, ProcessorSettings
 from crashchat.prompt import ClipPreparer, Prepared, chat_text, prepare_clip
 from crashchat.tasks import GROUPS
 
@@ -38,6 +39,10 @@ class CrashChat:
     groups: tuple[str, ...]
     sources: dict = field(default_factory=dict)
     """Where the weights came from: `base`, `linguistic`, `perception` (hub id or folder; None = none)."""
+    base: BaseInfo | None = None
+    """Which base: id, short name, hub repo, subfolder and revision (`crashchat.bases`)."""
+    settings: ProcessorSettings | None = None
+    """What the base's configs set for the processor, with where each value came from."""
     prompt_format: str = "authors-eval"
     """How questions are put: the split's value with its `<video>\n`, after the frames, no system prompt."""
     static_cache: bool | None = None
@@ -107,8 +112,10 @@ class CrashChat:
     def provenance(self) -> dict:
         """The `model` block of `crashchat.provenance` for outputs made with this model."""
         dtype = next(self.model.parameters()).dtype
+        base = self.base or BaseInfo(str(self.sources.get("base")))
         return {"id": self.name, "backend": "crashchat", "family": "video_llama_3", "revision": None,
-                "base": self.sources.get("base"), "linguistic": self.sources.get("linguistic"),
+                "base": base.id, "base_repo": base.repo, "base_subfolder": base.subfolder,
+                "base_revision": base.revision, "linguistic": self.sources.get("linguistic"),
                 "perception": self.sources.get("perception"), "dtype": str(dtype).removeprefix("torch."),
                 "attention": "sdpa", "trust_remote_code": False, "random_weights": bool(self.random_weights)}
 

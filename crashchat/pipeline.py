@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from crashchat.model import CrashChat
 
 RECOGNITION = "crash_recognition"
+clock: Callable[[], float] = time.perf_counter
+"""Where answer times come from (seconds; a seam for tests, which replace it with a fake clock)."""
 
 
 def task_order(tasks: Sequence[str]) -> list[str]:
@@ -44,8 +46,16 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def skipped(group: str) -> dict:
-    return {"group": group, "response": None, "parsed": None, "skipped": True, "seconds": 0.0, "stopped": None}
+def skipped(group: str, elapsed_s: float = 0.0) -> dict:
+    return {"group": group, "response": None, "parsed": None, "skipped": True, "seconds": 0.0, "stopped": None,
+            "elapsed_s": elapsed_s}
+
+
+def wall_seconds(results) -> float | None:
+    """The wall time of an analysis: when its last answer was ready (`elapsed_s`), not the sum of
+    the answers' `seconds` (questions decoded together share their batch's seconds)."""
+    times = [r["elapsed_s"] for r in results if r.get("elapsed_s") is not None]
+    return max(times) if times else None
 
 
 def answer(model: CrashChat, clip, questions: Sequence[tuple[str, str]], *, gate: bool,
@@ -55,10 +65,12 @@ def answer(model: CrashChat, clip, questions: Sequence[tuple[str, str]], *, gate
 
     Groups run in `GROUPS` order (linguistic first: recognition, which gates perception, is
     linguistic), questions within a group in the order given. `result` is `{"group", "response",
-    "parsed", "skipped", "seconds", "stopped"}`. With `batch` (the default, for models whose
-    session can) a group's questions are decoded together from the shared video prefix, and each
-    result's `seconds` is its batch's; one by one, a group's first answer's seconds include the
-    shared prefill. `guided=True` constrains the closed-form answers to their format
+    "parsed", "skipped", "seconds", "elapsed_s", "stopped"}`. With `batch` (the default, for models
+    whose session can) a group's questions are decoded together from the shared video prefix, and
+    each result's `seconds` is its batch's (so seconds must not be summed over answers); one by
+    one, a group's first answer's seconds include the shared prefill. `elapsed_s` is the wall time
+    from the call (the clip's preparation included) until that answer was ready, so the last
+    answer's is the analysis's wall time (`wall_seconds`). `guided=True` constrains the closed-form answers to their format
     (`crashchat.guided`); `repetition_stop` ends an answer stuck in an exact loop
     (`crashchat.stopping`), and its result then says `"stopped": "repetition"`.
     `generate_options(task_id)` may add `generate` arguments per task (timing, fixed lengths);
@@ -79,6 +91,11 @@ def answer_clips(model: CrashChat, clips: Sequence, questions: Sequence[Sequence
     decoded in one batch (`predict --batch-videos`); otherwise clip after clip. Answers are the
     same either way (greedy).
     """
+    began = clock()
+
+    def elapsed() -> float:
+        return round(clock() - began, 3)
+
     prepared = [model.prepare(c) for c in clips]
     crash: dict[int, object] = {}
     together = batch and hasattr(model, "sessions")
@@ -87,7 +104,7 @@ def answer_clips(model: CrashChat, clips: Sequence, questions: Sequence[Sequence
         asked = []
         for i, task_id, question in rows:
             if group == "perception" and gate and crash.get(i) != "Yes":
-                yield i, task_id, skipped(group)
+                yield i, task_id, skipped(group, elapsed())
             else:
                 asked.append((i, task_id, question))
         if not asked:
@@ -102,13 +119,13 @@ def answer_clips(model: CrashChat, clips: Sequence, questions: Sequence[Sequence
                                                   generate_options=generate_options):
                 if task_id == RECOGNITION:
                     crash[i] = result["parsed"]
-                yield i, task_id, result
+                yield i, task_id, {**result, "elapsed_s": elapsed()}
 
 
 def _answer_run(model, prepared: Sequence, group: str, run: Sequence[tuple[int, str, str]], *, max_new_tokens: int,
                 guided: bool, repetition_stop: bool, generate_options) -> Iterator[tuple[int, str, dict]]:
     """One batch (or one question) of `run`'s rows on `group`, with per-row guidance and loop guard."""
-    start = time.perf_counter()
+    start = clock()
     options = {"max_new_tokens": max_new_tokens}
     if guided:
         rows = [(get_task(t).kind, float(prepared[i].clip.duration_s)) for i, t, _ in run]
@@ -126,7 +143,7 @@ def _answer_run(model, prepared: Sequence, group: str, run: Sequence[tuple[int, 
         with model.sessions([prepared[i] for i in clip_ids], group=group) as ask:
             where = {i: n for n, i in enumerate(clip_ids)}
             texts = ask.batch([q for _, _, q in run], clips=[where[i] for i, _, _ in run], **options)
-    seconds = round(time.perf_counter() - start, 3)
+    seconds = round(clock() - start, 3)
     for row, ((i, task_id, _), response) in enumerate(zip(run, texts, strict=True)):
         yield i, task_id, {"group": group, "response": response, "parsed": _jsonable(get_task(task_id).parse(response)),
                            "skipped": False, "seconds": seconds,

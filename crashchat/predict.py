@@ -426,12 +426,21 @@ def write_meta(out: Path, *, model, args, video_kwargs: dict, options: dict, sta
     model_block = model.provenance()
     rows = read_rows(out)
     errors = read_rows(errors_path(out))
+    frames = {"sampler": SAMPLER, "fps": float(video_kwargs["fps"]), "max_frames": int(video_kwargs["max_frames"]),
+              "max_pixels": getattr(model, "max_pixels", None), "token_budget": getattr(model, "token_budget", None),
+              "policy": getattr(model, "frame_policy", "benchmark")}
+    settings = getattr(model, "settings", None)  # CrashChat: what the base's configs set, and from where
+    if settings is not None:
+        frames.update(token_compression=settings.token_compression, min_tokens=settings.min_tokens,
+                      image_mean=list(settings.image_mean), image_std=list(settings.image_std),
+                      settings_from=_clipped(settings.sources))
+    policy = getattr(model, "frames", None)  # hf: models under --frames model-card: where fps and frames came from
+    if policy is not None:
+        frames.update(settings_from=_clipped(policy.sources))
     meta = {
         "format": provenance.FORMAT,
         "model": model_block,
-        "frames": {"sampler": SAMPLER, "fps": float(video_kwargs["fps"]),
-                   "max_frames": int(video_kwargs["max_frames"]), "max_pixels": getattr(model, "max_pixels", None),
-                   "token_budget": getattr(model, "token_budget", None)},
+        "frames": frames,
         "prompt": {"format": model.prompt_format, "video_tag": model.prompt_format == "authors-eval",
                    "system_prompt": False},
         "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": int(options["max_new_tokens"]),
@@ -450,6 +459,13 @@ def write_meta(out: Path, *, model, args, video_kwargs: dict, options: dict, sta
     return meta
 
 
+def _clipped(sources: dict) -> dict:
+    """Setting -> source, each within the provenance's text limit (a source may name a long local path)."""
+    from crashchat.provenance import MAX_TEXT
+
+    return {k: v[:MAX_TEXT] for k, v in sources.items()}
+
+
 def _now() -> str:
     import datetime
 
@@ -458,6 +474,7 @@ def _now() -> str:
 
 def main(argv: Sequence[str]) -> int:
     from crashchat.cli import (
+        add_frames_arg,
         add_generation_args,
         add_model_args,
         add_video_args,
@@ -488,8 +505,9 @@ def main(argv: Sequence[str]) -> int:
                         help="answer N videos together (each group's questions about them in one batch; default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_args(parser)
-    add_generation_args(parser)
+    add_generation_args(parser, repetition_stop=False)  # decode as the authors' evaluation
     add_video_args(parser)
+    add_frames_arg(parser)
     args = parser.parse_args(list(argv))
 
     from crashchat.convert import ConvertError
@@ -554,6 +572,9 @@ def main(argv: Sequence[str]) -> int:
             return 1
         if model.random_weights and shard.rank == 0:
             print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
+        policy = getattr(model, "frames", None)  # --frames model-card: the family's own fps and frame count
+        if policy is not None:
+            video_kwargs = {**video_kwargs, "fps": policy.fps, "max_frames": policy.max_frames}
         run(model, todo, videos_dir=args.videos_dir, out=out, shard=shard, video_kwargs=video_kwargs,
             options=options, progress=not args.no_progress, workers=args.workers, batch_videos=args.batch_videos)
     Path(str(shard.part(out)) + ".done").touch()

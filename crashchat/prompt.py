@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from crashchat.bases import ProcessorSettings
+
 EVAL_TOKEN_BUDGET = 16384
 """Merged visual tokens per clip at evaluation (the authors' eval scripts; 10240 in training)."""
 TRAIN_TOKEN_BUDGET = 10240
@@ -29,24 +31,39 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_processor(tokenizer, token_budget: int = EVAL_TOKEN_BUDGET, min_tokens: int = 16):
+def build_processor(tokenizer, token_budget: int = EVAL_TOKEN_BUDGET, min_tokens: int | None = None,
+                    settings: ProcessorSettings | None = None):
     """A native processor around `tokenizer` with the CrashChat frame budget and chat format.
 
     `token_budget` is the total of merged tokens over all frames (split per frame by the
-    processor); `min_tokens` the floor per frame: 16 (4x4) as the authors' image processor, not
-    transformers' 128, which would upscale small frames (320x240) differently.
+    processor). `settings` are what the base's configs set (`crashchat.bases`: token compression,
+    the per-frame floor, the normalisation; defaults when None); `min_tokens` overrides the floor.
+    The floor is 16 (4x4) by default, as the authors' image processor, not transformers' 128,
+    which would upscale small frames (320x240) differently.
     """
     from transformers import VideoLlama3ImageProcessor, VideoLlama3Processor, VideoLlama3VideoProcessor
 
+    settings = settings or ProcessorSettings()
+    floor = settings.min_tokens if min_tokens is None else min_tokens
+    norm = {"image_mean": list(settings.image_mean), "image_std": list(settings.image_std)}
     video = VideoLlama3VideoProcessor(
-        size={"shortest_edge": min_tokens * PIXELS_PER_MERGED_TOKEN, "longest_edge": token_budget * PIXELS_PER_MERGED_TOKEN},
+        size={"shortest_edge": floor * PIXELS_PER_MERGED_TOKEN, "longest_edge": token_budget * PIXELS_PER_MERGED_TOKEN},
         # frames arrive already sampled at 10 fps by crashchat.video; at most 96 of them
-        do_sample_frames=False, max_frames=96, use_token_compression=True,
+        do_sample_frames=False, max_frames=96, use_token_compression=settings.token_compression, **norm,
     )
     return VideoLlama3Processor(
-        image_processor=VideoLlama3ImageProcessor(), tokenizer=tokenizer, video_processor=video,
+        image_processor=VideoLlama3ImageProcessor(**norm), tokenizer=tokenizer, video_processor=video,
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def with_token_budget(processor, token_budget: int):
+    """The same processor (tokenizer, compression, floor, normalisation) with another clip budget."""
+    video = processor.video_processor
+    settings = ProcessorSettings(token_compression=bool(video.use_token_compression),
+                                 min_tokens=int(video.size["shortest_edge"]) // PIXELS_PER_MERGED_TOKEN,
+                                 image_mean=tuple(video.image_mean), image_std=tuple(video.image_std))
+    return build_processor(processor.tokenizer, token_budget, settings=settings)
 
 
 @dataclass

@@ -50,7 +50,10 @@ SCHEMA: dict[str, Any] = {
         "backend": _STR,         # `crashchat` (base + group adapters) or `hf` (any transformers video-LLM)
         "family": _OSTR,         # the config's model_type, e.g. `qwen3_vl`, `llava_onevision`, `video_llama_3`
         "revision": _OSTR,       # resolved commit hash of the hub repo, null for a local folder
-        "base": _OSTR,           # CrashChat: the base weights used
+        "base": _OSTR,           # CrashChat: the base weights used, as named (hub path or folder)
+        "base_repo": _OSTR,      # CrashChat: the base's hub repo (null for a local folder)
+        "base_subfolder": _OSTR,  # CrashChat: its folder in that repo (`videollama3_original_model`)
+        "base_revision": _OSTR,  # CrashChat: the commit its files came from
         "linguistic": _OSTR,     # CrashChat: the adapter per group
         "perception": _OSTR,
         "dtype": _STR,
@@ -64,6 +67,12 @@ SCHEMA: dict[str, Any] = {
         "max_frames": _INT,
         "max_pixels": _OINT,     # per-frame pixel cap passed to the processor, null for the model's own
         "token_budget": _OINT,   # VideoLLaMA3: merged visual tokens per clip
+        "policy": _OSTR,         # `benchmark` (fps, max_frames above) or `model-card` (hf: models' own video defaults)
+        "token_compression": "bool?",  # VideoLLaMA3: as the base's config says (see settings_from)
+        "min_tokens": _OINT,     # VideoLLaMA3: per-frame floor of merged tokens
+        "image_mean": "list[float]?",
+        "image_std": "list[float]?",
+        "settings_from": "dict[str,str]?",  # setting -> the config file it was read from, or `default (why)`
     },
     "prompt": {
         "format": _STR,          # `authors-eval` (split question with `<video>\n`) or `chat-template`
@@ -75,7 +84,7 @@ SCHEMA: dict[str, Any] = {
         "num_beams": _INT,
         "max_new_tokens": _INT,
         "guided": _BOOL,         # format-guided decoding for the closed-form tasks
-        "repetition_stop": _BOOL,  # a degenerate repetition guard may end answers early
+        "repetition_stop": _BOOL,  # the exact-loop guard was on (predict: off by default, as the authors)
     },
     "run": {
         "started_at": _STR,      # ISO 8601, UTC
@@ -142,6 +151,10 @@ def _check(value: Any, kind: Any, where: str) -> Any:
         if not isinstance(value, list) or len(value) > 50:
             raise ProvenanceError(f"{where}: expected a list of at most 50 strings")
         return [_check_text(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if base == "list[float]":
+        if not isinstance(value, list) or len(value) > 8:
+            raise ProvenanceError(f"{where}: expected a list of at most 8 numbers")
+        return [_check(v, _FLOAT, f"{where}[{i}]") for i, v in enumerate(value)]
     if base == "dict[str,str]":
         if not isinstance(value, dict) or len(value) > 50:
             raise ProvenanceError(f"{where}: expected an object of at most 50 name: version pairs")
@@ -220,7 +233,8 @@ def describe(meta: dict) -> str:
     else:
         name = {"crashchat": "CrashChat adapters", "videollama3": "VideoLLaMA3 base"}.get(ident, ident)
         kind = "zero-shot" if ident == "videollama3" else "fine-tuned"
-    parts = [kind, name, f"{frames['max_frames']} frames @ {frames['fps']:g} fps"]
+    parts = [kind, name, f"{frames['max_frames']} frames @ {frames['fps']:g} fps"
+             + (" (model card)" if frames.get("policy") == "model-card" else "")]
     parts.append("greedy" if not gen["do_sample"] and gen["num_beams"] == 1 else "sampled")
     parts.append(f"max {gen['max_new_tokens']} tokens")
     if gen.get("guided"):
@@ -235,14 +249,16 @@ def example() -> dict:
     return {
         "format": FORMAT,
         "model": {"id": "hf:Qwen/Qwen3-VL-8B-Instruct", "backend": "hf", "family": "qwen3_vl",
-                  "revision": "0123456789abcdef0123456789abcdef01234567", "base": None, "linguistic": None,
+                  "revision": "0123456789abcdef0123456789abcdef01234567", "base": None, "base_repo": None,
+                  "base_subfolder": None, "base_revision": None, "linguistic": None,
                   "perception": None, "dtype": "bfloat16", "attention": "sdpa", "trust_remote_code": False,
                   "random_weights": False},
         "frames": {"sampler": "authors-fps-filter", "fps": 10.0, "max_frames": 96, "max_pixels": None,
-                   "token_budget": None},
+                   "token_budget": None, "policy": "benchmark", "token_compression": None, "min_tokens": None,
+                   "image_mean": None, "image_std": None, "settings_from": None},
         "prompt": {"format": "chat-template", "video_tag": False, "system_prompt": False},
         "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": 2048, "guided": False,
-                       "repetition_stop": True},
+                       "repetition_stop": False},
         "run": {"started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T00:25:00Z",
                 "device": "NVIDIA H200", "processes": 1, "tasks": ["crash_recognition"]},
         "answers": {"written": 1839, "skipped": 0, "videos_failed": 0, "stopped_by_repetition": 0},

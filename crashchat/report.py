@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crashchat.pipeline import RECOGNITION
+from crashchat.pipeline import RECOGNITION, wall_seconds
 from crashchat.tasks import TASK_IDS, get_task
 
 if TYPE_CHECKING:
@@ -16,20 +16,27 @@ def build_report(clip, model: CrashChat, results: dict, generation: dict | None 
     """The report JSON: video, model, how the model was asked, the gate's verdict and every task's answer.
 
     `generation` is what `crashchat.pipeline.analyze` was given (max_new_tokens, guided,
-    repetition_stop); it is recorded with the prompt format under `input`.
+    repetition_stop); it is recorded with the prompt format under `input`. `wall_s` is the
+    analysis's wall time (when its last answer was ready), never a sum of per-answer seconds;
+    the model block names the base (repo, subfolder, revision) and the processor settings its
+    configs set, each with where it came from.
     """
     recognition = results.get(RECOGNITION)
     crash = None if recognition is None or recognition["parsed"] is None else recognition["parsed"] == "Yes"
+    base, settings = getattr(model, "base", None), getattr(model, "settings", None)
     report = {
         "video": {"path": str(clip.path), "duration_s": round(float(clip.duration_s), 3),
                   "frames": int(len(clip.frames)), "width": int(clip.width), "height": int(clip.height),
                   "timestamps": [round(float(t), 3) for t in clip.timestamps]},
         "model": {"name": model.name, "random_weights": bool(model.random_weights),
-                  "groups": list(model.groups) or ["base"], "device": model.device},
+                  "groups": list(model.groups) or ["base"], "device": model.device,
+                  **({"base": base.to_json()} if base is not None else {}),
+                  **({"processor": settings.to_json()} if settings is not None else {})},
         "input": {"prompt_format": getattr(model, "prompt_format", "authors-eval"),
                   "sample_fps": float(getattr(clip, "sample_fps", 10.0)), "frames": int(len(clip.frames)),
                   **(generation or {})},
         "crash_detected": crash,
+        "wall_s": wall_seconds(results.values()),
         "tasks": {t: results[t] for t in TASK_IDS if t in results},
     }
     if model.random_weights:
@@ -59,13 +66,17 @@ def report_markdown(report: dict) -> str:
     lines = [f"# CrashChat report: {Path(video['path']).name}", ""]
     if model["random_weights"]:
         lines += [f"> **{report.get('warning', 'RANDOM WEIGHTS')}**", ""]
+    base = (model.get("base") or {}).get("id")
     lines += [
         f"- Video: {video['duration_s']:.1f} s, {video['frames']} frames analysed",
-        f"- Model: {model['name']}{' (random weights)' if model['random_weights'] else ''}",
+        f"- Model: {model['name']}{' (random weights)' if model['random_weights'] else ''}"
+        + (f", base {base}" if base else ""),
         f"- Asked: {_asked(report.get('input') or {})}",
         f"- Verdict: **{_verdict(report['crash_detected'])}**",
-        "",
     ]
+    if report.get("wall_s") is not None:
+        lines.append(f"- Time: {report['wall_s']:.1f} s wall clock for {len(report['tasks'])} tasks")
+    lines.append("")
     for task_id, result in report["tasks"].items():
         task = get_task(task_id)
         lines.append(f"## {task.title} ({result['group']})")
@@ -73,10 +84,11 @@ def report_markdown(report: dict) -> str:
             lines.append("Skipped: crash recognition did not answer Yes, so there is no crash to localize.")
         else:
             lines.append(result["response"] or "(empty answer)")
+            ready = f"ready after {result['elapsed_s']:.2f} s" if result.get("elapsed_s") is not None else ""
             if task.kind != "text":
-                lines.append(f"Parsed: {result['parsed'] if result['parsed'] is not None else 'unparseable'}"
-                             f" ({result['seconds']:.2f} s)")
-            else:
-                lines.append(f"({result['seconds']:.2f} s)")
+                parsed = result["parsed"] if result["parsed"] is not None else "unparseable"
+                lines.append(f"Parsed: {parsed}" + (f" ({ready})" if ready else ""))
+            elif ready:
+                lines.append(f"({ready})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -83,7 +83,8 @@ PREVENTION_REASONING_PROMPT = (
 
 # --- answer parsers (paper protocol) ---------------------------------------------------------
 # Each returns None when the answer cannot be parsed; the protocol decides what that means
-# (the paper drops Yes/No and empty text but scores unparsed times as 0.0; see `paper_default`).
+# (the paper drops Yes/No, single times and empty text, but scores an unparsed range as (0.0, 0.0);
+# see `paper_default`).
 
 _RANGE_RE = re.compile(r"([\d\.]+)\s*-\s*([\d\.]+)")
 _NUMBER_RE = re.compile(r"[\d\.]+")
@@ -190,8 +191,13 @@ class Task:
 
     @property
     def paper_default(self):
-        """What the paper protocol scores for an unparseable answer (None: the record is dropped)."""
-        return {"time_range": (0.0, 0.0), "time": 0.0}.get(self.kind)
+        """What the paper protocol scores for an unparseable answer; None: the record is dropped.
+
+        Only a time range has one: `_parse_time_range` in the authors' `crash_video_tl.py` falls
+        back to (0.0, 0.0). A single time (`crash_video_al.py`) and a Yes/No (`crash_video_ar.py`)
+        parse to None and their `evaluate` skips the record; an empty text is dropped too.
+        """
+        return {"time_range": (0.0, 0.0)}.get(self.kind)
 
 
 _TEXT_HEADLINE = ("bleu", "rouge_1_f", "rouge_2_f", "rouge_l_f")

@@ -14,8 +14,9 @@ from the homogeneous perception model).
 The loop is a plain accelerate loop (`_Run`: data, model, resume, fit, finish): LoRA on the
 LLM's projections, the projector trained, the vision encoder and the LLM frozen; AdamW, cosine
 schedule with warmup; the loss of a step is the mean over all answer tokens of its examples, on
-every process and micro-batch (the authors'); evaluation on the val split every `eval_steps`,
-keeping the lowest-loss adapter, with early stopping; a checkpoint every `save_steps` that
+every process and micro-batch (the authors'); evaluation on the val split every `eval_steps`
+(the mean of per-batch losses, as the authors' trainer), keeping the lowest-loss adapter, with
+early stopping; a checkpoint every `save_steps` that
 `--resume` continues from (trainable weights, optimizer, scheduler, RNG and data position).
 """
 
@@ -101,6 +102,45 @@ def default_epochs(tasks: Sequence[Task]) -> float:
     return 20.0 if len(tasks) == 1 else 10.0
 
 
+def pool_batches(micro_batches, size: int) -> list[tuple[float, float, int]]:
+    """Consecutive micro-batches' (summed answer loss, answer tokens, examples) pooled into batches of
+    `size` examples, the last one possibly smaller (as a data loader of that batch size cuts them).
+
+    >>> pool_batches([(2.0, 4, 1), (1.0, 1, 1), (6.0, 2, 1)], 2)
+    [(3.0, 5, 2), (6.0, 2, 1)]
+    """
+    pooled: list[tuple[float, float, int]] = []
+    loss = tokens = examples = 0
+    for batch_loss, batch_tokens, batch_examples in micro_batches:
+        loss, tokens, examples = loss + batch_loss, tokens + batch_tokens, examples + batch_examples
+        if examples >= size:
+            pooled.append((loss, tokens, examples))
+            loss = tokens = examples = 0
+    if examples:
+        pooled.append((loss, tokens, examples))
+    return pooled
+
+
+def batch_loss_totals(batches) -> tuple[float, int]:
+    """(sum over batches of examples x the batch's mean answer-token loss, examples): `val_loss`'s
+    numerator and denominator, which processes add up."""
+    return (sum(n * (loss / max(tokens, 1)) for loss, tokens, n in batches), sum(n for _, _, n in batches))
+
+
+def val_loss(batches) -> float:
+    """The val loss as the authors' trainer computes it: transformers' Trainer repeats each batch's loss
+    (its mean over the batch's answer tokens) once per example and averages, so batches of equal size
+    count equally, whatever their answers' lengths. Not the mean over all answer tokens of the split,
+    which lets long answers (prevention reasoning) outweigh short ones (Yes/No) and can pick another
+    checkpoint.
+
+    >>> val_loss([(100.0, 100, 1), (3.0, 1, 1)])  # a 100-token answer at 1.0 a token, a 1-token one at 3.0
+    2.0
+    """
+    total, examples = batch_loss_totals(batches)
+    return total / max(examples, 1)
+
+
 def judge_eval(loss: float, best: float | None, bad_evals: int, threshold: float) -> tuple[bool, int]:
     """(is `loss` the new best, evaluations without improvement) after one evaluation.
 
@@ -136,8 +176,10 @@ class TrainConfig:
     model: Literal["videollama3", "tiny-random"] = "videollama3"
     """`videollama3` (the base, `--base` or the hub's) or `tiny-random` (CPU runs in seconds)."""
     base: str | None = None
-    """Hub id or local dir of the base (native or the authors' layout, converted once); default the hub's
-    VideoLLaMA3-7B."""
+    """The base, as `analyze`'s `--base`: authors-eval (default, the base the authors evaluated on, so
+    adapters trained here serve on the base they are evaluated with), videollama3-7b, a hub id or
+    hub_id/subfolder, or a local dir (native or the authors' layout, converted once). The authors
+    trained from their `ckpt/videollama3_baseline`."""
     cache_dir: str | None = None
     """Where a converted base goes (see `crashchat.loading.ModelConfig`)."""
     lora_r: int = 64
@@ -171,6 +213,10 @@ class TrainConfig:
     """Evaluate on the val split (the `_val.json` files), keep the lowest-loss adapter and stop early."""
     eval_steps: int = 50
     """Optimizer steps between evaluations on the val split."""
+    eval_batch: int = 24
+    """Val examples per batch (the authors' per_device_eval_batch_size; a multiple of --batch-size): the val
+    loss is the mean of the batches' losses, each the mean over its answer tokens, weighted by its examples,
+    as transformers' Trainer computes eval_loss (`val_loss`)."""
     save_steps: int = 50
     """Optimizer steps between checkpoints (the last step is always saved)."""
     log_steps: int = 10
@@ -196,10 +242,12 @@ class TrainConfig:
         resolve_strategy(self.strategy)  # fail before any loading
         if self.model not in ("videollama3", "tiny-random"):
             raise ValueError(f"--model {self.model}: training starts from 'videollama3' (the base) or 'tiny-random'")
-        for name in ("lora_r", "lora_alpha", "global_batch", "batch_size", "eval_steps", "save_steps", "log_steps",
-                     "patience", "keep_checkpoints"):
+        for name in ("lora_r", "lora_alpha", "global_batch", "batch_size", "eval_steps", "eval_batch", "save_steps",
+                     "log_steps", "patience", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.eval_batch % self.batch_size:
+            raise ValueError(f"--eval-batch {self.eval_batch} is not a multiple of --batch-size {self.batch_size}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
         if not 0 <= self.lora_dropout < 1:
@@ -678,21 +726,22 @@ class _Run:
     # --- evaluation and checkpoints ---------------------------------------------------------------
 
     def evaluate(self) -> float:
-        """Mean loss over all answer tokens of the val split (all processes)."""
+        """The val loss as the authors' trainer computes it (`val_loss`): each process pools its
+        micro-batches into batches of `eval_batch` examples, and the processes' totals are added."""
         import torch
 
         device = self.accelerator.device
-        total, count = torch.zeros((), device=device), torch.zeros((), device=device)
+        micro = []
         self.net.eval()
         with torch.no_grad():
             for batch in self.val_loader:
                 self.note_skipped(batch)
                 loss_sum, tokens = self.net(**_to_device(batch, device, self.dtype))
-                total += loss_sum.float()
-                count += tokens
+                micro.append((float(loss_sum), float(tokens), int(batch["input_ids"].shape[0])))
         self.net.train()
-        total, count = self.accelerator.reduce(total, "sum"), self.accelerator.reduce(count, "sum")
-        return float(total / count.clamp(min=1))
+        total, examples = batch_loss_totals(pool_batches(micro, self.cfg.eval_batch))
+        total, examples = self.accelerator.reduce(torch.tensor([total, examples], device=device), "sum").tolist()
+        return total / max(examples, 1)
 
     def judge(self) -> bool:
         """Evaluate and keep the lowest-loss adapter in OUT/adapter; True when early stopping says stop."""

@@ -1,4 +1,6 @@
-"""Where CrashChat's weights come from: hub ids, the download, the cache, and the LoRA settings.
+"""Where CrashChat's weights come from: the adapters' hub ids, the download, the cache, the LoRA settings.
+
+(Which base, and what its configs set: `crashchat.bases`.)
 
 A small module of its own because both loading (`crashchat.loading`) and conversion
 (`crashchat.convert`) need it, and neither should import the other.
@@ -10,8 +12,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-BASE_REPO = "DAMO-NLP-SG/VideoLLaMA3-7B"
 ADAPTER_REPO = "KDliang/crashchat"
+"""The authors' release: the adapters, and the base they evaluated on (`crashchat.bases`)."""
 ADAPTER_SUBFOLDERS = {
     # The paper's best checkpoint per task group (Table "task grouping").
     "linguistic": "ckpt/heterogeneous_multitask",

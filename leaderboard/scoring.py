@@ -1,8 +1,10 @@
 """Scoring a submission on both protocols, per source, with bootstrap intervals.
 
 Protocols (rules: `../shared/reference/protocol.md`):
-- `paper`: as published. Unparseable Yes/No and empty texts are dropped; unparseable times
-  score as 0.0 s; missing answers are simply absent.
+- `paper`: as published. Unparseable Yes/No, unparseable single times (pre-crash) and empty
+  texts are dropped; an unparseable time range scores as (0.0, 0.0); missing answers are simply
+  absent. (The authors' files: `crash_video_ar.py` and `crash_video_al.py` skip a None
+  prediction in `evaluate`; `crash_video_tl.py`'s `_parse_time_range` falls back to (0.0, 0.0).)
 - `strict`: every split record counts exactly once; a missing or unparseable answer is wrong
   (recognition: the label opposite to the truth; crash localization: IoU 0; pre-crash: IoU 0,
   TTA_pred 0, counted as too late; text: an empty hypothesis). Records the protocol itself leaves
@@ -122,12 +124,12 @@ def record_table(task: Task, split: Split, submission: Submission, protocol: str
         elif task.kind == "time":
             truth = parse_time(record.answer)
             start = t_acc.get(record.video)
-            if start is None or start - truth <= 0 or (answer is None and not strict):
-                continue
-            if parsed is None and strict:
+            if start is None or start - truth <= 0 or (parsed is None and not strict):
+                continue  # paper: the authors' `_parse_timestamp` gives None and `evaluate` skips it
+            if parsed is None:
                 stats = (0.0, start - truth, 0.0, True, False)
             else:
-                stats = metrics.tta_iou(parsed if parsed is not None else task.paper_default, truth, start)
+                stats = metrics.tta_iou(parsed, truth, start)
             row, score = metrics.pre_crash_row(*stats), stats[0]
         else:
             truth = record.answer

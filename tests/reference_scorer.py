@@ -144,14 +144,13 @@ def score(split: dict[str, list[dict]], responses: dict[tuple[str, str], str | N
         if acc - gt <= 0:
             continue
         text = responses.get(("pre_crash_localization", r["video"]))
-        if text is None and not strict:
-            continue
         pred = single_time(text) if text is not None else None
-        if pred is None and strict:
+        if pred is None and not strict:
+            continue  # no number (or none that is a float): dropped, missing or not
+        if pred is None:
             value, tta_pred = 0.0, 0.0
             late += 1
         else:
-            pred = 0.0 if pred is None else pred
             tta_gt, tta_pred = acc - gt, max(acc - pred, 0)
             if pred >= acc:
                 value = 0.0

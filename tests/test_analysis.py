@@ -57,12 +57,16 @@ def test_real_tiny_model_report(tiny_crashchat, clip):
     assert recognition["group"] == "linguistic" and isinstance(recognition["response"], str)
     assert recognition["parsed"] != "Yes"  # random weights: whatever it says, it is not a clean Yes
     for task_id in PERCEPTION:
-        assert results[task_id] == {"group": "perception", "response": None, "parsed": None, "skipped": True,
-                                    "seconds": 0.0, "stopped": None}
+        skipped = dict(results[task_id])
+        assert skipped.pop("elapsed_s") >= recognition["elapsed_s"]
+        assert skipped == {"group": "perception", "response": None, "parsed": None, "skipped": True,
+                           "seconds": 0.0, "stopped": None}
     report = build_report(clip, tiny_crashchat, results)
     json.dumps(report)
     assert report["model"] == {"name": "tiny-random", "random_weights": True, "groups": ["linguistic", "perception"],
-                               "device": "cpu"}
+                               "device": "cpu", "base": tiny_crashchat.base.to_json(),
+                               "processor": tiny_crashchat.settings.to_json()}
+    assert report["model"]["base"]["id"] == "tiny-random (built offline)"
     assert report["video"]["frames"] == len(clip.frames) and report["video"]["duration_s"] == pytest.approx(3.0)
     assert report["crash_detected"] in (False, None)
     text = report_markdown(report)
@@ -137,3 +141,31 @@ def test_cli_bad_video_exits_2_with_one_line(tmp_path, crash_clip, capsys, kind)
         assert rc == 2 and captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
     else:
         assert rc == 0 and "# CrashChat report" in captured.out
+
+
+def test_the_report_states_wall_time_not_summed_batch_times(tiny_crashchat, clip, monkeypatch):
+    """Questions decoded together share their batch's seconds: four linguistic answers of one 10 s
+    batch and two perception answers of another took 20 s, not 60 (a fake clock that moves only
+    while a batch decodes makes the times exact)."""
+    from crashchat import pipeline
+    from crashchat.model import Session
+
+    now = [100.0]
+    real_batch = Session.batch
+
+    def batch(self, questions, **options):
+        now[0] += 10.0
+        return real_batch(self, questions, **options)
+
+    monkeypatch.setattr(pipeline, "clock", lambda: now[0])
+    monkeypatch.setattr(Session, "batch", batch)
+    results = dict(analyze(tiny_crashchat, clip, gate=False, max_new_tokens=2))
+    assert sum(r["seconds"] for r in results.values()) == 60.0
+    assert {t: r["elapsed_s"] for t, r in results.items()} == {
+        **dict.fromkeys(["crash_recognition", "crash_description", "causal_reasoning", "prevention_reasoning"], 10.0),
+        **dict.fromkeys(PERCEPTION, 20.0)}
+    report = build_report(clip, tiny_crashchat, results)
+    assert report["wall_s"] == 20.0
+    text = report_markdown(report)
+    assert "- Time: 20.0 s wall clock for 6 tasks" in text and "60.0" not in text
+    assert "ready after 20.00 s" in text

@@ -61,6 +61,9 @@ def counted(reference: dict, responses: dict, task: str, protocol: str) -> list[
         elif task in reference_scorer.TEXT:
             if text is not None and text.strip():
                 out.append(r)
+        elif task == "pre_crash_localization":
+            if text is not None and reference_scorer.single_time(text) is not None:
+                out.append(r)
         elif text is not None:
             out.append(r)
     return out

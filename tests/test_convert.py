@@ -167,15 +167,29 @@ def test_cli_converts_and_reports_bad_input_in_one_line(tmp_path, tiny_crashchat
     assert convert.main([str(tmp_path / "nowhere")]  + [str(tmp_path / "o")]) == 2
 
 
-def test_crashchat_and_baseline_load_from_local_authors_folders(tmp_path, tiny_crashchat, clip):
+def test_crashchat_and_baseline_load_from_local_authors_folders(tmp_path, tiny_crashchat, clip, monkeypatch):
     """`--model crashchat --base DIR --linguistic DIR --perception DIR` with everything in the authors'
-    layout: converted once into the cache, then served; `videollama3` serves the base alone."""
+    layout: converted once into the cache, then served; `videollama3` serves the base alone. The
+    base's config names the vision encoder (as the authors' merge writes it), whose preprocessor
+    config, fetched from a local stand-in for the Hub, sets the floor and normalisation."""
+    from hub_stand_in import REVISION, offline_hub, put
+
+    hub = offline_hub(monkeypatch, tmp_path / "hub")
+    put(hub, "DAMO-NLP-SG/SigLIP-NaViT", {"preprocessor_config.json": {
+        "min_tokens": 9, "image_mean": [0.48, 0.45, 0.40], "image_std": [0.27, 0.26, 0.28]}})
     model, processor = build_tiny_random()
     base = write_authors_base(model, processor, tmp_path / "authors_base")
     adapters = {g: str(write_authors_adapter(tiny_crashchat, g, tmp_path / f"authors_{g}")) for g in ("linguistic", "perception")}
     cache = str(tmp_path / "cache")
     chat = load_model(ModelConfig(name="crashchat", base=str(base), device="cpu", cache_dir=cache, **adapters))
     assert chat.name == "crashchat" and not chat.random_weights and chat.groups == ("linguistic", "perception")
+    settings, encoder = chat.settings, f"DAMO-NLP-SG/SigLIP-NaViT@{REVISION[:12]} preprocessor_config.json"
+    assert (settings.min_tokens, settings.image_mean, settings.token_compression) == (9, (0.48, 0.45, 0.40), True)
+    assert settings.sources["min_tokens"] == settings.sources["image_std"] == encoder
+    assert settings.sources["token_compression"].startswith("default (")  # the tiny config does not set it
+    video = chat.processor.video_processor
+    assert video.size["shortest_edge"] == 9 * 28 * 28 and tuple(video.image_std) == (0.27, 0.26, 0.28)
+    assert chat.base.id == str(base) and chat.base.repo is None
     assert convert.is_native_base(tmp_path / "cache" / "native" / str(base).strip("/").replace("/", "--"))
     assert isinstance(chat.generate(clip, QUESTION, group="perception", max_new_tokens=3), str)
     baseline = load_model(ModelConfig(name="videollama3", base=str(base), device="cpu", cache_dir=cache))

@@ -135,3 +135,58 @@ def test_nothing_predicted_exits_non_zero_with_a_summary(checkpoints, tmp_path, 
     assert predict.main(_argv(split, empty, out, f"hf:{checkpoints['qwen2_vl']}")) == 1
     err = capsys.readouterr().err
     assert "error: nothing could be predicted" in err and "0 answers" in err
+
+
+# --- --frames model-card: each family's documented video defaults ------------------------------------
+
+
+@pytest.mark.parametrize("family, fps, max_frames, fps_from", [
+    ("qwen2_vl", 2.0, 768, "Qwen2-VL's model card"),        # its processor leaves fps unset
+    ("qwen2_5_vl", 2.0, 768, "Qwen2.5-VL's model card"),
+    ("qwen3_vl", 2.0, 768, "the checkpoint's Qwen3VLVideoProcessor (fps=2)"),  # its processor sets it
+    ("llava_onevision", 10.0, 32, "decoded at 10 fps, then 32 frames uniformly"),
+])
+def test_model_card_frames_per_family(family, fps, max_frames, fps_from, checkpoints):
+    from transformers import AutoProcessor
+
+    from crashchat.generic import model_card_frames
+
+    processor = AutoProcessor.from_pretrained(checkpoints[family])
+    policy = model_card_frames(family, processor)
+    assert (policy.name, policy.fps, policy.max_frames) == ("model-card", fps, max_frames)
+    assert policy.sources["fps"].startswith(fps_from) and policy.sources["pixels"].startswith("the checkpoint's ")
+    processor.video_processor.fps = 1.0  # a checkpoint whose processor config documents its own rate
+    if family != "llava_onevision":
+        assert model_card_frames(family, processor).fps == 1.0
+
+
+def test_predict_with_model_card_frames_records_the_policy(checkpoints, mini, tmp_path, one_thread, monkeypatch):
+    from crashchat import video
+
+    asked, real_load = [], video.load_video
+    monkeypatch.setattr(video, "load_video", lambda path, **kw: asked.append((kw["fps"], kw["max_frames"]))
+                        or real_load(path, **kw))
+    split, videos = mini
+    out = tmp_path / "card.jsonl"
+    assert predict.main(_argv(split, videos, out, f"hf:{checkpoints['llava_onevision']}", "--frames", "model-card",
+                              "--limit", "1", "--tasks", "crash_recognition")) == 0
+    meta = provenance.loads(out.with_name("card.jsonl.meta.json").read_bytes())
+    frames = meta["frames"]
+    assert (frames["policy"], frames["fps"], frames["max_frames"]) == ("model-card", 10.0, 32)
+    assert frames["settings_from"]["max_frames"].startswith("LLaVA-OneVision's evaluation (lmms-eval")
+    assert "32 frames @ 10 fps (model card)" in provenance.describe(meta)
+    assert asked == [(10.0, 32)]  # the video was decoded under the policy it records
+    plain = tmp_path / "plain.jsonl"
+    assert predict.main(_argv(split, videos, plain, f"hf:{checkpoints['llava_onevision']}", "--limit", "1",
+                              "--tasks", "crash_recognition")) == 0
+    meta = provenance.loads(plain.with_name("plain.jsonl.meta.json").read_bytes())
+    assert (meta["frames"]["policy"], meta["frames"]["max_frames"]) == ("benchmark", 96)
+
+
+def test_model_card_frames_are_refused_where_they_do_not_apply(mini, tmp_path, capsys):
+    split, videos = mini
+    assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", "tiny-random", "--frames", "model-card")) == 2
+    assert "--frames model-card applies to hf: models only" in capsys.readouterr().err
+    assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", "hf:x/y", "--frames", "model-card",
+                              "--max-pixels", "200704")) == 2
+    assert "--max-pixels and --frames model-card" in capsys.readouterr().err

@@ -118,3 +118,48 @@ def test_bad_video_is_one_line(tmp_path, capsys):
     bad.write_text("not a video")
     assert inspection.main([str(bad), "--model", "tiny-random"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_inspect_names_the_base_and_where_each_setting_came_from(clips, tmp_path, capsys):
+    """Without --base nothing is read (and it says so); with one, its configs set the values."""
+    out = tmp_path / "view.json"
+    assert inspection.main([str(clips["cfr25"]), "--task", "crash_recognition", "--json", str(out)]) == 0
+    view = json.loads(out.read_text())
+    assert view["base"] == {"id": "KDliang/crashchat/videollama3_original_model", "name": "authors-eval",
+                            "repo": "KDliang/crashchat", "subfolder": "videollama3_original_model",
+                            "revision": None, "read": False}
+    assert view["settings"]["token_compression"]["value"] is True and view["settings"]["min_tokens"]["value"] == 16
+    assert all(s["from"].startswith("default (the base's configs were not read: pass --base authors-eval")
+               for s in view["settings"].values())
+    text = capsys.readouterr().out
+    assert "base: KDliang/crashchat/videollama3_original_model (not read)" in text
+    assert "token compression: True (from default (the base's configs were not read" in text
+
+
+def test_inspect_reads_a_hub_base_from_the_stand_in(clips, tmp_path, monkeypatch, capsys):
+    from hub_stand_in import REVISION, offline_hub, put
+    from test_convert import write_authors_base
+
+    from crashchat.tiny import build_tiny_random
+
+    hub = offline_hub(monkeypatch, tmp_path / "hub")
+    base = write_authors_base(*build_tiny_random(), tmp_path / "authors_base")
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "use_token_compression": False}))
+    put(hub, "KDliang/crashchat", {"videollama3_original_model": base})
+    put(hub, "DAMO-NLP-SG/SigLIP-NaViT", {"preprocessor_config.json": {"min_tokens": 9}})
+    out = tmp_path / "view.json"
+    assert inspection.main([str(clips["cfr25"]), "--task", "crash_recognition", "--base", "authors-eval",
+                            "--json", str(out)]) == 0
+    view = json.loads(out.read_text())
+    assert view["base"]["revision"] == REVISION and view["base"]["read"] is True
+    settings = view["settings"]
+    assert settings["token_compression"] == {"value": False,
+                                             "from": "KDliang/crashchat/videollama3_original_model config.json"}
+    assert settings["min_tokens"] == {"value": 9, "from": f"DAMO-NLP-SG/SigLIP-NaViT@{REVISION[:12]} preprocessor_config.json"}
+    assert settings["image_mean"]["from"].startswith("default (DAMO-NLP-SG/SigLIP-NaViT@")
+    assert view["processor"]["token_compression"] is False and view["processor"]["min_tokens_per_frame"] == 9
+    # without compression every frame keeps all its tokens
+    assert view["visual_tokens"]["after_compression"] == view["visual_tokens"]["before_compression"]
+    assert view["tokenizer"] == "KDliang/crashchat/videollama3_original_model (the base's own)"
+    assert f"base: KDliang/crashchat/videollama3_original_model @ {REVISION[:12]}" in capsys.readouterr().out

@@ -1,16 +1,27 @@
-"""The scorer against an independent implementation of protocol.md, on the real split."""
+"""The scorer against an independent implementation of protocol.md (`tests/reference_scorer.py`).
+
+The comparison runs on a 300-record-per-task slice of the real split (`write_mini_split`: the
+first records of each file, all four sources present), not on all 9,679 records: the reference
+is plain Python, record by record, and on the whole split it took ~7 s per protocol. The slice
+keeps the test's power: every answer form is drawn (right, wrong, garbled, empty, missing), and
+`test_comparison_has_power` checks that each rule the paper protocol applies to garbled answers
+(dropped Yes/No, dropped pre-crash times, (0.0, 0.0) ranges, dropped empty texts) is exercised by
+dozens of records, in both layouts (ours JSONL and the authors' per-task files) and both protocols.
+"""
 
 import math
 
 import numpy as np
 import pytest
 import reference_scorer
-from submissions import random_responses, write_authors, write_csv, write_jsonl
+from submissions import random_responses, write_authors, write_csv, write_jsonl, write_mini_split
 
-from crashchat.tasks import TASKS
+from crashchat.tasks import TASKS, parse_time, parse_time_range, parse_yes_no
 from leaderboard.scoring import compare, item_scores, render_text, score
 from leaderboard.split import load_split
 from leaderboard.submission import read_submission
+
+MINI = 300
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +32,33 @@ def responses(split_dir):
 @pytest.fixture(scope="module")
 def result(split, responses, tmp_path_factory):
     path = write_jsonl(tmp_path_factory.mktemp("sub") / "p.jsonl", responses)
-    return score(read_submission([path], split), split, bootstrap=200)
+    return score(read_submission([path], split), split, bootstrap=100)
 
 
 @pytest.fixture(scope="module")
-def reference(split_dir):
-    return reference_scorer.load(split_dir)
+def mini_dir(split_dir, tmp_path_factory):
+    return write_mini_split(split_dir, tmp_path_factory.mktemp("mini"), MINI)
+
+
+@pytest.fixture(scope="module")
+def mini_responses(mini_dir):
+    return random_responses(mini_dir, seed=11, missing=0.05)
+
+
+@pytest.fixture(scope="module")
+def mini_scores(mini_dir, mini_responses, tmp_path_factory):
+    """Layout -> the scorer's result on the slice (no bootstrap: `test_bootstrap.py` covers it)."""
+    mini = load_split(mini_dir)
+    folder = tmp_path_factory.mktemp("mini_sub")
+    layouts = {"jsonl": [write_jsonl(folder / "p.jsonl", mini_responses)],
+               "csv": [write_csv(folder / "p.csv", mini_responses)],
+               "authors": write_authors(folder / "authors", mini_responses)}
+    return {name: score(read_submission(paths, mini), mini, bootstrap=0) for name, paths in layouts.items()}
+
+
+@pytest.fixture(scope="module")
+def reference(mini_dir):
+    return reference_scorer.load(mini_dir)
 
 
 def _assert_close(ours: dict, theirs: dict):
@@ -37,23 +69,51 @@ def _assert_close(ours: dict, theirs: dict):
             assert ours[key] == pytest.approx(value, abs=1e-9, rel=0), key
 
 
+@pytest.fixture(scope="module")
+def expected(reference, mini_responses):
+    """Protocol -> the independent implementation's metrics on the slice (computed once)."""
+    return {p: reference_scorer.score(reference, mini_responses, p) for p in ("paper", "strict")}
+
+
 @pytest.mark.parametrize("protocol", ["paper", "strict"])
-def test_matches_independent_implementation(result, reference, responses, protocol):
-    expected = reference_scorer.score(reference, responses, protocol)
+@pytest.mark.parametrize("layout", ["jsonl", "authors"])
+def test_matches_independent_implementation(mini_scores, expected, layout, protocol):
     for task in TASKS:
-        _assert_close(result["protocols"][protocol]["tasks"][task.id], expected[task.id])
+        _assert_close(mini_scores[layout]["protocols"][protocol]["tasks"][task.id], expected[protocol][task.id])
 
 
 @pytest.mark.parametrize("protocol", ["paper", "strict"])
 @pytest.mark.parametrize("source", ["MM-AU-DADA", "Nexar"])
-def test_per_source_matches(result, reference, responses, protocol, source):
-    expected = reference_scorer.score(reference, responses, protocol, sources={source})
-    by_source = result["protocols"][protocol]["by_source"]
+def test_per_source_matches(mini_scores, reference, mini_responses, protocol, source):
+    expected = reference_scorer.score(reference, mini_responses, protocol, sources={source})
+    by_source = mini_scores["jsonl"]["protocols"][protocol]["by_source"]
     for task in TASKS:
         if expected[task.id]["n"]:
             _assert_close(by_source[task.id][source], expected[task.id])
         else:
             assert source not in by_source[task.id]
+
+
+def test_comparison_has_power(mini_scores, reference, mini_responses):
+    """The slice exercises every garbled-answer rule with dozens of records (else the match above
+    would prove little), and the validation counts the dropped pre-crash answers as unparseable."""
+    def answers(task):
+        return [mini_responses[(task, r["video"])] for r in reference[task] if (task, r["video"]) in mini_responses]
+
+    assert sum(parse_yes_no(a) is None for a in answers("crash_recognition")) >= 30
+    assert sum(parse_time_range(a) is None for a in answers("crash_localization")) >= 10
+    unparsed_times = sum(parse_time(a) is None for a in answers("pre_crash_localization"))
+    assert unparsed_times >= 10
+    assert sum(not a.strip() for a in answers("crash_description")) >= 5
+    for layout in ("jsonl", "authors"):
+        result = mini_scores[layout]
+        pre = {p: result["protocols"][p]["tasks"]["pre_crash_localization"]["n"] for p in ("paper", "strict")}
+        given = len(answers("pre_crash_localization"))  # every pre-crash record of the slice is usable
+        assert pre["strict"] == len(reference["pre_crash_localization"])
+        assert pre["paper"] == given - unparsed_times  # dropped, not scored as 0.0 s
+        assert result["validation"]["pre_crash_localization"]["unparseable"] == unparsed_times
+        loc = result["protocols"]["paper"]["tasks"]["crash_localization"]["n"]
+        assert loc == len(answers("crash_localization"))  # an unparseable range still counts
 
 
 def test_json_shape(result):
@@ -85,11 +145,10 @@ def test_strict_counts_every_record(result):
     assert strict["crash_recognition"]["accuracy"] < paper["crash_recognition"]["accuracy"]
 
 
-def test_three_layouts_score_identically(split, responses, result, tmp_path):
-    for paths in ([write_csv(tmp_path / "p.csv", responses)], write_authors(tmp_path / "a", responses)):
-        other = score(read_submission(paths, split), split, bootstrap=200)
-        assert other["protocols"] == result["protocols"]
-        assert other["validation"] == result["validation"]
+def test_three_layouts_score_identically(mini_scores):
+    for layout in ("csv", "authors"):
+        assert mini_scores[layout]["protocols"] == mini_scores["jsonl"]["protocols"]
+        assert mini_scores[layout]["validation"] == mini_scores["jsonl"]["validation"]
 
 
 def test_perfect_and_empty_submissions(split, split_dir, tmp_path):
@@ -129,20 +188,25 @@ def test_pre_crash_drop_rules(split, tmp_path):
 
     loc = [record("a.mp4", "0.0 - 2.0 seconds"), record("b.mp4", "2.0 - 3.0 seconds"),
            record("c.mp4", "4.0 - 5.0 seconds")]
+    loc.append(record("e.mp4", "4.0 - 5.0 seconds"))
     pre = [record("a.mp4", "0.0 seconds"),   # crash start 0: no t_acc
            record("b.mp4", "2.5 seconds"),   # TTA_gt = 2.0 - 2.5 <= 0
            record("c.mp4", "1.0 seconds"),   # kept
-           record("d.mp4", "1.0 seconds")]   # not in the localization split
+           record("d.mp4", "1.0 seconds"),   # not in the localization split
+           record("e.mp4", "1.0 seconds")]   # kept, but answered without a number
     folder = tmp_path / "mini"
     folder.mkdir()
     for task, records in (("crash_localization", loc), ("pre_crash_localization", pre)):
         (folder / f"crashchat_dada_video_total_{task}_test.json").write_text(json.dumps(records))
     mini = load_split(folder)
     rows = {("pre_crash_localization", v): "0.9 seconds" for v in ("a.mp4", "b.mp4", "c.mp4", "d.mp4")}
+    rows[("pre_crash_localization", "e.mp4")] = "just before the crash"
     result = score(read_submission([write_jsonl(tmp_path / "m.jsonl", rows)], mini), mini, bootstrap=0)
-    for protocol in ("paper", "strict"):
-        metrics = result["protocols"][protocol]["tasks"]["pre_crash_localization"]
-        assert metrics["n"] == 1 and metrics["miou"] == 1.0  # 0.9 is within 0.5 s before 1.0
+    paper = result["protocols"]["paper"]["tasks"]["pre_crash_localization"]
+    assert paper["n"] == 1 and paper["miou"] == 1.0  # 0.9 is within 0.5 s before 1.0; e.mp4 dropped
+    strict = result["protocols"]["strict"]["tasks"]["pre_crash_localization"]
+    assert strict["n"] == 2 and strict["miou"] == 0.5 and strict["too_late"] == 1  # e.mp4 counted as too late
+    assert result["validation"]["pre_crash_localization"]["unparseable"] == 1
     assert not mini.official
 
 

@@ -88,29 +88,40 @@ def test_hardware_colours_and_description_are_values_the_hub_accepts(card):
 
 
 def test_models_and_preloads_are_the_weights_the_code_loads(card):
-    """`models:` links the base and the adapter repos; `preload_from_hub:` fetches at build time
-    the base repo and, of the adapter repo, the files `crashchat.loading` reads from the two
-    checkpoints it uses (file names assumed, see the README's Deploy section)."""
-    from crashchat.convert import ADAPTER_PATTERNS
-    from crashchat.weights import ADAPTER_REPO, ADAPTER_SUBFOLDERS, BASE_REPO
+    """`models:` links every repo the code can load (the bases `--base` names, the adapters, the vision
+    encoder whose preprocessor config sets the token floor); `preload_from_hub:` fetches at build
+    time the files `crashchat.loading` reads for the default: the default base's folder and the two
+    adapter checkpoints of `KDliang/crashchat`, and the vision encoder's preprocessor config (file
+    names assumed, see the README's Deploy section)."""
+    from fnmatch import fnmatch
 
-    assert sorted(card.models) == sorted([BASE_REPO, ADAPTER_REPO])
+    from crashchat.bases import BASES, DEFAULT_BASE, PREPROCESSOR_FILES, VISION_ENCODER
+    from crashchat.convert import ADAPTER_PATTERNS, BASE_PATTERNS
+    from crashchat.weights import ADAPTER_REPO, ADAPTER_SUBFOLDERS
+
+    assert sorted(card.models) == sorted({b.repo for b in BASES.values()} | {ADAPTER_REPO, VISION_ENCODER})
     preload = {}
     for entry in card.get("preload_from_hub"):
         repo, *rest = entry.split()
         assert len(rest) <= 2 and repo not in preload, entry  # "repo [file1,file2 [revision]]"
         preload[repo] = rest[0].split(",") if rest else None
-    assert set(preload) == {BASE_REPO, ADAPTER_REPO}
-    assert preload[BASE_REPO] is None  # the whole base (its shard names are not known in advance)
+    default = BASES[DEFAULT_BASE]
+    assert default.repo == ADAPTER_REPO and default.subfolder  # one repo holds the base and the adapters
+    assert set(preload) == {ADAPTER_REPO, VISION_ENCODER}
+    assert preload[VISION_ENCODER] == [PREPROCESSOR_FILES[0]]
     files = preload[ADAPTER_REPO]
     assert len(files) == len(set(files))
     by_folder: dict[str, set[str]] = {}
     for path in files:
         folder, _, name = path.rpartition("/")
-        assert name in ADAPTER_PATTERNS, f"{path}: not a file crashchat.loading reads"
         by_folder.setdefault(folder, set()).add(name)
+    base = by_folder.pop(default.subfolder)
+    assert all(any(fnmatch(name, p) for p in BASE_PATTERNS) for name in base), base  # files a base download fetches
+    assert {"config.json", "model.safetensors.index.json", "tokenizer_config.json"} <= base
+    assert any(name.endswith(".safetensors") for name in base)
     assert set(by_folder) == set(ADAPTER_SUBFOLDERS.values())
     for folder, names in by_folder.items():
+        assert names <= set(ADAPTER_PATTERNS), f"{folder}: not files crashchat.loading reads"
         assert {"adapter_config.json", "non_lora_trainables.bin"} <= names, folder
         assert names & {"adapter_model.bin", "adapter_model.safetensors"}, folder
 

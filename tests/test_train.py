@@ -335,6 +335,66 @@ def test_best_is_the_lowest_val_loss_and_the_threshold_only_decides_stopping(los
     assert seen == list(zip(bests, bad_evals, strict=True))
 
 
+# Per-example (summed answer loss, answer tokens) on a two-example val split at two checkpoints: a
+# 100-token answer and a 1-token one. The mean over all answer tokens prefers step 50 (it got the long
+# answer right); the authors' trainer, averaging per-batch losses, prefers step 100.
+VAL = {50: [(100.0, 100, 1), (3.0, 1, 1)], 100: [(150.0, 100, 1), (1.0, 1, 1)]}
+
+
+def _best_step(losses: dict[int, float]) -> int:
+    from crashchat.train import judge_eval
+
+    best, best_step, bad = None, None, 0
+    for step, loss in losses.items():
+        new_best, bad = judge_eval(loss, best, bad, threshold=0.001)
+        if new_best:
+            best, best_step = loss, step
+    return best_step
+
+
+def test_the_best_checkpoint_is_chosen_by_the_mean_of_batch_losses_as_the_authors():
+    from crashchat.train import pool_batches, val_loss
+
+    per_batch = {step: val_loss(pool_batches(micro, 1)) for step, micro in VAL.items()}
+    by_tokens = {step: sum(s for s, _, _ in micro) / sum(t for _, t, _ in micro) for step, micro in VAL.items()}
+    assert per_batch == {50: 2.0, 100: 1.25} and _best_step(per_batch) == 100
+    assert _best_step(by_tokens) == 50  # the rule we had: another checkpoint
+    # batches of two: one batch, whose loss is its mean over answer tokens
+    assert val_loss(pool_batches(VAL[50], 2)) == pytest.approx(103 / 101)
+    # a smaller last batch counts by its examples, as transformers' Trainer repeats each batch's loss
+    assert val_loss([(4.0, 2, 2), (9.0, 3, 1)]) == pytest.approx((2 * 2.0 + 1 * 3.0) / 3)
+
+
+def test_evaluate_pools_the_val_loader_into_eval_batches(root, tmp_path):
+    """`_Run.evaluate` itself: micro-batches of one, pooled into --eval-batch examples."""
+    import types
+
+    from crashchat.train import _Run
+
+    # four val examples, two eval batches of two: (100 + 3) / 101 and (4 + 6) / 4; over all tokens 113 / 105,
+    # example by example 2.25
+    stats = iter([(100.0, 100, 1), (3.0, 1, 1), (4.0, 2, 1), (6.0, 2, 1)])
+
+    class Net:
+        def __call__(self, **batch):
+            loss, tokens, _ = next(stats)
+            return torch.tensor(loss), torch.tensor(tokens)
+
+        def eval(self):
+            pass
+
+        train = eval
+
+    run = _Run.__new__(_Run)
+    run.cfg = config(root, tmp_path, eval_batch=2)
+    run.net, run.dtype, run.progress = Net(), torch.float32, types.SimpleNamespace(skipped_videos=[])
+    run.accelerator = types.SimpleNamespace(device=torch.device("cpu"), reduce=lambda tensor, op: tensor)
+    run.val_loader = [{"input_ids": torch.zeros(1, 3, dtype=torch.long), "skipped": []} for _ in range(4)]
+    assert run.evaluate() == pytest.approx((103 / 101 + 10 / 4) / 2)
+    with pytest.raises(ValueError, match="--eval-batch 3 is not a multiple of --batch-size 2"):
+        config(root, tmp_path, eval_batch=3, batch_size=2, global_batch=24)
+
+
 def test_early_stopping_on_the_val_loss_keeps_the_lowest(root, tmp_path):
     # A threshold no step can beat: every evaluation after the first is "no improvement" and
     # patience 2 stops at the third, yet the val loss falls (train = val) so the best is the last.

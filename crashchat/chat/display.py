@@ -51,7 +51,8 @@ def generation_line(cfg: TabConfig) -> str:
     guided = (f"**on** for recognition and the two localizations, so their answers always parse "
               f"(`{GUIDED_ENV}=0` turns it off)" if cfg.guided else f"off (`{GUIDED_ENV}=1` turns it on)")
     return (f"Answers: up to {cfg.max_new_tokens} new tokens (`{MAX_TOKENS_ENV}`; the authors' evaluation "
-            f"allows {AUTHORS_MAX_NEW_TOKENS}) · format-guided decoding {guided}")
+            f"allows {AUTHORS_MAX_NEW_TOKENS}) · format-guided decoding {guided} · an answer stuck in an exact "
+            "loop is ended early and marked (repetition guard; `predict` runs without it, as the authors)")
 
 
 def model_status(cfg: TabConfig) -> str:

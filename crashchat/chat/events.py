@@ -191,8 +191,8 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
     report = build_report(clip, model, results, cfg.generation())
     session = replace(session, report=report)
     json_path, md_path = write_downloads(report)
-    seconds = sum(r["seconds"] for r in results.values())
-    yield View(status=f"Done: {clip_summary(clip)}; six tasks in {seconds:.1f} s of model time.",
+    took = f" in {report['wall_s']:.1f} s" if report["wall_s"] is not None else ""  # wall time, never summed
+    yield View(status=f"Done: {clip_summary(clip)}; six tasks{took}.",
                verdict=verdict_markdown(report["crash_detected"], model.random_weights),
                timeline=report_figure(clip.duration_s, report, session.chat_marks, clip.timestamps),
                frames=key_frames(clip.frames, clip.timestamps, report_marks(report), clip.duration_s),
