@@ -44,7 +44,10 @@ def test_unknown_command_is_one_line(capsys):
 def test_pyproject_installs_the_command_with_the_readme_requirements():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["crashchat"] == "crashchat.__main__:main"
-    assert project["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    # the two roles of requirements.txt (tests/test_install.py checks what each brings)
+    assert project["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements-leaderboard.txt"]}
+    assert project["tool"]["setuptools"]["dynamic"]["optional-dependencies"] == {
+        "model": {"file": ["requirements-model.txt"]}}
     packages = set(project["tool"]["setuptools"]["packages"])
     on_disk = {str(p.parent.relative_to(REPO)).replace("/", ".") for p in REPO.glob("*/**/__init__.py")
                if "tests" not in p.parts and "benchmarks" not in p.parts}
