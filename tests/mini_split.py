@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from crashchat.tasks import TASKS
@@ -13,20 +14,24 @@ VIDEOS = [("c0.mp4", "crash", "ok"), ("n1.mp4", "normal", "ok"), ("c2.mp4", "cra
           ("c3.mp4", "crash", "broken"), ("n4.mp4", "normal", "missing")]
 
 
-def write_mini_split(root: Path) -> tuple[Path, Path]:
-    """`root/split` (six test files) and `root/videos`; returns (split dir, videos dir)."""
+def write_mini_split(root: Path, names: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """`root/split` (six test files) and `root/videos`; returns (split dir, videos dir).
+
+    `names`: other file names for the five videos (crash, normal, crash, crash, normal), e.g. real
+    split videos, so that predictions on the mini split can be submitted against the real one."""
     from crashchat.synthetic import write_broken, write_clip
 
     (root / "videos").mkdir(parents=True)
     (root / "split").mkdir()
-    for i, (name, scene, state) in enumerate(VIDEOS):
+    videos = VIDEOS if names is None else [(n, scene, state) for n, (_, scene, state) in zip(names, VIDEOS, strict=True)]
+    for i, (name, scene, state) in enumerate(videos):
         if state == "ok":
             write_clip(root / "videos" / name, seconds=1.0, scene=scene, seed=i)
         elif state == "broken":
             write_broken(root / "videos" / name, "text")
     for task in TASKS:
         records = []
-        for name, scene, _ in VIDEOS:
+        for name, scene, _ in videos:
             if task.group == "perception" and scene != "crash":
                 continue  # as in the real split: localization only for crash videos
             answer = ANSWERS[task.kind] or ("Yes" if scene == "crash" else "No")

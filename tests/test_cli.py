@@ -30,7 +30,7 @@ def test_every_command_points_at_a_function():
 def test_help_of_each_command_from_another_folder(name, tmp_path):
     """`python -m crashchat NAME --help` works outside the repository (the installed command does the same)."""
     done = subprocess.run([sys.executable, "-m", "crashchat", name, "--help"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+                          text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
 
