@@ -117,7 +117,7 @@ def pytest_terminal_summary(terminalreporter):
     for reason, count in failed.most_common():
         terminalreporter.write_line(f"CI=true: {count} failed instead of skipping: {reason}", red=True)
     for (host, test), count in sorted(_BLOCKED.items()):  # this process's only (not an xdist worker's)
-        terminalreporter.write_line(f"offline: {count} lookup(s) of {host} refused ({test})", yellow=True)
+        terminalreporter.write_line(f"offline: {count} attempt(s) to reach {host} refused ({test})", yellow=True)
 
 
 # --- `pytest -q` in two processes --------------------------------------------------------------------
