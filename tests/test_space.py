@@ -186,7 +186,9 @@ def unexpected_tracebacks(log: str) -> list[str]:
 class SpaceApp:
     """`python app.py`, no arguments, in the environment a Space gives it."""
 
-    def __init__(self, tmp: Path, split_dir: Path, *, model: str | None, examples: Path):
+    def __init__(self, tmp: Path, split_dir: Path, *, model: str | None, examples: Path | None = None):
+        """`examples`: the chat tab's example clips (conftest's `example_clips_dir`); None: the app
+        renders its 640x360 ones into a fresh folder at start (seconds of work)."""
         from leaderboard.split import COMMIT
 
         self.tmp, self.remote = tmp, tmp / "remote-dataset"
@@ -208,7 +210,7 @@ class SpaceApp:
             SPACE_ID="tester/crashchat", SPACE_AUTHOR_NAME="tester", SYSTEM="spaces",
             GRADIO_SERVER_NAME="0.0.0.0", GRADIO_SERVER_PORT=str(self.port), GRADIO_ANALYTICS_ENABLED="False",
             GRADIO_TEMP_DIR=str(tmp / "gradio-tmp"),
-            CRASHCHAT_DB=str(self.db), CRASHCHAT_CACHE=str(cache), CRASHCHAT_EXAMPLES_DIR=str(examples),
+            CRASHCHAT_DB=str(self.db), CRASHCHAT_CACHE=str(cache), CRASHCHAT_EXAMPLES_DIR=str(examples or tmp / "examples"),
             CRASHCHAT_RESULTS_REPO=RESULTS_REPO, HF_TOKEN="hf_local_stand_in", CRASHCHAT_SYNC_MINUTES="0.02",
             CRASHCHAT_ADMIN_TOKEN="space-admin", CRASHCHAT_TEST_LOCAL_HUB=str(self.remote),
             HF_HUB_OFFLINE="1",  # nothing leaves this machine; the results repo is the stand-in
