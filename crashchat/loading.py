@@ -224,7 +224,10 @@ def check_adapter_loaded(model, group: str, folder: Path) -> None:
 
     from crashchat.convert import describe_keys
 
-    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model, adapter_name=group).items()}
+    # save_embedding_layers=False: what peft's "auto" decides for our LoRA (no embedding layer is
+    # targeted, the vocabulary is never resized), without asking the Hub for the base's config.json
+    state = get_peft_model_state_dict(model, adapter_name=group, save_embedding_layers=False)
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     stored = _tensor_shapes(Path(folder))
     mismatched = {k for k in set(expected) & set(stored) if expected[k] != stored[k]}
     problems = describe_keys(set(expected) - set(stored), set(stored) - set(expected), mismatched)

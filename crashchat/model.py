@@ -11,10 +11,15 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from crashchat.bases import BaseInfo, ProcessorSettings
 from crashchat.prompt import ClipPreparer, Prepared, chat_text, prepare_clip
 from crashchat.tasks import GROUPS
+
+if TYPE_CHECKING:  # torch, peft and transformers load in seconds; annotations only need the names
+    from peft import PeftModel
+    from transformers import VideoLlama3ForConditionalGeneration, VideoLlama3Processor
 
 
 def _cache_kwarg() -> str:
@@ -31,8 +36,10 @@ def _cache_kwarg() -> str:
 class CrashChat:
     """The loaded model: one frozen base, one adapter per task group (or none for the baseline)."""
 
-    model: object
-    processor: object
+    model: PeftModel | VideoLlama3ForConditionalGeneration
+    """The base with one LoRA adapter (and projector copy) per group, switched by `using`; the bare
+    base when `groups` is empty (the `videollama3` baseline)."""
+    processor: VideoLlama3Processor
     name: str
     random_weights: bool
     device: str

@@ -177,10 +177,13 @@ _WORKER: tuple | None = None
 
 def _init_worker(preparer, videos_dir: Path, video_kwargs: dict, threads: int) -> None:
     """A decoding worker process: its preparer (the model's processor) arrives once, not per video."""
-    import torch
-
     global _WORKER
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:  # unpickling the preparer loaded it (the model's processor does)
+        import torch
+
+        torch.set_num_threads(threads)
+    else:  # a preparer without torch: no seconds spent importing it; should it load torch later, it starts so
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     _WORKER = (preparer, videos_dir, video_kwargs)
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+import types
+import typing
 import unicodedata
-from typing import Any
+from typing import NoReturn, TypedDict
 
 FORMAT = "crashchat-predict-meta/1"
 SUFFIX = ".meta.json"
@@ -38,74 +40,88 @@ class ProvenanceError(ValueError):
 
 
 # --- the schema ---------------------------------------------------------------------------------
-# field -> type, or a nested schema. `str?` and `int?` may be null. Unknown keys are refused so a
-# file cannot smuggle data into the store; a missing optional key reads as null.
+# One TypedDict per block: they are the schema `validate` checks against (field -> type; `| None`
+# fields may be null) and the type of what it returns. Unknown keys are refused so a file cannot
+# smuggle data into the store; a missing optional key reads as null.
 
-_STR, _OSTR, _INT, _OINT, _FLOAT, _OFLOAT, _BOOL = "str", "str?", "int", "int?", "float", "float?", "bool"
 
-SCHEMA: dict[str, Any] = {
-    "format": _STR,
-    "model": {
-        "id": _STR,              # `hf:<hub id or dir>`, `crashchat`, `videollama3` or `tiny-random`
-        "backend": _STR,         # `crashchat` (base + group adapters) or `hf` (any transformers video-LLM)
-        "family": _OSTR,         # the config's model_type, e.g. `qwen3_vl`, `llava_onevision`, `video_llama_3`
-        "revision": _OSTR,       # resolved commit hash of the hub repo, null for a local folder
-        "base": _OSTR,           # CrashChat: the base weights used, as named (hub path or folder)
-        "base_repo": _OSTR,      # CrashChat: the base's hub repo (null for a local folder)
-        "base_subfolder": _OSTR,  # CrashChat: its folder in that repo (`videollama3_original_model`)
-        "base_revision": _OSTR,  # CrashChat: the commit its files came from
-        "linguistic": _OSTR,     # CrashChat: the adapter per group
-        "perception": _OSTR,
-        "dtype": _STR,
-        "attention": _STR,
-        "trust_remote_code": _BOOL,
-        "random_weights": _BOOL,
-    },
-    "frames": {
-        "sampler": _STR,         # e.g. `authors-fps-filter`: ffmpeg fps=10:round=down + truncating thinning
-        "fps": _FLOAT,
-        "max_frames": _INT,
-        "max_pixels": _OINT,     # per-frame pixel cap passed to the processor, null for the model's own
-        "token_budget": _OINT,   # VideoLLaMA3: merged visual tokens per clip
-        "policy": _OSTR,         # `benchmark` (fps, max_frames above) or `model-card` (hf: models' own video defaults)
-        "token_compression": "bool?",  # VideoLLaMA3: as the base's config says (see settings_from)
-        "min_tokens": _OINT,     # VideoLLaMA3: per-frame floor of merged tokens
-        "image_mean": "list[float]?",
-        "image_std": "list[float]?",
-        "settings_from": "dict[str,str]?",  # setting -> the config file it was read from, or `default (why)`
-    },
-    "prompt": {
-        "format": _STR,          # `authors-eval` (split question with `<video>\n`) or `chat-template`
-        "video_tag": _BOOL,      # whether the split's literal `<video>\n` stays in the question
-        "system_prompt": _BOOL,
-    },
-    "generation": {
-        "do_sample": _BOOL,
-        "num_beams": _INT,
-        "max_new_tokens": _INT,
-        "guided": _BOOL,         # format-guided decoding for the closed-form tasks
-        "repetition_stop": _BOOL,  # the exact-loop guard was on (predict: off by default, as the authors)
-    },
-    "run": {
-        "started_at": _STR,      # ISO 8601, UTC
-        "finished_at": _OSTR,
-        "device": _STR,          # `NVIDIA H200`, `cpu`
-        "processes": _INT,
-        "tasks": "list[str]",
-    },
-    "answers": {
-        "written": _INT,
-        "skipped": _INT,         # questions not answered (missing or unreadable videos)
-        "videos_failed": _INT,
-        "stopped_by_repetition": _OINT,
-    },
-    "packages": "dict[str,str]",  # name -> version (crashchat, torch, transformers, peft, ...)
-}
+class ModelInfo(TypedDict):
+    id: str                   # `hf:<hub id or dir>`, `crashchat`, `videollama3` or `tiny-random`
+    backend: str              # `crashchat` (base + group adapters) or `hf` (any transformers video-LLM)
+    family: str | None        # the config's model_type, e.g. `qwen3_vl`, `llava_onevision`, `video_llama_3`
+    revision: str | None      # resolved commit hash of the hub repo, null for a local folder
+    base: str | None          # CrashChat: the base weights used, as named (hub path or folder)
+    base_repo: str | None     # CrashChat: the base's hub repo (null for a local folder)
+    base_subfolder: str | None  # CrashChat: its folder in that repo (`videollama3_original_model`)
+    base_revision: str | None  # CrashChat: the commit its files came from
+    linguistic: str | None    # CrashChat: the adapter per group
+    perception: str | None
+    dtype: str
+    attention: str
+    trust_remote_code: bool
+    random_weights: bool
+
+
+class FramesInfo(TypedDict):
+    sampler: str              # e.g. `authors-fps-filter`: ffmpeg fps=10:round=down + truncating thinning
+    fps: float
+    max_frames: int
+    max_pixels: int | None    # per-frame pixel cap passed to the processor, null for the model's own
+    token_budget: int | None  # VideoLLaMA3: merged visual tokens per clip
+    policy: str | None        # `benchmark` (fps, max_frames above) or `model-card` (hf: models' own video defaults)
+    token_compression: bool | None  # VideoLLaMA3: as the base's config says (see settings_from)
+    min_tokens: int | None    # VideoLLaMA3: per-frame floor of merged tokens
+    image_mean: list[float] | None
+    image_std: list[float] | None
+    settings_from: dict[str, str] | None  # setting -> the config file it was read from, or `default (why)`
+
+
+class PromptInfo(TypedDict):
+    format: str               # `authors-eval` (split question with `<video>\n`) or `chat-template`
+    video_tag: bool           # whether the split's literal `<video>\n` stays in the question
+    system_prompt: bool
+
+
+class GenerationInfo(TypedDict):
+    do_sample: bool
+    num_beams: int
+    max_new_tokens: int
+    guided: bool              # format-guided decoding for the closed-form tasks
+    repetition_stop: bool     # the exact-loop guard was on (predict: off by default, as the authors)
+
+
+class RunInfo(TypedDict):
+    started_at: str           # ISO 8601, UTC
+    finished_at: str | None
+    device: str               # `NVIDIA H200`, `cpu`
+    processes: int
+    tasks: list[str]
+
+
+class AnswersInfo(TypedDict):
+    written: int
+    skipped: int              # questions not answered (missing or unreadable videos)
+    videos_failed: int
+    stopped_by_repetition: int | None
+
+
+class Provenance(TypedDict):
+    """A whole `.meta.json` file, as `validate` returns it (every key present)."""
+
+    format: str
+    model: ModelInfo
+    frames: FramesInfo
+    prompt: PromptInfo
+    generation: GenerationInfo
+    run: RunInfo
+    answers: AnswersInfo
+    packages: dict[str, str]  # name -> version (crashchat, torch, transformers, peft, ...)
+
 
 _INVISIBLE_CATEGORIES = ("Cf", "Zl", "Zp", "Co", "Cs", "Cn")
 
 
-def _check_text(value: Any, where: str) -> str:
+def _check_text(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise ProvenanceError(f"{where}: expected a string, got {type(value).__name__}")
     if len(value) > MAX_TEXT:
@@ -120,62 +136,71 @@ def _check_text(value: Any, where: str) -> str:
     return value
 
 
-def _check(value: Any, kind: Any, where: str) -> Any:
-    if isinstance(kind, dict):
+def _fields(block: type) -> dict[str, object]:
+    """A TypedDict's fields and their types (evaluated: this module's annotations are strings)."""
+    return typing.get_type_hints(block)
+
+
+def _check(value: object, kind: object, where: str) -> object:
+    """`value` checked against one schema type; returns it normalised (ints in float fields as floats)."""
+    if isinstance(kind, type) and typing.is_typeddict(kind):
         if not isinstance(value, dict):
             raise ProvenanceError(f"{where or 'file'}: expected an object, got {type(value).__name__}")
-        unknown = sorted(set(value) - set(kind))
+        fields = _fields(kind)
+        unknown = sorted(set(value) - set(fields))
         if unknown:
             raise ProvenanceError(f"{_join(where, unknown[0])}: unknown field")
-        return {k: _check(value.get(k), sub, _join(where, k)) for k, sub in kind.items()}
-    if value is None and kind.endswith("?"):
+        return {k: _check(value.get(k), sub, _join(where, k)) for k, sub in fields.items()}
+    optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
+    if value is None and optional:
         return None
     if value is None:
         raise ProvenanceError(f"{where}: missing")
-    base = kind.rstrip("?")
-    if base == "str":
+    if isinstance(kind, types.UnionType):  # `X | None`: the X
+        (kind,) = (k for k in kind.__args__ if k is not type(None))
+    if kind is str:
         return _check_text(value, where)
-    if base == "bool":
+    if kind is bool:
         if not isinstance(value, bool):
             raise ProvenanceError(f"{where}: expected true or false, got {type(value).__name__}")
         return value
-    if base == "int":
+    if kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**9:
             raise ProvenanceError(f"{where}: expected a non-negative integer, got {value!r}"[:200])
         return value
-    if base == "float":
+    if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ProvenanceError(f"{where}: expected a non-negative finite number, got {value!r}"[:200])
         return float(value)
-    if base == "list[str]":
+    if kind == list[str]:
         if not isinstance(value, list) or len(value) > 50:
             raise ProvenanceError(f"{where}: expected a list of at most 50 strings")
         return [_check_text(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if base == "list[float]":
+    if kind == list[float]:
         if not isinstance(value, list) or len(value) > 8:
             raise ProvenanceError(f"{where}: expected a list of at most 8 numbers")
-        return [_check(v, _FLOAT, f"{where}[{i}]") for i, v in enumerate(value)]
-    if base == "dict[str,str]":
+        return [_check(v, float, f"{where}[{i}]") for i, v in enumerate(value)]
+    if kind == dict[str, str]:
         if not isinstance(value, dict) or len(value) > 50:
-            raise ProvenanceError(f"{where}: expected an object of at most 50 name: version pairs")
+            raise ProvenanceError(f"{where}: expected an object of at most 50 text: text pairs")
         return {_check_text(k, f"{where} key"): _check_text(v, _join(where, k)) for k, v in value.items()}
-    raise AssertionError(f"schema kind {kind!r}")  # pragma: no cover - a typo in SCHEMA
+    raise AssertionError(f"schema type {kind!r}")  # pragma: no cover - a type the checks above lack
 
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def validate(meta: Any) -> dict:
+def validate(meta: object) -> Provenance:
     """The provenance dict, normalised (every schema key present); `ProvenanceError` names the field."""
     if not isinstance(meta, dict):
         raise ProvenanceError(f"file: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise ProvenanceError(f"format: expected {FORMAT!r}, got {meta.get('format')!r}"[:200])
-    return _check(meta, SCHEMA, "")
+    return typing.cast(Provenance, _check(meta, Provenance, ""))  # checked field by field against it
 
 
-def loads(data: bytes, name: str = "provenance") -> dict:
+def loads(data: bytes, name: str = "provenance") -> Provenance:
     """Parse and validate the bytes of a `.meta.json` file; errors are one line starting with `name`."""
     if len(data) > MAX_BYTES:
         raise ProvenanceError(f"{name}: {len(data)} bytes exceeds the {MAX_BYTES} byte limit of a provenance file")
@@ -197,7 +222,7 @@ def loads(data: bytes, name: str = "provenance") -> dict:
         raise ProvenanceError(f"{name}: {exc}") from None
 
 
-def _no_constant(token: str):
+def _no_constant(token: str) -> NoReturn:
     raise ValueError(f"non-finite number {token} not allowed")
 
 
@@ -223,7 +248,7 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def describe(meta: dict) -> str:
+def describe(meta: Provenance) -> str:
     """One short line for the leaderboard's "how produced" column (plain text, shown escaped)."""
     model, frames, gen = meta["model"], meta["frames"], meta["generation"]
     ident = model["id"]
@@ -244,7 +269,7 @@ def describe(meta: dict) -> str:
     return ", ".join(parts)
 
 
-def example() -> dict:
+def example() -> Provenance:
     """A complete, valid provenance dict (documentation and tests)."""
     return {
         "format": FORMAT,

@@ -126,7 +126,7 @@ def parse_record(raw: object, *, file: str, index: int, task: str | None = None,
     return Record(file=file, index=index, video=video, human=human, answer=answer, source=source, task=task)
 
 
-def load_list(path: str | Path, data: bytes | None = None) -> list:
+def load_list(path: str | Path, data: bytes | None = None) -> list[object]:
     """The JSON list of a record file (`data`: its bytes, when already read)."""
     path = Path(path)
     try:

@@ -15,12 +15,14 @@ parsers implement the paper protocol's answer parsing (`../shared/reference/prot
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 Group = Literal["linguistic", "perception"]
 Kind = Literal["yes_no", "time_range", "time", "text"]
+Parsed = str | float | tuple[float, float]
+"""A parsed answer: "Yes"/"No" or a text (str), a time (float), a (start, end) range."""
 
 GROUPS: tuple[Group, ...] = ("linguistic", "perception")
 SOURCES = ("MM-AU-CAP", "MM-AU-DADA", "D2City", "Nexar")
@@ -90,7 +92,7 @@ _RANGE_RE = re.compile(r"([\d\.]+)\s*-\s*([\d\.]+)")
 _NUMBER_RE = re.compile(r"[\d\.]+")
 
 
-def _floats(texts) -> tuple[float, ...] | None:
+def _floats(texts: Iterable[str]) -> tuple[float, ...] | None:
     try:
         return tuple(float(t) for t in texts)
     except ValueError:  # runs such as "." or "1.2.3" match the regex but are no numbers
@@ -118,12 +120,12 @@ def parse_time_range(answer: str) -> tuple[float, float] | None:
     if match:
         pair = _floats(match.groups())
         if pair is not None:
-            return pair  # type: ignore[return-value]
+            return pair[0], pair[1]
     runs = _NUMBER_RE.findall(answer)
     if len(runs) >= 2:
         pair = _floats(runs[:2])
         if pair is not None:
-            return pair  # type: ignore[return-value]
+            return pair[0], pair[1]
     return None
 
 
@@ -169,7 +171,7 @@ class Task:
     """The question, exactly as in the split after its `<video>\n` (the training format)."""
     kind: Kind
     """Answer form; decides the parser and the metric family."""
-    parse: Callable[[str], object]
+    parse: Callable[[str], Parsed | None]
     """Raw model text -> parsed prediction, or None when unparseable."""
     headline: tuple[str, ...]
     """Metric keys shown first and bootstrapped (keys of the scorer's JSON)."""
@@ -190,14 +192,15 @@ class Task:
         return f"crashchat_dada_video_total_{self.split_name}_{split}.json"
 
     @property
-    def paper_default(self):
+    def paper_default(self) -> Parsed | None:
         """What the paper protocol scores for an unparseable answer; None: the record is dropped.
 
         Only a time range has one: `_parse_time_range` in the authors' `crash_video_tl.py` falls
         back to (0.0, 0.0). A single time (`crash_video_al.py`) and a Yes/No (`crash_video_ar.py`)
         parse to None and their `evaluate` skips the record; an empty text is dropped too.
         """
-        return {"time_range": (0.0, 0.0)}.get(self.kind)
+        defaults: dict[Kind, Parsed] = {"time_range": (0.0, 0.0)}
+        return defaults.get(self.kind)
 
 
 _TEXT_HEADLINE = ("bleu", "rouge_1_f", "rouge_2_f", "rouge_l_f")

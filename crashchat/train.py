@@ -457,7 +457,9 @@ def save_adapter(accelerator, net, target: Path) -> None:
     if accelerator.is_main_process:
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        # save_embedding_layers=False: what peft's "auto" decides here (no embedding layer is a LoRA
+        # target, the vocabulary is not resized), without asking the Hub for the base's config.json
+        unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True, save_embedding_layers=False)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)  # never leave a half-written adapter where analyze would find it
     accelerator.wait_for_everyone()

@@ -1,56 +1,65 @@
-"""Video input: open a clip, check it against limits, and pick its frames as the authors' loader did.
+"""Video input: open a clip, check it against limits, and decode the frames the authors' loader picks.
 
     from crashchat.video import load_video
     clip = load_video("dashcam.mp4")            # (T, H, W, 3) uint8 frames + their labels
     processor(videos=[clip.frames], video_metadata=[clip.metadata()], text=...)
 
-The paper's numbers were produced by the authors' loader, so we pick exactly its frames. It pipes
-the whole clip through ffmpeg's ``fps=10:round=down`` filter, labels output frame k
-``start_time + k / 10`` s (``start_time``: the video stream's start, not always 0), and when the
-filter gives more than 96 frames keeps ``np.linspace(0, n - 1, 96, dtype=int)`` of them
-(truncation, not rounding). We do not run the filter: `fps_filter` replays libavfilter's algorithm
-on the frames' presentation times (integers, so nothing is lost to float rounding), and only the
-chosen frames are decoded. For a 30 fps clip that is source frames 2, 5, 8, ...: the *last*
-frame of each 0.1 s slot. The tests compare this, frame by frame and label by label, with the
-real filter run through PyAV (``tests/video_oracle.py``).
+The paper's numbers were produced by the authors' loader (ffmpeg's ``fps=10:round=down``
+filter, labels ``start_time + k / 10``, thinning to 96), so we pick exactly its frames: one
+demuxing pass lists the frames' presentation times (`read_timeline`), `crashchat.sampling`
+replays the filter on them, and only the chosen frames are decoded. For a 30 fps clip that is
+source frames 2, 5, 8, ...: the *last* frame of each 0.1 s slot. The tests compare this, frame by
+frame and label by label, with the real filter run through PyAV (``tests/video_oracle.py``).
 
 Decoding uses decord (fast, applies rotation metadata); when decord is missing or refuses a file,
 PyAV decodes packet by packet and skips damaged packets, which rescues files with a corrupt run
 in the middle. Both pick from the same demuxed frame list, so they return the same frames. Cheap
 checks (suffix, size, container, duration, resolution) run before any decoding, and every failure
 becomes one `VideoError` line naming the file. ``isolate=True`` decodes in a child process with a
-timeout, so a decoder that crashes or hangs on a hostile file cannot take the caller down with it.
+timeout (`crashchat.isolation`), so a decoder that crashes or hangs on a hostile file cannot take
+the caller down with it.
+
+The types (`Clip`, `VideoLimits`, `VideoError`) live in `crashchat.clip` and the frame picking in
+`crashchat.sampling`; both are importable from here as before.
 """
 
 from __future__ import annotations
 
 import errno
-import multiprocessing.connection
 import os
-import pickle
 import re
-import subprocess
 import sys
-import time
-import traceback
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # transformers is heavy; only `Clip.metadata` needs it, and imports it then.
-    from transformers.video_utils import VideoMetadata
+from crashchat.clip import Clip, VideoError, VideoLimits
+from crashchat.isolation import run_isolated
+from crashchat.sampling import (
+    PAPER_FPS,
+    PAPER_MAX_FRAMES,
+    SAMPLER,
+    Selection,
+    SlotPicker,
+    Timeline,
+    authors_labels,
+    fps_filter,
+    frame_rate,
+    select,
+    thin,
+)
+
+__all__ = [  # the public names, the re-exported ones included (`from crashchat.video import Clip`)
+    "PAPER_FPS", "PAPER_MAX_FRAMES", "SAMPLER", "SUPPORTED_SUFFIXES", "Clip", "Selection", "Timeline",
+    "VideoError", "VideoLimits", "authors_labels", "check_file", "fps_filter", "load_video", "main", "probe",
+    "read_timeline", "run_isolated", "select", "thin",
+]
 
 SUPPORTED_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-PAPER_FPS = 10.0
-PAPER_MAX_FRAMES = 96
-SAMPLER = "authors-fps-filter"
-"""How frames are picked, as recorded in outputs: ffmpeg's fps filter (round=down), labels
-start + k / fps, truncating thinning to max_frames (the authors' loader)."""
 
 _LABEL_DECIMALS = 6  # Clip.timestamps and source_times; ffprobe prints times with 6 decimals too
 _DECORD_TIME_TOLERANCE = 1e-3  # decord reports float32 seconds; 600 s in float32 is exact to 6e-5 s
@@ -60,268 +69,13 @@ class _UseFallback(Exception):
     """Skip decord for this file (the message says why)."""
 
 
-class VideoError(ValueError):
-    """A video that cannot be used; the message is one line naming the file and the problem."""
-
-
-@dataclass(frozen=True)
-class VideoLimits:
-    """What a video may be before we try to decode it (defaults suit dashcam clips)."""
-
-    max_bytes: int = 2 * 1024**3
-    """Largest file accepted, in bytes."""
-    max_duration_s: float = 600.0
-    """Longest clip accepted, in seconds (the paper's clips are under a minute)."""
-    min_side: int = 16
-    """Smallest width or height, in pixels (the vision encoder's patches are 14 px)."""
-    max_side: int = 4096
-    """Largest width or height, in pixels (96 frames of 4096x2160 RGB are already 2.5 GB)."""
-    timeout_s: float = 120.0
-    """With ``isolate=True``: the decoding child is killed after this many seconds."""
-    max_memory_bytes: int = 12 * 1024**3
-    """With ``isolate=True``: the decoding child's address-space limit (96 4K frames need ~6 GB)."""
-
-    def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_duration_s", "min_side", "max_side", "timeout_s", "max_memory_bytes"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)!r}")
-        if self.min_side > self.max_side:
-            raise ValueError(f"VideoLimits.min_side ({self.min_side}) exceeds max_side ({self.max_side})")
-
-
-@dataclass(frozen=True, eq=False)  # identity equality: comparing frame arrays field-wise is ambiguous
-class Clip:
-    """Frames picked from one video, with the times the model is told they were taken.
-
-    Plain values only (besides ``frames``), so that a clip pickles across the isolated child's pipe.
-    """
-
-    path: str
-    frames: np.ndarray
-    """(T, H, W, 3) uint8 RGB."""
-    timestamps: tuple[float, ...]
-    """The authors' label of each frame: ``start_time + k / sample_fps`` for fps-filter output k,
-    rounded to 6 decimals (the processor prints them with one)."""
-    duration_s: float
-    """Where the clip ends, in seconds on the labels' axis: the container's duration, or the end of
-    the last frame when frames run past it."""
-    native_fps: float
-    width: int
-    height: int
-    backend: str
-    """"decord" or "pyav"."""
-    sample_fps: float = PAPER_FPS
-    """Rate of ffmpeg's fps filter: labels step by 1 / sample_fps."""
-    notes: tuple[str, ...] = ()
-    """What went wrong but was recovered from (decord refused the file, damaged packets skipped),
-    and where the authors' loader would have behaved differently."""
-    start_time: float = 0.0
-    """The video stream's start time in seconds, as ffprobe prints it (6 decimals): label 0."""
-    container_duration_s: float | None = None
-    """The container's (format) duration in seconds as ffprobe prints it; the authors' labels are
-    ``np.arange(start_time, start_time + container_duration_s + 0.1, 0.1)``. None for a clip
-    built by hand."""
-    filtered_frames: int = 0
-    """How many frames ffmpeg's fps filter outputs for the whole clip (before thinning)."""
-    filter_indices: tuple[int, ...] = ()
-    """Which fps-filter outputs were kept, k per frame (all of them up to max_frames)."""
-    source_indices: tuple[int, ...] = ()
-    """Each frame's position among the video's frames in presentation order (0-based)."""
-    source_times: tuple[float, ...] = ()
-    """Each frame's real presentation time in seconds, as stored in the file (6 decimals)."""
-
-    def labels(self) -> list[float]:
-        """The labels exactly as the authors' loader computes them (unrounded floats).
-
-        They decide what the prompt prints (``Time {label:.1f}s``): rounding 0.25000000000000006
-        to one decimal gives 0.3, rounding its 6-decimal form 0.25 gives 0.2.
-        """
-        if self.container_duration_s is None or not self.filter_indices:
-            return [float(t) for t in self.timestamps]  # a hand-built clip: its timestamps are all we have
-        grid = authors_labels(self.start_time, self.container_duration_s, self.filtered_frames, self.sample_fps)
-        return [float(grid[k]) for k in self.filter_indices]
-
-    def metadata(self) -> VideoMetadata:
-        """`VideoMetadata` for the transformers VideoLlama3 processor.
-
-        The processor prints frame i as ``Time {metadata.timestamps[i]:.1f}s``. Plain
-        `VideoMetadata` derives timestamps as ``frames_indices[i] / fps``, which cannot give
-        ``start_time + k / 10`` exactly (or at all, for a start time such as 1.23 s), so the
-        metadata carries the authors' labels themselves (`LabelledMetadata`); ``fps`` and
-        ``frames_indices`` still describe the fps filter's output and which of it was kept.
-        Pass the frames with ``do_sample_frames=False`` (CrashChat's processor does): they are
-        already picked.
-        """
-        return _labelled_metadata_class()(
-            total_num_frames=self.filtered_frames or len(self.frames),
-            fps=self.sample_fps,
-            width=self.width,
-            height=self.height,
-            duration=self.container_duration_s if self.container_duration_s is not None else self.duration_s,
-            video_backend=self.backend,
-            frames_indices=list(self.filter_indices) if self.filter_indices else list(range(len(self.frames))),
-            labels=self.labels(),
-        )
-
 
 def __getattr__(name: str) -> Any:
-    if name == "LabelledMetadata":
-        return _labelled_metadata_class()
+    if name == "LabelledMetadata":  # built on first use (it needs transformers): see crashchat.clip
+        from crashchat import clip
+
+        return clip.LabelledMetadata
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _labelled_metadata_class() -> type:
-    """`LabelledMetadata`: transformers' VideoMetadata whose timestamps are given labels.
-
-    Importing transformers costs seconds (and the isolated decoding child never needs it), so the
-    class is built on first use and registered in this module, where pickle finds it by name.
-    """
-    cls = globals().get("LabelledMetadata")
-    if cls is None:
-        from dataclasses import field, make_dataclass
-
-        from transformers.video_utils import VideoMetadata
-
-        def timestamps(self) -> list[float]:
-            return list(self.labels)
-
-        cls = make_dataclass(
-            "LabelledMetadata", [("labels", list, field(default_factory=list))], bases=(VideoMetadata,),
-            namespace={"timestamps": property(timestamps, doc="The authors' labels of the frames, in seconds."),
-                       "__doc__": "VideoMetadata whose timestamps are given labels, not frames_indices / fps.",
-                       "__module__": __name__})
-        globals()["LabelledMetadata"] = cls
-    return cls
-
-
-# ---------------------------------------------------------------------------------------------
-# Which frames: ffmpeg's fps filter, the authors' labels and thinning.
-
-
-def fps_filter(pts: Sequence[int], end_pts: int, time_base: Fraction, fps: Fraction, origin: int = 0) -> list[int]:
-    """For every frame ffmpeg's ``fps=<fps>:round=down`` filter outputs, which input frame it is.
-
-    ``pts`` are the input frames' presentation times in ``time_base`` units, in the order they
-    reach the filter; ``end_pts`` the end of the stream (the last frame's pts plus its duration:
-    what the buffer source reports at EOF); ``origin`` is subtracted from every time first (the
-    ffmpeg command line subtracts the file's start time). Returns input positions, one per
-    output frame.
-
-    The filter (libavfilter ``vf_fps.c``) puts each input frame in output slot
-    ``floor(t * fps)``, starts at the first frame's slot, and fills every slot up to the EOF
-    slot (exclusive) with the latest frame whose slot is not after it: frames sharing a slot
-    give way to the last one, and a gap repeats the frame before it.
-
-    >>> fps_filter(range(90), 90, Fraction(1, 30), Fraction(10))[:4]  # 30 fps: the last of each 3
-    [2, 5, 8, 11]
-    >>> fps_filter([0, 5, 30], 31, Fraction(1, 100), Fraction(10))  # a gap repeats; 0.31 s ends in slot 3
-    [1, 1, 1]
-    """
-    if len(pts) == 0:
-        return []
-    num = time_base.numerator * fps.numerator
-    den = time_base.denominator * fps.denominator
-
-    def slot(t: int) -> int:
-        return (t - origin) * num // den  # floor: AV_ROUND_DOWN rounds toward minus infinity
-
-    picks: list[int] = []
-    next_slot = slot(pts[0])
-    for i in range(len(pts)):
-        # Frame i fills every slot before the next frame's (or the end's).
-        limit = slot(pts[i + 1]) if i + 1 < len(pts) else slot(end_pts)
-        while next_slot < limit:
-            picks.append(i)
-            next_slot += 1
-    return picks
-
-
-def thin(n: int, max_frames: int) -> list[int]:
-    """Which of n frames the authors keep: all up to max_frames, else an even spread (truncated).
-
-    >>> thin(5, 96)
-    [0, 1, 2, 3, 4]
-    >>> thin(200, 96)[:5], thin(200, 96)[-1]
-    ([0, 2, 4, 6, 8], 199)
-    """
-    if n <= max_frames:
-        return list(range(n))
-    return [int(k) for k in np.linspace(0, n - 1, max_frames, dtype=int)]
-
-
-def authors_labels(start_time: float, duration: float, n: int, fps: float = PAPER_FPS) -> np.ndarray:
-    """The label of each of the n fps-filter outputs, as the authors compute it (float64 seconds).
-
-    ``np.arange(start_time, start_time + duration + step, step)[:n]`` with ``step = 1 / fps``:
-    output k is labelled ``start_time + k * step`` up to numpy's float rounding. When frames run
-    past the container's duration (an undercounting header) the arange is shorter than n; the
-    authors' loader would then misalign, and we continue the same grid.
-
-    >>> [round(float(t), 6) for t in authors_labels(1.23, 2.0, 3)]
-    [1.23, 1.33, 1.43]
-    """
-    step = 1 / fps
-    labels = np.arange(start_time, start_time + duration + step, step)[:n]
-    if len(labels) < n:
-        # Same start and step, so numpy yields the same values for the first len(labels) entries.
-        labels = np.arange(start_time, start_time + (n + 1) * step, step)[:n]
-    return labels
-
-
-def _frame_rate(fps: float | Fraction) -> Fraction:
-    # How ffmpeg reads "fps=<number>" (av_d2q with a 1001000 bound): 30000/1001 stays exact.
-    return Fraction(fps).limit_denominator(1_001_000)
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """The video stream's frames in presentation order, as the demuxer lists them (nothing decoded)."""
-
-    pts: tuple[int, ...]
-    """Presentation times in time_base units, increasing."""
-    end_pts: int
-    """The last frame's pts plus its duration: where the stream ends for ffmpeg's fps filter."""
-    time_base: Fraction
-    origin: int
-    """The file's start time in time_base units: the ffmpeg command line subtracts it from every
-    timestamp before filtering (its default, without ``-copyts``)."""
-    start_time: float
-    """The video stream's start time in seconds, as ffprobe prints it (6 decimals)."""
-    container_duration: float
-    """The container's duration in seconds, as ffprobe prints it (6 decimals)."""
-    avi: bool = False
-    """An AVI file: it stores no presentation times, so frame n is timed n / rate."""
-
-    def seconds(self, pts: int) -> float:
-        """A time in seconds from the file's start (what the fps filter sees)."""
-        return float((pts - self.origin) * self.time_base)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which frames the authors' loader shows the model, and their labels."""
-
-    filtered: int
-    """Frames out of the fps filter for the whole clip."""
-    kept: tuple[int, ...]
-    """The fps-filter outputs kept after thinning."""
-    slots: tuple[int, ...]
-    """The filter's output slot of each kept frame (``floor(t * fps)`` on the filter's clock)."""
-    positions: tuple[int, ...]
-    """Each kept frame's position in the timeline."""
-    labels: np.ndarray
-    """The authors' label of each kept frame (float64 seconds)."""
-
-
-def select(timeline: Timeline, fps: float | Fraction = PAPER_FPS, max_frames: int = PAPER_MAX_FRAMES) -> Selection:
-    """The authors' frames for a timeline: fps filter, labels, thinning."""
-    rate = _frame_rate(fps)
-    picks = fps_filter(timeline.pts, timeline.end_pts, timeline.time_base, rate, timeline.origin)
-    kept = thin(len(picks), max_frames)
-    first = (timeline.pts[0] - timeline.origin) * timeline.time_base * rate // 1 if timeline.pts else 0
-    labels = authors_labels(timeline.start_time, timeline.container_duration, len(picks), float(rate))
-    return Selection(filtered=len(picks), kept=tuple(kept), slots=tuple(int(first) + k for k in kept),
-                     positions=tuple(picks[k] for k in kept), labels=labels[kept] if kept else labels[:0])
 
 
 def check_file(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> Path:
@@ -469,7 +223,7 @@ def _load(path: str, fps: float, max_frames: int, limits: VideoLimits) -> Clip:
 def _differences_from_the_authors(timeline: Timeline, selection: Selection, fps: float) -> list[str]:
     """Where the authors' loader would not have shown these frames with these labels."""
     notes = []
-    step = 1 / float(_frame_rate(fps))
+    step = 1 / float(frame_rate(fps))
     span = len(np.arange(timeline.start_time, timeline.start_time + timeline.container_duration + step, step))
     if selection.filtered > span:
         notes.append(f"frames run past the container's {timeline.container_duration:.2f} s; labels after it continue "
@@ -555,26 +309,6 @@ def _is_avi(container: Any) -> bool:
     return "avi" in container.format.name.split(",")
 
 
-class _SlotPicker:
-    """Keeps, for each wanted output slot of the fps filter, the frame the filter puts there.
-
-    That is the latest frame whose slot is not after the wanted one (see `fps_filter`); frames
-    arrive in presentation order, and only the chosen ones are kept.
-    """
-
-    def __init__(self, wanted: Sequence[int]):
-        self.wanted = wanted
-        self.chosen: list[Any] = []
-        self._last: Any = None
-
-    def feed(self, slot: int, item: Any) -> None:
-        while self._last is not None and len(self.chosen) < len(self.wanted) and self.wanted[len(self.chosen)] < slot:
-            self.chosen.append(self._last)
-        self._last = item
-
-    def finish(self, end_slot: int) -> list[Any]:
-        self.feed(end_slot, None)
-        return self.chosen
 
 
 def _decode_pyav(path: str, timeline: Timeline, selection: Selection, fps: float, max_frames: int,
@@ -606,10 +340,10 @@ def _pyav_pass(path: str, timeline: Timeline, wanted: Sequence[int], fps: float)
     """Decode every frame; keep those the fps filter puts in the wanted slots, and list what decoded."""
     import av
 
-    rate = _frame_rate(fps)
+    rate = frame_rate(fps)
     num = timeline.time_base.numerator * rate.numerator
     den = timeline.time_base.denominator * rate.denominator
-    picker = _SlotPicker(wanted)
+    picker = SlotPicker(wanted)
     damaged = untimed = 0
     decoded: list[int] = []
     last_duration = 0
@@ -680,98 +414,7 @@ def _to_rgb(frame: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Guarded decoding in a child process.
-
-
-# A fresh interpreter (subprocess), not multiprocessing: spawn and forkserver re-import the
-# caller's __main__ in the child (a Gradio app, or `<stdin>`, which fails), and plain fork is
-# unsafe once torch threads or CUDA exist. The child imports only this module; the frames come
-# back over a dedicated pipe so that a library printing to stdout cannot corrupt them.
-_CHILD_CODE = "import sys; from crashchat.video import _child_main; _child_main(int(sys.argv[1]))"
-
-
-def _child_main(fd: int) -> None:
-    """Entry point of the decoding child: (path, target, args, memory) pickled on stdin, answers on fd."""
-    conn = multiprocessing.connection.Connection(fd)
-    path, memory_bytes = "the video", None
-    try:
-        path, target, args, memory_bytes = pickle.load(sys.stdin.buffer)
-        if memory_bytes:
-            import resource
-
-            # The decoders are loaded first, so the limit bounds decoding, not library loading.
-            import av  # noqa: F401
-            try:
-                import decord  # noqa: F401
-            except ImportError:
-                pass  # load_video falls back to PyAV and says so in the clip's notes
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        clip = target(*args)
-    except VideoError as exc:
-        conn.send(("error", str(exc)))
-    except MemoryError:
-        conn.send(("error", f"{path}: decoding needs more than {memory_bytes / 1024**3:.1f} GiB of memory "
-                            "(VideoLimits.max_memory_bytes)"))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which re-raises it
-        conn.send(("crash", traceback.format_exc()))
-    else:
-        frames = np.ascontiguousarray(clip.frames)
-        header = {k: getattr(clip, k) for k in Clip.__dataclass_fields__ if k != "frames"}
-        conn.send(("ok", header, frames.shape, frames.dtype.str))
-        conn.send_bytes(frames.reshape(-1))
-    finally:
-        conn.close()
-
-
-def run_isolated(path: str | os.PathLike, timeout_s: float, target: Any, args: tuple,
-                 memory_bytes: int | None = None) -> Clip:
-    """Run ``target(*args) -> Clip`` in a child Python process; frames come back through a pipe.
-
-    A timeout kills the child; a child that dies (segfault, abort, out of memory) or hangs
-    becomes a `VideoError` naming the file. memory_bytes caps the child's address space. target must be picklable (a module-level function).
-    POSIX only (the answer pipe is passed by file descriptor).
-    """
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    read_fd, write_fd = os.pipe()
-    deadline = time.monotonic() + timeout_s
-    try:
-        child = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, str(write_fd)], pass_fds=(write_fd,),
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
-    finally:
-        os.close(write_fd)  # ours must go, so that the child's death shows up as EOF
-    receiver = multiprocessing.connection.Connection(read_fd)
-    try:
-        try:
-            child.stdin.write(pickle.dumps((str(path), target, args, memory_bytes)))
-            child.stdin.close()
-        except BrokenPipeError:
-            pass  # the child is already gone; the EOF below reports how
-        if not receiver.poll(max(deadline - time.monotonic(), 0)):
-            raise VideoError(f"{path}: decoding took longer than {timeout_s:g} s and was stopped")
-        message = receiver.recv()
-        if message[0] == "error":
-            raise VideoError(message[1])
-        if message[0] == "crash":
-            raise RuntimeError(f"decoding {path} failed in the child process:\n{message[1]}")
-        _, header, shape, dtype = message
-        frames = np.empty(shape, dtype=np.dtype(dtype))
-        if not receiver.poll(max(deadline - time.monotonic(), 0)):
-            raise VideoError(f"{path}: decoding took longer than {timeout_s:g} s and was stopped")
-        receiver.recv_bytes_into(frames.reshape(-1))
-        return Clip(frames=frames, **header)
-    except (EOFError, ConnectionError):
-        try:
-            code = child.wait(5)
-        except subprocess.TimeoutExpired:
-            code = None
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        raise VideoError(f"{path}: the decoder process died ({how})") from None
-    finally:
-        receiver.close()
-        if child.poll() is None:
-            child.kill()
-        child.wait()
+# Command line.
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,24 @@
 """Shared fixtures (the authors' test split from ../shared, never copied into the repo, the tiny
-model, synthetic clips) and the skip policy: under `CI=true` a test that would skip fails instead.
+model, synthetic clips, the mini split, one live app) and the session's rules: no network, the
+skip policy (under `CI=true` a test that would skip fails instead), and `pytest -q` with no paths
+run in two processes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections import Counter
 from pathlib import Path
 
-import pytest
+# No test reaches for the network. The Hub clients (huggingface_hub, transformers, datasets, peft)
+# read these when first imported, so they are set before anything imports them; child processes
+# that tests start inherit them.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+os.environ.update(OFFLINE)
+
+import pytest  # noqa: E402 - after the environment above
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
@@ -16,8 +26,57 @@ CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 line per reason; CI must run everything, so there a skip is a failure."""
 
 
-_FAILED_SKIPS: Counter = Counter()
-"""Reason -> how many tests it failed under CI, for one summary line per reason."""
+_CI_FAILURE = "CI=true: skipping is a failure in CI: "
+"""How a skip turned failure starts its message (the summary counts them by reason)."""
+
+
+# --- no network ------------------------------------------------------------------------------------
+# Past the variables above, a lookup or connection to anything but this machine fails at once, as
+# on a machine without network, and the run ends with one line per host that was asked for.
+
+_BLOCKED: Counter = Counter()
+"""(host, test) -> attempts refused in this process."""
+_getaddrinfo, _connect, _connect_ex = socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex
+
+
+def _local(host) -> bool:
+    host = host.decode() if isinstance(host, bytes) else host
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(str(host).split("%")[0])
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _refuse(host) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "collection").split(" ")[0]
+    _BLOCKED[(str(host), test)] += 1
+
+
+def _offline_getaddrinfo(host, *args, **kwargs):
+    if not _local(host):
+        _refuse(host)
+        raise socket.gaierror(socket.EAI_NONAME, f"tests run offline: no lookup of {host}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+def _offline(connect):
+    def guarded(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+            _refuse(address[0])
+            raise OSError(101, f"tests run offline: no connection to {address[0]}")  # ENETUNREACH
+        return connect(self, address)
+    return guarded
+
+
+socket.getaddrinfo = _offline_getaddrinfo
+socket.socket.connect = _offline(_connect)
+socket.socket.connect_ex = _offline(_connect_ex)
+
+
+# --- the skip policy -------------------------------------------------------------------------------
 
 
 def _skip_reason(report) -> str:
@@ -30,9 +89,8 @@ def _fail_skip_under_ci(report, gpu: bool = False) -> None:
     CI runs on CPU)."""
     if CI and report.skipped and not hasattr(report, "wasxfail") and not gpu:
         reason = _skip_reason(report)
-        _FAILED_SKIPS[reason] += 1
         report.outcome = "failed"
-        report.longrepr = f"CI=true: skipping is a failure in CI: {reason}"
+        report.longrepr = _CI_FAILURE + reason
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -49,12 +107,39 @@ def pytest_make_collect_report(collector):
 
 def pytest_terminal_summary(terminalreporter):
     """One line per skip reason, with its count, so a newcomer sees why tests skipped (and, under
-    CI, why they failed instead)."""
-    skipped = Counter(_skip_reason(report) for report in terminalreporter.stats.get("skipped", []))
+    CI, why they failed instead); one line per host a test asked for although offline."""
+    stats = terminalreporter.stats
+    skipped = Counter(_skip_reason(report) for report in stats.get("skipped", []))
     for reason, count in skipped.most_common():
         terminalreporter.write_line(f"{count} skipped: {reason}", yellow=True)
-    for reason, count in _FAILED_SKIPS.most_common():
+    failed = Counter(str(r.longrepr).removeprefix(_CI_FAILURE) for r in stats.get("failed", []) + stats.get("error", [])
+                     if str(r.longrepr).startswith(_CI_FAILURE))
+    for reason, count in failed.most_common():
         terminalreporter.write_line(f"CI=true: {count} failed instead of skipping: {reason}", red=True)
+    for (host, test), count in sorted(_BLOCKED.items()):  # this process's only (not an xdist worker's)
+        terminalreporter.write_line(f"offline: {count} attempt(s) to reach {host} refused ({test})", yellow=True)
+
+
+# --- `pytest -q` in two processes --------------------------------------------------------------------
+
+WORKERS = 2
+"""Processes for the whole suite: the machines are 2-core, and most tests use one core at a time."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """`pytest -q` with no paths runs the suite in `WORKERS` processes (pytest-xdist), one test
+    file per process at a time, so module fixtures (an app, a model) are built once. With paths,
+    `-n N` or `-p no:xdist`, pytest runs as asked."""
+    if hasattr(config, "workerinput"):  # an xdist worker: tiny-model ops gain nothing from a second thread
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        return
+    if (config.pluginmanager.hasplugin("xdist") and config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            and config.getoption("numprocesses", None) is None and not config.getoption("collectonly")
+            and not config.getoption("usepdb")):
+        config.option.numprocesses = WORKERS
+        config.option.dist = "loadfile"
+        config.option.tx = ["popen"] * WORKERS
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +192,38 @@ def tiny_crashchat():
     from crashchat.loading import ModelConfig, load_model
 
     return load_model(ModelConfig(name="tiny-random", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def mini_split(tmp_path_factory) -> tuple[Path, Path]:
+    """`tests/mini_split.py`'s five-video split, written once: (split dir, videos dir). Read-only."""
+    from mini_split import write_mini_split
+
+    return write_mini_split(tmp_path_factory.mktemp("mini"))
+
+
+@pytest.fixture(scope="session")
+def example_clips_dir(tmp_path_factory) -> Path:
+    """The chat tab's example clips as small 1 s stand-ins (the app renders 640x360 ones, seconds of
+    work, when its examples folder lacks them; `tests/test_synthetic.py` checks those)."""
+    from crashchat.synthetic import EXAMPLES, write_clip
+
+    folder = tmp_path_factory.mktemp("examples")
+    for name, scene, _seconds, seed in EXAMPLES:
+        write_clip(folder / name, seconds=1.0, scene=scene, seed=seed)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def live_board(tmp_path_factory, split_dir, example_clips_dir):
+    """One `python app.py` for the whole session (starting Gradio costs seconds): the real test
+    split, the tiny model in the chat tab, its own fresh database, offline. Tests share its
+    leaderboard, so each submits under its own model name and looks only at its own rows; one that
+    must restart or empty the app starts its own `live_app.LiveApp`."""
+    from live_app import LiveApp
+
+    app = LiveApp(tmp_path_factory.mktemp("live_board") / "board.sqlite3", split_dir,
+                  env={"CRASHCHAT_MODEL": "tiny-random", "CRASHCHAT_EXAMPLES_DIR": str(example_clips_dir)})
+    app.start()
+    yield app
+    app.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from crashchat.tasks import TASKS
@@ -13,13 +14,19 @@ VIDEOS = [("c0.mp4", "crash", "ok"), ("n1.mp4", "normal", "ok"), ("c2.mp4", "cra
           ("c3.mp4", "crash", "broken"), ("n4.mp4", "normal", "missing")]
 
 
-def write_mini_split(root: Path, videos: list[tuple[str, str, str]] = VIDEOS) -> tuple[Path, Path]:
+def write_mini_split(root: Path, videos: list[tuple[str, str, str]] = VIDEOS,
+                     names: Sequence[str] | None = None) -> tuple[Path, Path]:
     """`root/split` (six test files) and `root/videos`; returns (split dir, data root).
-    `videos` picks other entries of the `VIDEOS` form (e.g. only the readable ones)."""
+
+    `videos` picks other entries of the `VIDEOS` form (e.g. only the readable ones); `names` gives
+    them other file names, e.g. real split videos, so that predictions on the mini split can be
+    submitted against the real one."""
     from crashchat.synthetic import write_broken, write_clip
 
     (root / "videos").mkdir(parents=True)
     (root / "split").mkdir()
+    if names is not None:
+        videos = [(n, scene, state) for n, (_, scene, state) in zip(names, videos, strict=True)]
     for i, (name, scene, state) in enumerate(videos):
         if state == "ok":
             write_clip(root / "videos" / name, seconds=1.0, scene=scene, seed=i)

@@ -42,3 +42,28 @@ def test_a_missing_split_fails_under_ci(tmp_path):
             f"{tmp_path / 'no-split-here'}") in run.stdout
     assert f"ERROR {Path(__file__).relative_to(REPO)}::test_the_shared_split_is_there" in run.stdout
     assert "skipped" not in run.stdout.splitlines()[-1] and "1 error" in run.stdout.splitlines()[-1]
+
+
+def test_the_session_is_offline():
+    """No test reaches for the network (tests/conftest.py): the Hub clients are in offline mode, and
+    a name lookup or a connection beyond this machine fails at once, as without network."""
+    import socket
+
+    import huggingface_hub.constants
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.HF_HUB_OFFLINE
+    assert os.environ["TRANSFORMERS_OFFLINE"] == "1" and os.environ["HF_DATASETS_OFFLINE"] == "1"
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except socket.gaierror as exc:
+        assert "tests run offline" in str(exc)
+    else:
+        raise AssertionError("a lookup of huggingface.co went through")
+    with socket.socket() as s:
+        try:
+            s.connect(("8.8.8.8", 53))
+        except OSError as exc:
+            assert "tests run offline" in str(exc)
+        else:
+            raise AssertionError("a connection to 8.8.8.8 went through")
+    assert socket.getaddrinfo("127.0.0.1", 80)  # this machine stays reachable (the live apps)

@@ -61,7 +61,7 @@ def write_authors_adapter(chat: CrashChat, group: str, folder: Path, vision_b: f
     from peft import get_peft_model_state_dict
 
     folder.mkdir(parents=True)
-    state = get_peft_model_state_dict(chat.model, adapter_name=group)
+    state = get_peft_model_state_dict(chat.model, adapter_name=group, save_embedding_layers=False)  # no Hub lookup
     lora, projector = {}, {}
     for key, value in state.items():
         if ".projector." in key:

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def mini(tmp_path_factory) -> tuple[Path, Path]:
-    return write_mini_split(tmp_path_factory.mktemp("mini"))
+def mini(mini_split) -> tuple[Path, Path]:
+    return mini_split  # conftest's, written once per session
 
 
 @pytest.fixture(scope="module")

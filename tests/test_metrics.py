@@ -110,3 +110,79 @@ def test_metrics_of_a_batch_equal_metrics_of_each_subset():
     batch = m.pre_crash_metrics(np.stack([rows.sum(0), rows[:2].sum(0)]), 5)
     assert batch["miou"][0] == pytest.approx(single["miou"])
     assert single["too_late"] == 1 and single["too_early"] == 1
+
+
+# --- the per-task rows and metrics on hand-worked examples ------------------------------------------
+
+
+@pytest.mark.parametrize("truth, pred, cell", [
+    (True, True, (1, 0, 0, 0)),    # tp
+    (False, False, (0, 1, 0, 0)),  # tn
+    (False, True, (0, 0, 1, 0)),   # fp: answered Yes, no crash
+    (True, False, (0, 0, 0, 1)),   # fn: missed a crash
+])
+def test_recognition_row_is_one_confusion_cell(truth, pred, cell):
+    assert m.recognition_row(truth, pred) == cell
+
+
+def test_recognition_metrics_by_hand():
+    # 8 answers: 3 crashes found, 2 missed, 2 normal clips right, 1 false alarm.
+    answers = [(True, True)] * 3 + [(True, False)] * 2 + [(False, False)] * 2 + [(False, True)]
+    sums = np.sum([m.recognition_row(t, p) for t, p in answers], axis=0)
+    assert sums.tolist() == [3, 2, 1, 2]
+    got = m.recognition_metrics(sums, 8)
+    assert (got["n"], got["tp"], got["tn"], got["fp"], got["fn"]) == (8, 3, 2, 1, 2)
+    # Yes: P 3/4, R 3/5, F1 2/3. No: P 2/4, R 2/3, F1 4/7. Macro: the mean of the two.
+    expected = {"accuracy": 5 / 8, "precision": 3 / 4, "recall": 3 / 5, "f1": 2 / 3,
+                "precision_macro": (3 / 4 + 2 / 4) / 2, "recall_macro": (3 / 5 + 2 / 3) / 2,
+                "f1_macro": (2 / 3 + 4 / 7) / 2}
+    assert {k: got[k] for k in expected} == pytest.approx(expected, abs=1e-15)
+    # many subsets at once (bootstrap): one value per row, the same numbers
+    batch = m.recognition_metrics(np.stack([sums, [0, 10, 0, 0]]), 8)
+    assert batch["f1_macro"][0] == pytest.approx(expected["f1_macro"]) and batch["f1_macro"][1] == 0.5
+    assert "n" not in batch and batch["accuracy"].shape == (2,)
+
+
+@pytest.mark.parametrize("iou, row", [
+    (0.0, (0.0, 0.0, 0.0, 0.0)),
+    (0.29, (0.29, 0.0, 0.0, 0.0)),
+    (0.3, (0.3, 1.0, 0.0, 0.0)),   # each threshold counts as a hit (IoU >= t)
+    (0.5, (0.5, 1.0, 1.0, 0.0)),
+    (0.69, (0.69, 1.0, 1.0, 0.0)),
+    (0.7, (0.7, 1.0, 1.0, 1.0)),
+    (1.0, (1.0, 1.0, 1.0, 1.0)),
+])
+def test_localization_row_counts_each_threshold_it_reaches(iou, row):
+    assert m.localization_row(iou) == row
+
+
+def test_localization_metrics_by_hand():
+    # four answers for a crash at 2-4 s: IoU 0 (disjoint), 1/3, 0.5 (2-3 s) and 1 (exact)
+    answers = [(0.0, 1.0), (1.0, 3.0), (2.0, 3.0), (2.0, 4.0)]
+    ious = [m.interval_iou(a, (2.0, 4.0)) for a in answers]
+    assert ious == pytest.approx([0.0, 1 / 3, 0.5, 1.0])
+    sums = np.sum([m.localization_row(i) for i in ious], axis=0)
+    got = m.localization_metrics(sums, 4)
+    assert got == pytest.approx({"n": 4, "miou": (1 / 3 + 0.5 + 1.0) / 4, "ap30": 3 / 4, "ap50": 2 / 4, "ap70": 1 / 4})
+    batch = m.localization_metrics(np.stack([sums, sums * 0]), 4)
+    assert batch["ap50"].tolist() == [0.5, 0.0] and "n" not in batch
+
+
+def test_pre_crash_row_and_metrics_by_hand():
+    # first sign of the crash at 2.0 s, crash at 4.0 s (TTA_gt 2 s); five answers:
+    answers = {1.5: (1.0, 1.0, 1.0, 1.0, 2.0, 2.5, 0.5, 0.0, 0.0),   # within 0.5 s before: a full hit
+               3.0: (0.5, 1.0, 1.0, 0.0, 2.0, 1.0, 1.0, 0.0, 0.0),   # late: TTA ratio 1/2
+               4.5: (0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 2.0, 1.0, 0.0),   # after the crash: too late, TTA_pred 0
+               4.0: (0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 2.0, 1.0, 0.0),   # at the crash: too late as well
+               1.0: (0.0, 0.0, 0.0, 0.0, 2.0, 3.0, 1.0, 0.0, 1.0)}   # 1 s early: too early
+    rows = []
+    for pred, expected in answers.items():
+        row = m.pre_crash_row(*m.tta_iou(pred=pred, gt=2.0, t_acc=4.0))
+        assert row == pytest.approx(expected), pred
+        assert len(row) == len(m.PRE_CRASH_COLUMNS)
+        rows.append(row)
+    got = m.pre_crash_metrics(np.sum(rows, axis=0), 5)
+    assert got == pytest.approx({"n": 5, "miou": 1.5 / 5, "ap30": 2 / 5, "ap50": 2 / 5, "ap70": 1 / 5,
+                                 "mtta_gt": 2.0, "mtta_pred": 6.5 / 5, "tta_mae": 6.5 / 5,
+                                 "too_late": 2, "too_early": 1})
+    assert isinstance(got["too_late"], int) and isinstance(got["too_early"], int)

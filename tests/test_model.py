@@ -74,6 +74,20 @@ def test_session_answers_equal_plain_generate(tiny_crashchat, clip):
     assert shared == plain and all(isinstance(a, str) for a in shared)
 
 
+def test_a_session_answers_on_its_group_after_a_nested_call_on_the_other(tiny_crashchat, clip):
+    # The chat asks the other group in the middle of a session (same thread, so the lock lets it
+    # in): the session must switch its adapter back, or it answers with the other group's LoRA.
+    question = "Describe the crash."
+    own = tiny_crashchat.generate(clip, question, group="linguistic", max_new_tokens=12)
+    other = tiny_crashchat.generate(clip, question, group="perception", max_new_tokens=12)
+    assert own != other  # the two random adapters answer differently, so a wrong switch shows
+    with tiny_crashchat.session(clip, group="linguistic") as ask:
+        assert tiny_crashchat.generate(clip, question, group="perception", max_new_tokens=12) == other
+        assert ask(question, max_new_tokens=12) == own
+        tiny_crashchat.generate(clip, question, group="perception", max_new_tokens=1)
+        assert ask.batch([question, question], max_new_tokens=12) == [own, own]
+
+
 def test_stream_yields_the_generated_text(tiny_crashchat, clip):
     chunks = list(tiny_crashchat.stream(clip, "Why?", group="perception", max_new_tokens=10))
     assert chunks and "".join(chunks).strip() == tiny_crashchat.generate(clip, "Why?", group="perception", max_new_tokens=10)

@@ -13,7 +13,7 @@ import json
 
 import pytest
 import torch
-from mini_split import VIDEOS, expected_rows, write_mini_split
+from mini_split import VIDEOS, expected_rows
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from peft.utils import ModulesToSaveWrapper
@@ -111,9 +111,9 @@ def test_analyze_answers_every_task_on_its_groups_adapter(tiny_crashchat, clip, 
         assert_answered_by_its_group(tiny_crashchat, clip, task_id, result["response"])
 
 
-def test_predict_rows_come_from_each_tasks_group(tiny_crashchat, one_thread, tmp_path, generations):
+def test_predict_rows_come_from_each_tasks_group(tiny_crashchat, one_thread, tmp_path, generations, mini_split):
     """`predict` end to end: its output rows, answered through the same pipeline as `analyze`."""
-    split, root = write_mini_split(tmp_path / "mini")
+    split, root = mini_split
     out = tmp_path / "sub.jsonl"
     assert predict.main(["--split-dir", str(split), "--videos-dir", str(root), "--out", str(out),
                          "--model", "tiny-random", "--device", "cpu", "--max-new-tokens", str(TOKENS),
@@ -144,11 +144,12 @@ def test_session_prefills_the_video_once_for_all_its_questions(tiny_crashchat, c
     assert shared == [alone(tiny_crashchat, clip, q, "linguistic") for q in questions]
 
 
-def test_analyze_and_predict_prefill_the_video_once_per_group(tiny_crashchat, clip, one_thread, prefills, tmp_path):
+def test_analyze_and_predict_prefill_the_video_once_per_group(tiny_crashchat, clip, one_thread, prefills, tmp_path,
+                                                              mini_split):
     list(analyze(tiny_crashchat, clip, gate=False, max_new_tokens=2))
     assert len(prefills) == len(GROUPS), f"analyze prefilled the video {len(prefills)} times for {len(GROUPS)} groups"
     del prefills[:]
-    split, root = write_mini_split(tmp_path / "mini")
+    split, root = mini_split
     written, failed = predict.run(tiny_crashchat, predict.read_jobs(split, TASK_IDS), videos_dir=root,
                                   out=tmp_path / "sub.jsonl", shard=predict.Shard(), video_kwargs={"max_frames": 4},
                                   options={"max_new_tokens": 2}, progress=False)

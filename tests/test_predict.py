@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mini_split import VIDEOS, expected_rows, write_mini_split
+from mini_split import VIDEOS, expected_rows
 
 from crashchat import predict
 from crashchat.tasks import TASKS
@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def mini(tmp_path_factory) -> tuple[Path, Path]:
-    return write_mini_split(tmp_path_factory.mktemp("mini"))
+def mini(mini_split) -> tuple[Path, Path]:
+    return mini_split  # conftest's, written once per session
 
 
 def _rows(path: Path) -> list[dict]:

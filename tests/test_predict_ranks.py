@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from mini_split import write_mini_split
 
 from crashchat import predict
 from crashchat.predict import RankTimeout, Shard, wait_for_ranks
@@ -114,10 +113,11 @@ def test_finished_ranks_and_a_single_process_are_not_waited_for(out, monkeypatch
     assert clock.sleeps == 0
 
 
-def test_rank0_reports_a_dead_rank_in_one_line_exits_1_and_keeps_its_answers(tmp_path, monkeypatch, capsys):
+def test_rank0_reports_a_dead_rank_in_one_line_exits_1_and_keeps_its_answers(tmp_path, monkeypatch, capsys,
+                                                                             mini_split):
     """The command line: rank 0 answers its share, finds rank 1 silent (its mark is an hour old), says
     so in one line and exits 1; its answers stay in its part, and a rerun with --resume merges them."""
-    split, root = write_mini_split(tmp_path / "mini")
+    split, root = mini_split
     out = tmp_path / "sub.jsonl"
     argv = ["--split-dir", str(split), "--videos-dir", str(root), "--out", str(out), "--model", "tiny-random",
             "--device", "cpu", "--tasks", "crash_recognition", "--limit", "1", "--max-new-tokens", "2",

@@ -45,11 +45,14 @@ def card():
 
 
 def _requirement(name: str) -> str:
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+    """The version `requirements.txt` pins (through the role files it includes)."""
+    lines = [line for part in ("requirements-leaderboard.txt", "requirements-model.txt")
+             for line in (REPO / part).read_text().splitlines()]
+    for line in lines:
         found = re.match(rf"{re.escape(name)}\s*==\s*([\w.]+)", line.split("#")[0].strip())
         if found:
             return found.group(1)
-    raise AssertionError(f"requirements.txt does not pin {name}==VERSION")
+    raise AssertionError(f"requirements.txt does not pin {name}==VERSION (in its role files)")
 
 
 def test_sdk_version_is_the_gradio_that_requirements_pin_and_the_tests_run(card):
@@ -194,7 +197,9 @@ def unexpected_tracebacks(log: str) -> list[str]:
 class SpaceApp:
     """`python app.py`, no arguments, in the environment a Space gives it."""
 
-    def __init__(self, tmp: Path, split_dir: Path, *, model: str | None):
+    def __init__(self, tmp: Path, split_dir: Path, *, model: str | None, examples: Path | None = None):
+        """`examples`: the chat tab's example clips (conftest's `example_clips_dir`); None: the app
+        renders its 640x360 ones into a fresh folder at start (seconds of work)."""
         from leaderboard.split import COMMIT
 
         self.tmp, self.remote = tmp, tmp / "remote-dataset"
@@ -216,7 +221,7 @@ class SpaceApp:
             SPACE_ID="tester/crashchat", SPACE_AUTHOR_NAME="tester", SYSTEM="spaces",
             GRADIO_SERVER_NAME="0.0.0.0", GRADIO_SERVER_PORT=str(self.port), GRADIO_ANALYTICS_ENABLED="False",
             GRADIO_TEMP_DIR=str(tmp / "gradio-tmp"),
-            CRASHCHAT_DB=str(self.db), CRASHCHAT_CACHE=str(cache), CRASHCHAT_EXAMPLES_DIR=str(tmp / "examples"),
+            CRASHCHAT_DB=str(self.db), CRASHCHAT_CACHE=str(cache), CRASHCHAT_EXAMPLES_DIR=str(examples or tmp / "examples"),
             CRASHCHAT_RESULTS_REPO=RESULTS_REPO, HF_TOKEN="hf_local_stand_in", CRASHCHAT_SYNC_MINUTES="0.02",
             CRASHCHAT_ADMIN_TOKEN="space-admin", CRASHCHAT_TEST_LOCAL_HUB=str(self.remote),
             HF_HUB_OFFLINE="1",  # nothing leaves this machine; the results repo is the stand-in
@@ -272,12 +277,12 @@ def stored_results(tmp_path, split):
 
 
 def test_cpu_space_serves_the_leaderboard_syncs_results_and_the_chat_says_it_needs_a_gpu(
-        tmp_path, split_dir, split, stored_results, crash_clip):
+        tmp_path, split_dir, split, stored_results, crash_clip, example_clips_dir):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
     from test_store import write_submission
 
-    space = SpaceApp(tmp_path, split_dir, model=None)  # the default model: crashchat, on a CPU
+    space = SpaceApp(tmp_path, split_dir, model=None, examples=example_clips_dir)  # the default model, on a CPU
     before = sorted(p.name for p in space.split_cache.iterdir())
     space.start()
     try:
@@ -312,12 +317,12 @@ def test_cpu_space_serves_the_leaderboard_syncs_results_and_the_chat_says_it_nee
     assert not unexpected_tracebacks(space.log.read_text())
 
 
-def test_cpu_space_with_the_tiny_model_answers_the_chat_api(tmp_path, split_dir, crash_clip):
+def test_cpu_space_with_the_tiny_model_answers_the_chat_api(tmp_path, split_dir, crash_clip, example_clips_dir):
     from gradio_client import Client, handle_file
 
     from crashchat.tasks import TASK_IDS
 
-    space = SpaceApp(tmp_path, split_dir, model="tiny-random")
+    space = SpaceApp(tmp_path, split_dir, model="tiny-random", examples=example_clips_dir)
     space.env["CRASHCHAT_MAX_NEW_TOKENS"] = "8"
     space.start()
     try:

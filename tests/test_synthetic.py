@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import av
 import numpy as np
 import pytest
@@ -126,11 +124,8 @@ def test_write_broken_writes_each_kind(tmp_path, kind):
 
 
 def test_make_examples(tmp_path):
-    start = time.perf_counter()
-    paths = make_examples(tmp_path)
-    elapsed = time.perf_counter() - start
+    paths = make_examples(tmp_path)  # how long it takes is benchmarks' business, not a test's
     assert 2 <= len(paths) <= 3
-    assert elapsed < 3.0 * len(paths), f"{elapsed:.1f} s for {len(paths)} clips"
     for path in paths:
         assert "synthetic" in path.name
         with av.open(str(path)) as container:
