@@ -29,8 +29,8 @@ from crashchat.report import build_report, report_markdown
 from crashchat.tasks import TASK_IDS
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crashchat analyze", description=__doc__.split("\n\n")[1])
+def main(argv: Sequence[str], prog: str = "python -m crashchat analyze") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("video", type=Path, help="mp4/mov/avi/mkv/webm file")
     parser.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the report JSON here")
     parser.add_argument("--tasks", type=tasks_arg, default=list(TASK_IDS),

@@ -417,8 +417,8 @@ def _kind(src: Path) -> str:
     raise ConvertError(f"{src}: neither config.json (a base) nor adapter_config.json (an adapter)")
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crashchat convert", description=__doc__.split("\n\n", 1)[1],
+def main(argv: Sequence[str], prog: str = "python -m crashchat convert") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="authors' folder, or a Hub path: owner/repo (base) or owner/repo/sub/folder (adapter)")
     parser.add_argument("out", type=Path, help="output folder (native layout)")

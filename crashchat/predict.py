@@ -415,7 +415,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], prog: str = "python -m crashchat predict") -> int:
     from crashchat.cli import (
         add_generation_args,
         add_model_args,
@@ -427,7 +427,7 @@ def main(argv: Sequence[str]) -> int:
         video_options,
     )
 
-    parser = argparse.ArgumentParser(prog="python -m crashchat predict", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("--split-dir", type=Path, required=True, help="folder with crashchat_dada_video_total_<task>_test.json")
     parser.add_argument("--videos-dir", type=Path, required=True, help="folder the split's video paths are relative to (or the videos folder itself)")
     parser.add_argument("--out", type=Path, required=True, help="submission file to write (JSONL); OUT.meta.json records how")

@@ -26,13 +26,24 @@ def test_every_command_points_at_a_function():
     assert set(COMMANDS) >= {"analyze", "predict", "inspect", "convert", "train", "score", "app"}
 
 
-@pytest.mark.parametrize("name", ["analyze", "predict", "inspect", "convert", "score"])
-def test_help_of_each_command_from_another_folder(name, tmp_path):
-    """`python -m crashchat NAME --help` works outside the repository (the installed command does the same)."""
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_of_each_command_from_another_folder_names_the_command(name, tmp_path):
+    """`python -m crashchat NAME --help` works outside the repository and its usage line says
+    `python -m crashchat NAME` (not `crashchat [-h]`), for every command the table lists."""
     done = subprocess.run([sys.executable, "-m", "crashchat", name, "--help"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
-    assert "usage:" in done.stdout
+    assert done.stdout.startswith(f"usage: python -m crashchat {name} "), done.stdout[:200]
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_installed_command_help_names_the_command(name, capsys, monkeypatch):
+    """The installed `crashchat` script (sys.argv[0] is `.../bin/crashchat`): `crashchat NAME --help`."""
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/crashchat", name, "--help"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: crashchat {name} ")
 
 
 def test_unknown_command_is_one_line(capsys):
