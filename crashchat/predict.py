@@ -423,6 +423,8 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat predict") -> int:
         generation_options,
         load,
         model_config,
+        model_defaults_applied,
+        show_progress,
         tasks_arg,
         video_options,
     )
@@ -441,7 +443,8 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat predict") -> int:
                              "background thread)")
     parser.add_argument("--batch-videos", type=int, default=1, metavar="N",
                         help="answer N videos together (each group's questions about them in one batch; default 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none anyway when stderr is not a terminal)")
     add_model_args(parser)
     add_generation_args(parser)
     add_video_args(parser)
@@ -495,9 +498,12 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat predict") -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         if model.random_weights and shard.rank == 0:
-            print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
+            from crashchat.tiny import random_weights_note
+
+            print(random_weights_note(list(model_defaults_applied(args))), file=sys.stderr)
         run(model, todo, videos_dir=args.videos_dir, out=out, shard=shard, video_kwargs=video_kwargs,
-            options=options, progress=not args.no_progress, workers=args.workers, batch_videos=args.batch_videos)
+            options=options, progress=show_progress(args.no_progress), workers=args.workers,
+            batch_videos=args.batch_videos)
     Path(str(shard.part(out)) + ".done").touch()
     if shard.rank != 0:
         return 0

@@ -61,3 +61,25 @@ def test_pyproject_installs_the_command_with_the_readme_requirements():
                if "tests" not in p.parts and "benchmarks" not in p.parts}
     assert on_disk <= packages, on_disk - packages
     assert project["project"]["requires-python"] == ">=3.10"
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "piped"])
+def test_predict_shows_progress_on_a_terminal_and_stays_quiet_when_piped(terminal, tmp_path, monkeypatch):
+    import io
+
+    from mini_split import write_mini_split
+
+    from crashchat import predict
+
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    split, root = write_mini_split(tmp_path / "mini")
+    stderr = Stderr()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert predict.main(["--split-dir", str(split), "--videos-dir", str(root), "--out", str(tmp_path / "p.jsonl"),
+                         "--model", "tiny-random", "--tasks", "crash_recognition", "--limit", "1",
+                         "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    drawn = "predict: 100%" in stderr.getvalue()
+    assert drawn == terminal, stderr.getvalue()
