@@ -481,9 +481,10 @@ def test_a_question_over_the_limit_is_refused_without_reaching_the_model(cfg, up
     assert layout.question_check("y" * 2000)["is_valid"] is True
 
 
-def test_a_session_gets_one_running_and_one_waiting_model_job():
+def test_a_session_gets_one_running_and_one_waiting_model_job(monkeypatch):
     from types import SimpleNamespace
 
+    monkeypatch.setattr(layout, "ADMISSIONS", layout.Admissions())
     def request(session, *jobs):
         events_ = {str(i): SimpleNamespace(session_hash=s, concurrency_id=c) for i, (s, c) in enumerate(jobs)}
         queue = SimpleNamespace(event_ids_to_events=events_)
@@ -567,3 +568,52 @@ def test_no_import_circle_in_the_chat_package():
         graph[name] = {m for m in imported if m.startswith("crashchat.chat.") and m != name
                        and (folder / f"{m.rsplit('.', 1)[-1]}.py").exists()}
     list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle
+
+
+def test_gradios_queue_admits_one_running_and_one_waiting_job_per_session(monkeypatch):
+    """`layout.admission` against Gradio's real queue: one client (one session) sends three jobs at
+    once to a slow function in the model queue; two run one after the other, the third is refused
+    before it joins the queue, with the reason. (The app wires the same validator to every model
+    event: `test_the_question_box_states_its_limit_and_enforces_it`.)"""
+    import threading
+
+    import gradio as gr
+    from gradio_client import Client
+    from live_app import free_port
+
+    checked, all_checked = [], threading.Event()
+    count = layout.session_model_jobs
+
+    def counting(request):  # the real count; notes when all three jobs have been checked
+        checked.append(count(request))
+        if len(checked) == 3:
+            all_checked.set()
+        return checked[-1]
+
+    monkeypatch.setattr(layout, "session_model_jobs", counting)
+    monkeypatch.setattr(layout, "ADMISSIONS", layout.Admissions())
+
+    def slow(text):
+        all_checked.wait(60)  # the first job runs until the third was checked: the second waits
+        return text
+
+    with gr.Blocks() as demo:
+        box, out, button = gr.Textbox(), gr.Textbox(), gr.Button()
+        button.click(slow, box, out, api_name="slow", concurrency_id=layout.GPU_QUEUE, concurrency_limit=1,
+                     validator=layout.admit_file)
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        jobs = [client.submit(f"job {i}", api_name="/slow") for i in range(3)]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(job.result(timeout=60))
+            except Exception as exc:  # gradio_client's ValidationError carries the validator's message
+                outcomes.append(str(exc))
+        refused = [o for o in outcomes if not o.startswith("job ")]
+        assert len(refused) == 1 and "already has a model job running and one waiting" in refused[0], outcomes
+        assert len(checked) == 3  # (re-admission once they are done: the `Admissions` doctest)
+    finally:
+        all_checked.set()
+        demo.close()

@@ -151,12 +151,14 @@ def verdict_markdown(crash: bool | None, random_weights: bool, running: bool = F
 def section_markdown(task_id: str, result: dict | None, state: str = "waiting", guided: bool = False) -> str:
     """The report section of one task: its question, then the answer (or waiting/running/skipped).
 
-    `guided`: closed-form answers were format-guided, which the section's footnote says.
+    `guided`: closed-form answers were format-guided, which the section's footnote says. `state`
+    of a section without a result: `waiting`, `running`, or `off` where model work cannot run.
     """
     task = get_task(task_id)
     head = f"### {QUESTIONS[task_id]}\n"
     if result is None:
-        return head + ("_running…_" if state == "running" else "_waiting…_")
+        return head + {"running": "_running…_", "off": "_not run on this machine (see the note at the top)_"}.get(
+            state, "_waiting…_")
     if result["skipped"]:
         return head + "Skipped: no crash was detected, so there is nothing to localize."
     raw, parsed = result["response"] or "", result["parsed"]

@@ -87,8 +87,9 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
     from crashchat.video import SUPPORTED_SUFFIXES, VideoError
 
     session = Session(video=None)
-    view = View(preview=None, verdict="", timeline=None, frames=[], sections=empty_sections(), raw=None,
-                json_file=None, md_file=None, chat=[], session=session, model_status=model_status(cfg))
+    blocked = blocked_message(cfg) is not None
+    view = View(preview=None, verdict="", timeline=None, frames=[], sections=empty_sections("off" if blocked else "waiting"),
+                raw=None, json_file=None, md_file=None, chat=[], session=session, model_status=model_status(cfg))
     missing = missing_model_packages()
     if missing:  # nothing here can decode a video either: the status line above says why
         view.status = "Uploads are off: the model packages are not installed (see above)."
@@ -103,7 +104,7 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
         view.error = f"Cannot use this file. {exc}"
         return view
     session.video = path
-    if blocked_message(cfg) is None:
+    if not blocked:
         view.status = f"Ready: {clip_summary(clip)}. Click **Analyze**, or ask a question below."
     else:  # Analyze and chat are off: say what can be done instead, not what cannot
         view.status = (f"Readable: {clip_summary(clip)}. Analysis and chat need a GPU, which this machine "

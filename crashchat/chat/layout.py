@@ -18,6 +18,8 @@ over `MAX_QUESTION_CHARS`: the `/analyze` API and scripted clients are held to w
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,26 +55,36 @@ MAX_JOBS_PER_SESSION = 2
 """Model jobs one browser session (or one API client) may have in the queue: one running, one waiting."""
 NO_MATH: list = []  # `latex_delimiters`: answers and questions are text; a `$` is a dollar
 
-# Keeps the question just asked in view: when a question appears, the chat box scrolls down with
-# the growing answer only until the question reaches the top of the box, then stays (Gradio's
-# autoscroll, off here, follows the answer's end and pushes the question out of sight). Scrolling
-# by hand stops the following.
+# Keeps the newest turn in view: when a question appears, the chat box scrolls down with the growing
+# answer until the question reaches the top of the box, or, for a question taller than a third of
+# the box (a task button's full prompt), until the answer starts a third of the way down; then it
+# stays there, so the answer is read from its start. (Gradio's autoscroll, off here, follows the
+# answer's end and pushes the question out of sight.) Scrolling by hand stops the following.
+# It watches the whole page and looks the chat box up on each change: this script often runs before
+# the chat box is on the page (4 of 8 page loads here), and an earlier version, which looked it up
+# once at load, then never followed at all: the newest answers stayed below the box's fold.
 KEEP_QUESTION_IN_VIEW = """
-const chat = document.getElementById('cc-chat');
-if (chat) {
+if (!window.ccFollowChat) {
+  window.ccFollowChat = true;
   let asked = 0, following = false;
-  const stop = () => { following = false; };
-  chat.addEventListener('wheel', stop, {passive: true});
-  chat.addEventListener('touchmove', stop, {passive: true});
+  const stop = event => { if (event.target.closest && event.target.closest('#cc-chat')) following = false; };
+  document.addEventListener('wheel', stop, {passive: true});
+  document.addEventListener('touchmove', stop, {passive: true});
   new MutationObserver(() => {
-    const questions = chat.querySelectorAll('.message-row.user-row');
+    const chat = document.getElementById('cc-chat');
+    if (!chat) return;
+    const rows = [...chat.querySelectorAll('.message-row')];
+    const questions = rows.filter(row => row.classList.contains('user-row'));
     if (questions.length > asked) following = true;
     asked = questions.length;
     const box = chat.querySelector('.bubble-wrap');
     if (!following || !box || !questions.length) return;
-    const below = questions[questions.length - 1].getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+    const question = questions[questions.length - 1], answer = rows[rows.indexOf(question) + 1];
+    const top = box.getBoundingClientRect().top;
+    let below = question.getBoundingClientRect().top - top - 8;
+    if (answer) below = Math.max(below, answer.getBoundingClientRect().top - top - box.clientHeight / 3);
     if (below > 0) box.scrollTop += below;
-  }).observe(chat, {childList: true, subtree: true, characterData: true});
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
 }
 """
 
@@ -131,7 +143,7 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
             parts |= _upload_and_timeline(cfg)
         with gr.Column(scale=2):
             parts |= _verdict_and_key_frames()
-    parts |= _task_sections()
+    parts |= _task_sections("off" if blocked else "waiting")
     parts |= _downloads()
     parts |= _chat(blocked)
     _wire(cfg, Tab(**parts), blocked is not None)
@@ -184,13 +196,13 @@ def _verdict_and_key_frames() -> dict:
     return {"verdict": verdict, "frames": frames}
 
 
-def _task_sections() -> dict:
+def _task_sections(state: str) -> dict:
     """One section per task, in two rows of three, then the raw answers."""
     sections = {}
     for row in (TASK_IDS[:3], TASK_IDS[3:]):
         with gr.Row(equal_height=False):
             for task_id in row:
-                sections[task_id] = gr.Markdown(section_markdown(task_id, None), elem_id=f"cc-section-{task_id}",
+                sections[task_id] = gr.Markdown(section_markdown(task_id, None, state), elem_id=f"cc-section-{task_id}",
                                                 latex_delimiters=NO_MATH)
     with gr.Accordion("Raw answers", open=False):
         raw = gr.JSON(elem_id="cc-raw")
@@ -206,8 +218,8 @@ def _downloads() -> dict:
 def _chat(blocked: str | None) -> dict:
     """The conversation, the six task buttons, the question box and Send."""
     gr.Markdown("### Ask about the video")
-    hint = ("Chat is off on this machine: see the note at the top of the tab." if blocked else
-            "Type a question below or press a task button; the answer streams in here.")
+    off = "Chat is off on this machine: see the note at the top of the tab."
+    hint = off if blocked else "Type a question below or press a task button; the answer streams in here."
     chat = gr.Chatbot(show_label=False, height=360, autoscroll=False, elem_id="cc-chat", buttons=["copy"],
                       placeholder=hint, latex_delimiters=NO_MATH)
     gr.HTML(js_on_load=KEEP_QUESTION_IN_VIEW, visible="hidden")
@@ -216,8 +228,8 @@ def _chat(blocked: str | None) -> dict:
                      for t in TASKS}
     with gr.Row():
         question = gr.Textbox(
-            placeholder=f"Ask a question (at most {MAX_QUESTION_CHARS:,} characters), e.g. “Why did the car "
-                        "swerve?” or “When does it brake?”",
+            placeholder=off if blocked else f"Ask a question (at most {MAX_QUESTION_CHARS:,} characters), e.g. "
+                                            "“Why did the car swerve?” or “When does it brake?”",
             max_length=MAX_QUESTION_CHARS, show_label=False, scale=5, interactive=False, elem_id="cc-question")
         send_btn = gr.Button("Send", scale=1, interactive=False, elem_id="cc-send")
     return {"chat": chat, "task_btns": task_btns, "question": question, "send_btn": send_btn}
@@ -390,9 +402,54 @@ def jobs_message(running_or_waiting: int) -> str | None:
             "wait for one to finish, then ask again.")
 
 
+class Admissions:
+    """Admits a session's next model job, counting the jobs it was just admitted that are not in
+    Gradio's queue yet (a validator runs before its event is queued, and three requests sent at
+    once were all admitted when only the queue was counted). Thread-safe: validators run in threads.
+
+    >>> a = Admissions()
+    >>> [a.admit("s", queued=0, now=0.0), a.admit("s", queued=0, now=0.1)]  # neither queued yet
+    [None, None]
+    >>> a.admit("s", queued=1, now=0.2)[:26]  # the second still on its way: two already
+    'This session already has a'
+    >>> a.admit("s", queued=0, now=5.0) is None  # both done, a second later: admitted again
+    True
+    """
+
+    LANDING_S = 1.0
+    """How long an admitted job may take to appear in the queue (milliseconds in practice). A
+    session whose two jobs both ended within this time of the last admission waits this long."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._expected: dict[str, tuple[int, float]] = {}
+        """session -> (the queue's count for it once its admitted jobs are in, when the last was admitted)"""
+
+    def admit(self, session: str, queued: int, now: float | None = None) -> str | None:
+        """None (admitted, and noted) or the refusal, for a session with `queued` model jobs in the queue."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for key, (_, when) in list(self._expected.items()):
+                if now - when > self.LANDING_S:
+                    del self._expected[key]
+            expected, _ = self._expected.get(session, (0, now))
+            jobs = queued if queued >= expected else expected  # the admitted ones not in the queue yet count
+            message = jobs_message(jobs)
+            if message is None:
+                self._expected[session] = (jobs + 1, now)
+            return message
+
+
+ADMISSIONS = Admissions()
+
+
+# A validator returns one `gr.validate` per input of its event: a bare one for a one-input event
+# (a list there would be taken for that input's value, and admitted).
+
+
 def admit_state(state, request: gr.Request):
     """Validator of Analyze and the task buttons (their one input is the session state)."""
-    return [admission(request)]
+    return admission(request)
 
 
 def admit_question(message, state, request: gr.Request):
@@ -402,12 +459,12 @@ def admit_question(message, state, request: gr.Request):
 
 def admit_file(video_file, request: gr.Request):
     """Validator of the `/analyze` API."""
-    return [admission(request)]
+    return admission(request)
 
 
 def admission(request: gr.Request):
     """`gr.validate` for one more model job of `request`'s session."""
-    message = jobs_message(session_model_jobs(request))
+    message = ADMISSIONS.admit(request.session_hash, session_model_jobs(request))
     return gr.validate(message is None, message or "")
 
 
