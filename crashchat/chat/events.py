@@ -208,12 +208,26 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
     report = build_report(clip, model, results, cfg.generation())
     session = replace(session, report=report)
     json_path, md_path = write_downloads(report)
-    seconds = sum(r["seconds"] for r in results.values())
+    seconds = model_seconds(results)
     yield View(status=f"Done: {clip_summary(clip)}; six tasks in {seconds:.1f} s of model time.",
                verdict=verdict_markdown(report["crash_detected"], model.random_weights),
                timeline=report_figure(clip.duration_s, report, session.chat_marks, clip.timestamps),
                frames=key_frames(clip.frames, clip.timestamps, report_marks(report), clip.duration_s),
                raw=report["tasks"], json_file=json_path, md_file=md_path, session=session)
+
+
+def model_seconds(results: dict) -> float:
+    """The model time of a report: each group's batch once (every task of a batch carries the
+    batch's seconds, so summing over tasks counted a four-question batch four times).
+
+    >>> model_seconds({"a": {"group": "linguistic", "seconds": 5.0}, "b": {"group": "linguistic", "seconds": 5.0},
+    ...                "c": {"group": "perception", "seconds": 1.5}})
+    6.5
+    """
+    per_group: dict[str, float] = {}
+    for result in results.values():
+        per_group[result["group"]] = max(per_group.get(result["group"], 0.0), result["seconds"])
+    return sum(per_group.values())
 
 
 def chat_views(cfg: TabConfig, question: str, session: Session, *, task: str | None = None,
