@@ -30,8 +30,8 @@ def build_app(model: str | None = None) -> gr.Blocks:
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("CRASHCHAT_MODEL"),
                         help="crashchat (default), videollama3 or tiny-random; env CRASHCHAT_MODEL")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

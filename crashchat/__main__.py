@@ -1,13 +1,16 @@
 """`crashchat COMMAND ...` (or `python -m crashchat COMMAND ...`): one entry point for every command.
 
-Each command is a `main(argv)` function in its own module; imports are lazy so that `--help` and
-light commands do not pay for torch/transformers.
+Each command is a `main(argv, prog)` function in its own module; imports are lazy so that `--help`
+and light commands do not pay for torch/transformers. The rule for every command, old or new:
+`prog` is what its usage line calls it (`crashchat analyze`, or `python -m crashchat analyze`
+when run that way), passed down from here, so each `--help` names its own command.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 COMMANDS = {
     "analyze": ("crashchat.analysis:main", "Six-task report for one video."),
@@ -20,6 +23,11 @@ COMMANDS = {
     "score": ("leaderboard.__main__:score_command", "Score prediction files on the test split (the benchmark)."),
     "app": ("app:main", "Start the Gradio app (chat and leaderboard tabs)."),
 }
+
+
+def program() -> str:
+    """How the user started us: `python -m crashchat` (this file run as a module) or the installed `crashchat`."""
+    return "python -m crashchat" if Path(sys.argv[0]).name == "__main__.py" else "crashchat"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module, function = COMMANDS[name][0].split(":")
-    return getattr(importlib.import_module(module), function)(rest) or 0
+    command = getattr(importlib.import_module(module), function)
+    return command(rest, prog=f"{program()} {name}") or 0
 
 
 if __name__ == "__main__":

@@ -21,20 +21,24 @@ from crashchat.cli import (
     generation_options,
     load,
     model_config,
+    model_defaults_applied,
+    show_progress,
     tasks_arg,
     video_options,
 )
-from crashchat.pipeline import analyze
+from crashchat.pipeline import analyze, task_order
 from crashchat.report import build_report, report_markdown
 from crashchat.tasks import TASK_IDS
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crashchat analyze", description=__doc__.split("\n\n")[1])
+def main(argv: Sequence[str], prog: str = "python -m crashchat analyze") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("video", type=Path, help="mp4/mov/avi/mkv/webm file")
     parser.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the report JSON here")
     parser.add_argument("--tasks", type=tasks_arg, default=list(TASK_IDS),
                         help="comma-separated task ids (default: all six)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none anyway when stderr is not a terminal)")
     add_model_args(parser)
     add_generation_args(parser, repetition_stop=True)  # a report for a person, as the app's
     add_video_args(parser)
@@ -57,12 +61,21 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if model.random_weights:
-        print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
+        from crashchat.tiny import random_weights_note
+
+        print(random_weights_note(list(model_defaults_applied(args))), file=sys.stderr)
+    from tqdm import tqdm
+
     results = {}
-    for task_id, result in analyze(model, clip, args.tasks, **generation):
-        state = "skipped (no crash)" if result["skipped"] else f"ready after {result['elapsed_s']:.2f} s"
-        print(f"  {task_id}: {state}", file=sys.stderr)
-        results[task_id] = result
+    shown = show_progress(args.no_progress)
+    with tqdm(total=len(task_order(args.tasks)), desc="analyze", unit="task", file=sys.stderr,
+              disable=not shown) as bar:
+        for task_id, result in analyze(model, clip, args.tasks, **generation):
+            if shown:  # each finished task on its own line above the bar
+                state = "skipped (no crash)" if result["skipped"] else f"ready after {result['elapsed_s']:.2f} s"
+                bar.write(f"  {task_id}: {state}", file=sys.stderr)
+            bar.update()
+            results[task_id] = result
     report = build_report(clip, model, results, generation)
     print(report_markdown(report))
     if args.json_out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from crashchat.tasks import get_task
 
@@ -46,15 +47,22 @@ def add_generation_args(parser: argparse.ArgumentParser, *, repetition_stop: boo
                         max_new_tokens: int = AUTHORS_MAX_NEW_TOKENS) -> None:
     """Answer length, format guidance and the repetition guard.
 
+    `--max-new-tokens` and `--guided` default to None, "not given": `generation_options` then uses
+    the model's own defaults (`crashchat.tiny.generation_defaults`), else `max_new_tokens` and off.
     `repetition_stop` is the command's default for the guard: off for `predict` (a benchmark run
     decodes as the authors did: a loop runs to the length limit and is scored as it is), on for
     `analyze` (a report for a person, like the app's). Both commands take both flags.
     """
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
-                        help=f"answer length limit (default {max_new_tokens}, as the authors' evaluation)")
-    parser.add_argument("--guided", action="store_true",
+    from crashchat.tiny import DEMO_MAX_NEW_TOKENS
+
+    parser.set_defaults(command_max_new_tokens=max_new_tokens)
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help=f"answer length limit (default {max_new_tokens}, as the authors' evaluation; "
+                             f"{DEMO_MAX_NEW_TOKENS} for tiny-random)")
+    parser.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
                         help="format-guided decoding for recognition and the two localizations (answers always "
-                             "parse; changes what is measured, so it is off by default and recorded)")
+                             "parse; changes what is measured, so it is off by default and recorded; on by "
+                             "default for tiny-random)")
     why = ("on: a report for a person; the benchmark's predict runs without it, as the authors" if repetition_stop
            else "off: as the authors' evaluation, a loop runs to --max-new-tokens and is scored as it is")
     parser.add_argument("--repetition-stop", action=argparse.BooleanOptionalAction, default=repetition_stop,
@@ -63,9 +71,21 @@ def add_generation_args(parser: argparse.ArgumentParser, *, repetition_stop: boo
 
 
 def generation_options(args) -> dict:
-    if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    return {"max_new_tokens": args.max_new_tokens, "guided": args.guided, "repetition_stop": args.repetition_stop}
+    """What `crashchat.pipeline` is given: the flags as typed, and for a flag not given the model's
+    default (`crashchat.tiny.generation_defaults`) or the command's."""
+    given = {"max_new_tokens": args.max_new_tokens, "guided": args.guided}
+    options = {"max_new_tokens": args.command_max_new_tokens, "guided": False,
+               **model_defaults_applied(args), **{k: v for k, v in given.items() if v is not None}}
+    if options["max_new_tokens"] < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {options['max_new_tokens']}")
+    return {**options, "repetition_stop": args.repetition_stop}
+
+
+def model_defaults_applied(args) -> dict:
+    """The model's own generation defaults that apply because their flag was not given."""
+    from crashchat.tiny import generation_defaults
+
+    return {k: v for k, v in generation_defaults(args.model).items() if getattr(args, k) is None}
 
 
 def add_video_args(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +152,15 @@ def load(cfg):
     from crashchat.loading import load_model
 
     return load_generic(cfg) if isinstance(cfg, GenericConfig) else load_model(cfg)
+
+
+def show_progress(no_progress: bool = False, stream=None) -> bool:
+    """Whether `analyze`/`predict` draw a progress bar: only for a person watching, that is when
+    `stream` (default stderr, where the bar goes) is a terminal; never when it is piped or
+    redirected to a file (logs, CI), nor with `--no-progress`."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return not no_progress and callable(isatty) and bool(isatty())
 
 
 def tasks_arg(text: str) -> list[str]:

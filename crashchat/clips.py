@@ -617,8 +617,8 @@ def print_report(report: Report) -> int:
     return 1
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="crashchat data", description="The benchmark's video clips.")
+def main(argv: list[str], prog: str = "python -m crashchat data") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="The benchmark's video clips.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("fetch", help="download (or take) and check every clip the test split names",
                        description=__doc__.split("\n\n")[0])

@@ -429,8 +429,8 @@ def _kind(src: Path) -> str:
     raise ConvertError(f"{src}: neither config.json (a base) nor adapter_config.json (an adapter)")
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crashchat convert", description=__doc__.split("\n\n", 1)[1],
+def main(argv: Sequence[str], prog: str = "python -m crashchat convert") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="authors' folder, a base's short name (authors-eval, videollama3-7b), or a Hub "
                                     "path: owner/repo or owner/repo/sub/folder (a base or an adapter, told by its files)")

@@ -196,10 +196,10 @@ def render(view: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], prog: str = "python -m crashchat inspect") -> int:
     from crashchat.cli import add_video_args, model_name, tasks_arg, video_options
 
-    parser = argparse.ArgumentParser(prog="python -m crashchat inspect", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("video", type=Path, help="mp4/mov/avi/mkv/webm file")
     parser.add_argument("--task", "--tasks", dest="tasks", type=tasks_arg, default=list(TASK_IDS),
                         help="comma-separated task ids (default: all six)")

@@ -475,7 +475,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], prog: str = "python -m crashchat predict") -> int:
     from crashchat.cli import (
         add_frames_arg,
         add_generation_args,
@@ -484,11 +484,13 @@ def main(argv: Sequence[str]) -> int:
         generation_options,
         load,
         model_config,
+        model_defaults_applied,
+        show_progress,
         tasks_arg,
         video_options,
     )
 
-    parser = argparse.ArgumentParser(prog="python -m crashchat predict", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("--split-dir", type=Path,
                         help="folder with crashchat_dada_video_total_<task>_test.json (default: CRASHCHAT_SPLIT_DIR, "
                              "else the verified download in the cache)")
@@ -506,7 +508,8 @@ def main(argv: Sequence[str]) -> int:
                              "background thread)")
     parser.add_argument("--batch-videos", type=int, default=1, metavar="N",
                         help="answer N videos together (each group's questions about them in one batch; default 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none anyway when stderr is not a terminal)")
     add_model_args(parser)
     add_generation_args(parser, repetition_stop=False)  # decode as the authors' evaluation
     add_video_args(parser)
@@ -574,12 +577,15 @@ def main(argv: Sequence[str]) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         if model.random_weights and shard.rank == 0:
-            print("warning: tiny-random model: RANDOM WEIGHTS, the answers are meaningless", file=sys.stderr)
+            from crashchat.tiny import random_weights_note
+
+            print(random_weights_note(list(model_defaults_applied(args))), file=sys.stderr)
         policy = getattr(model, "frames", None)  # --frames model-card: the family's own fps and frame count
         if policy is not None:
             video_kwargs = {**video_kwargs, "fps": policy.fps, "max_frames": policy.max_frames}
         run(model, todo, videos_dir=args.videos_dir, out=out, shard=shard, video_kwargs=video_kwargs,
-            options=options, progress=not args.no_progress, workers=args.workers, batch_videos=args.batch_videos)
+            options=options, progress=show_progress(args.no_progress), workers=args.workers,
+            batch_videos=args.batch_videos)
     Path(str(shard.part(out)) + ".done").touch()
     if shard.rank != 0:
         return 0

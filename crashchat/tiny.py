@@ -71,6 +71,43 @@ example clips, so a CPU demo opens the gate and shows the whole report (timeline
 key frames). Most seeds answer No to everything, which hides half of the app."""
 
 
+NAME = "tiny-random"
+
+DEMO_MAX_NEW_TOKENS = 48
+"""`tiny-random`'s default answer length, on the command line and in the app: its answers are noise,
+so longer ones only take longer (2048 tokens of it took about two minutes on a 2-core CPU)."""
+
+
+def generation_defaults(model: str) -> dict:
+    """What `model` answers with unless told otherwise (the CLI's `--guided`/`--max-new-tokens`, the
+    app's `CRASHCHAT_GUIDED`/`CRASHCHAT_MAX_NEW_TOKENS`): the one rule `analyze`, `predict` and the
+    chat tab share. `tiny-random` gets guided closed-form answers (its Yes/No and times then parse,
+    so a CPU demo shows a verdict and a window) and a short length; other models nothing here
+    (each command keeps its own default: the authors' 2048 tokens unguided, the app's 256).
+
+    >>> generation_defaults("tiny-random"), generation_defaults("crashchat")
+    ({'guided': True, 'max_new_tokens': 48}, {})
+    """
+    return {"guided": True, "max_new_tokens": DEMO_MAX_NEW_TOKENS} if model == NAME else {}
+
+
+def random_weights_note(applied: list[str]) -> str:
+    """The one line a command prints about `tiny-random`; `applied`: which of its defaults were used.
+
+    >>> random_weights_note(["guided", "max_new_tokens"])
+    'warning: tiny-random: RANDOM WEIGHTS, the answers are meaningless; guided answers and max 48 new tokens by default (--no-guided / --max-new-tokens to change)'
+    >>> random_weights_note([])
+    'warning: tiny-random: RANDOM WEIGHTS, the answers are meaningless'
+    """
+    line = f"warning: {NAME}: RANDOM WEIGHTS, the answers are meaningless"
+    shown = {"guided": ("guided answers", "--no-guided"),
+             "max_new_tokens": (f"max {DEMO_MAX_NEW_TOKENS} new tokens", "--max-new-tokens")}
+    if applied:
+        line += (f"; {' and '.join(shown[a][0] for a in applied)} by default "
+                 f"({' / '.join(shown[a][1] for a in applied)} to change)")
+    return line
+
+
 def build_tiny_random(seed: int = SEED) -> tuple[VideoLlama3ForConditionalGeneration, VideoLlama3Processor]:
     """The tiny random model and its processor: offline, seconds, same weights for the same seed."""
     from transformers import VideoLlama3ForConditionalGeneration

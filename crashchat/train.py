@@ -832,12 +832,12 @@ def _strip(key: str) -> str:
 # --- CLI ------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m crashchat train") -> argparse.ArgumentParser:
     """The flags are `TrainConfig`'s fields (and `DataConfig`'s), their help the fields' docstrings."""
     from crashchat.flags import HelpFormatter, add_flags
 
     parser = argparse.ArgumentParser(
-        prog="python -m crashchat train", formatter_class=HelpFormatter,
+        prog=prog, formatter_class=HelpFormatter,
         description="LoRA instruction tuning of VideoLLaMA3 on CrashChat tasks (paper defaults).",
     )
     return add_flags(parser, TrainConfig)
@@ -849,8 +849,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return from_flags(TrainConfig, args)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m crashchat train") -> int:
+    args = build_parser(prog).parse_args(argv)
     from crashchat.weights import ModelLoadError
 
     try:

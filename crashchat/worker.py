@@ -497,10 +497,10 @@ def visible_gpus() -> int:
         return 0
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], prog: str = "python -m crashchat worker") -> int:
     from crashchat.clips import default_dest
 
-    parser = argparse.ArgumentParser(prog="crashchat worker", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("--url", required=True, help="the leaderboard app, e.g. https://<owner>-<space>.hf.space")
     parser.add_argument("--token", default=os.environ.get("CRASHCHAT_WORKER_TOKEN"),
                         help="the app's CRASHCHAT_WORKER_TOKEN (default: that environment variable; safer than "

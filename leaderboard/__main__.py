@@ -12,8 +12,8 @@ from leaderboard.split import SplitError, load_split
 from leaderboard.submission import MAX_BYTES, SubmissionError, read_submission
 
 
-def score_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leaderboard score", description=__doc__.split(":")[1].strip())
+def score_command(argv: list[str], prog: str = "python -m leaderboard score") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split(":")[1].strip())
     parser.add_argument("files", nargs="+", type=Path, help="prediction files (authors' JSON, or JSONL/CSV/JSON rows video,task,response)")
     parser.add_argument("--split-dir", help="folder with the six test files (else CRASHCHAT_SPLIT_DIR, else a verified download)")
     parser.add_argument("--protocol", choices=("paper", "strict"), default="paper", help="which protocol the table shows (JSON has both)")

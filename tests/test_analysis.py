@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from crashchat.tasks import CRASH_RECOGNITION_PROMPT, TASK_IDS, TASKS
 from crashchat.video import load_video
 
 PERCEPTION = ("crash_localization", "pre_crash_localization")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +171,114 @@ def test_the_report_states_wall_time_not_summed_batch_times(tiny_crashchat, clip
     text = report_markdown(report)
     assert "- Time: 20.0 s wall clock for 6 tasks" in text and "60.0" not in text
     assert "ready after 20.00 s" in text
+
+
+# --- tiny-random on the command line, and progress ---------------------------------------------------
+
+
+def _generation(argv: list[str]) -> dict:
+    import argparse
+
+    from crashchat.cli import add_generation_args, add_model_args, generation_options
+
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    add_generation_args(parser, repetition_stop=True)  # analyze's default
+    return generation_options(parser.parse_args(argv))
+
+
+def test_tiny_random_defaults_to_guided_short_answers_and_flags_still_win():
+    assert _generation(["--model", "tiny-random"]) == {"max_new_tokens": 48, "guided": True, "repetition_stop": True}
+    assert _generation(["--model", "tiny-random", "--no-guided", "--max-new-tokens", "7"]) == {
+        "max_new_tokens": 7, "guided": False, "repetition_stop": True}
+    # a real model keeps the authors' evaluation: 2048 tokens, unguided unless asked
+    assert _generation([]) == {"max_new_tokens": 2048, "guided": False, "repetition_stop": True}
+    assert _generation(["--guided"])["guided"] is True
+    with pytest.raises(ValueError, match="--max-new-tokens must be at least 1"):
+        _generation(["--model", "tiny-random", "--max-new-tokens", "0"])
+
+
+def test_the_app_and_the_command_line_share_the_tiny_model_defaults():
+    from crashchat.chat.config import APP_MAX_NEW_TOKENS, TabConfig
+    from crashchat.tiny import generation_defaults
+
+    app = TabConfig(model="tiny-random")
+    assert {"guided": app.guided, "max_new_tokens": app.max_new_tokens} == generation_defaults("tiny-random")
+    assert _generation(["--model", "tiny-random"])["max_new_tokens"] == app.max_new_tokens
+    real = TabConfig(model="crashchat")
+    assert (real.guided, real.max_new_tokens) == (False, APP_MAX_NEW_TOKENS)
+
+
+def test_progress_is_drawn_on_a_terminal_only():
+    import io
+
+    from crashchat.cli import show_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert show_progress(stream=Terminal()) and not show_progress(True, stream=Terminal())
+    assert not show_progress(stream=io.StringIO()) and not show_progress(stream=object())
+
+
+def _offline_env() -> dict:
+    import os
+
+    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+
+
+def test_tiny_random_analyze_of_a_5_second_clip_shows_a_verdict_and_a_window(tmp_path):
+    """`python -m crashchat analyze CLIP --model tiny-random` as a user types it, output piped (not a
+    terminal): the tiny model's defaults make the report show a Yes/No verdict and a crash window;
+    one line says which defaults were used; no progress bar when piped."""
+    import subprocess
+    import sys
+
+    from crashchat.synthetic import write_clip
+
+    clip = write_clip(tmp_path / "crash5.mp4", seconds=5.0, scene="crash")
+    out = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "crashchat", "analyze", str(clip), "--model", "tiny-random",
+                           "--json", str(out)], cwd=tmp_path, env=_offline_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert ("tiny-random: RANDOM WEIGHTS, the answers are meaningless; guided answers and max 48 new tokens by "
+            "default (--no-guided / --max-new-tokens to change)") in done.stderr
+    assert "analyze:" not in done.stderr and "\r" not in done.stderr  # no bar when piped
+    report = json.loads(out.read_text())
+    assert report["input"]["guided"] is True and report["input"]["max_new_tokens"] == 48
+    assert report["crash_detected"] is True and "- Verdict: **crash detected**" in done.stdout
+    start, end = report["tasks"]["crash_localization"]["parsed"]
+    assert 0 <= start < end <= 5.0 and "Parsed: [" in done.stdout
+
+
+def test_analyze_draws_a_progress_bar_on_a_terminal(tmp_path, crash_clip):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    main_end, child_end = pty.openpty()
+    # an 80x24 terminal: a fresh pseudo-terminal is 0 columns wide, where tqdm draws nothing
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "crashchat", "analyze", str(crash_clip), "--model", "tiny-random",
+                             "--tasks", "crash_recognition", "--max-frames", "8"], cwd=tmp_path, env=_offline_env(),
+                            stdin=child_end, stdout=child_end, stderr=child_end)
+    os.close(child_end)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main_end, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main_end)
+    assert proc.wait(timeout=300) == 0, seen.decode(errors="replace")[-2000:]
+    text = seen.decode(errors="replace")
+    assert "analyze: 100%" in text and "1/1" in text and "crash_recognition:" in text, text[-2000:]

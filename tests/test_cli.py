@@ -26,13 +26,24 @@ def test_every_command_points_at_a_function():
     assert set(COMMANDS) >= {"analyze", "predict", "inspect", "convert", "train", "score", "app", "data", "worker"}
 
 
-@pytest.mark.parametrize("name", ["analyze", "predict", "inspect", "convert", "score", "data", "worker"])
-def test_help_of_each_command_from_another_folder(name, tmp_path):
-    """`python -m crashchat NAME --help` works outside the repository (the installed command does the same)."""
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_of_each_command_from_another_folder_names_the_command(name, tmp_path):
+    """`python -m crashchat NAME --help` works outside the repository and its usage line says
+    `python -m crashchat NAME` (not `crashchat [-h]`), for every command the table lists."""
     done = subprocess.run([sys.executable, "-m", "crashchat", name, "--help"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
-    assert "usage:" in done.stdout
+    assert done.stdout.startswith(f"usage: python -m crashchat {name} "), done.stdout[:200]
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_installed_command_help_names_the_command(name, capsys, monkeypatch):
+    """The installed `crashchat` script (sys.argv[0] is `.../bin/crashchat`): `crashchat NAME --help`."""
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/crashchat", name, "--help"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: crashchat {name} ")
 
 
 def test_unknown_command_is_one_line(capsys):
@@ -53,3 +64,25 @@ def test_pyproject_installs_the_command_with_the_readme_requirements():
                if "tests" not in p.parts and "benchmarks" not in p.parts}
     assert on_disk <= packages, on_disk - packages
     assert project["project"]["requires-python"] == ">=3.10"
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "piped"])
+def test_predict_shows_progress_on_a_terminal_and_stays_quiet_when_piped(terminal, tmp_path, monkeypatch):
+    import io
+
+    from mini_split import write_mini_split
+
+    from crashchat import predict
+
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    split, root = write_mini_split(tmp_path / "mini")
+    stderr = Stderr()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert predict.main(["--split-dir", str(split), "--videos-dir", str(root), "--out", str(tmp_path / "p.jsonl"),
+                         "--model", "tiny-random", "--tasks", "crash_recognition", "--limit", "1",
+                         "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    drawn = "predict: 100%" in stderr.getvalue()
+    assert drawn == terminal, stderr.getvalue()

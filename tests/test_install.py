@@ -185,9 +185,6 @@ def test_the_scorer_runs_without_torch(leaderboard_only, split_dir, tmp_path):
     assert "not installed" in result["bertscore"] and "BERTScore not computed" in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the chat tab imports torch to look for a GPU "
-                   "(crashchat/chat/resources.py::gpu_available, from layout.build via needs_gpu); "
-                   "the chat tab must say that the model packages are not installed instead (issue 21)")
 def test_the_app_builds_without_torch(leaderboard_only, tmp_path):
     code = textwrap.dedent("""
         import sys

@@ -10,8 +10,8 @@ import pytest
 
 from crashchat.chat import config, display, events, layout, resources
 from crashchat.chat.state import KEEP, Session
+from crashchat.moments import Mark
 from crashchat.tasks import TASK_IDS, get_task
-from crashchat.timeline import Mark
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -426,3 +426,194 @@ def test_example_clips_are_rendered_once_when_missing(tmp_path):
     paths = resources.example_clips(cfg)
     assert [p.name for p in paths] == [p.name for p in resources.example_clips(cfg)]
     assert all(p.stat().st_size > 0 and "synthetic" in p.name for p in paths)
+
+
+# --- what this machine allows, escaping, limits -----------------------------------------------------
+
+
+def test_without_a_gpu_no_instruction_points_at_a_disabled_control(monkeypatch, crash_clip, tmp_path):
+    """With no GPU for the real model, a readable upload does not say "Click Analyze" (Analyze is
+    off): it says what can be done instead; so do the chat box and the status line."""
+    import gradio as gr
+
+    monkeypatch.setattr(resources, "gpu_available", lambda: False)
+    cfg = config.TabConfig(model="crashchat", examples_dir=tmp_path / "ex")
+    status = events.upload_view(cfg, str(crash_clip)).status
+    assert status.startswith("Readable: crash_synthetic.mp4") and "Click" not in status and "Analyze**" not in status
+    assert "CRASHCHAT_MODEL=tiny-random python app.py" in status
+    assert "CRASHCHAT_MODEL=tiny-random python app.py" in display.model_status(cfg)
+    with gr.Blocks() as demo:
+        layout.build(config=cfg)
+    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert "Chat is off on this machine" in blocks["cc-chat"].placeholder
+    assert not blocks["cc-analyze"].interactive and not blocks["cc-send"].interactive
+
+
+def test_answers_and_questions_are_shown_as_text_and_undecodable_bytes_as_a_marker(cfg, uploaded, monkeypatch):
+    """A random-weight answer with broken UTF-8 shows `[?]`, never U+FFFD; Markdown or HTML in a
+    question or an answer shows as typed, not as markup."""
+    model = resources.get_model(cfg.model)
+    pieces = ["**an** <b>wer</b>", "\ufffd\ufffd", " 1. an"]
+    monkeypatch.setattr(model, "stream", lambda *a, **k: iter(pieces))
+    views = list(events.chat_views(cfg, "What is <img src=x onerror=alert(1)> $x$?", uploaded))
+    question, answer = views[-1].chat[-2]["content"], views[-1].chat[-1]["content"]
+    assert question == r"What is \<img src\=x onerror\=alert\(1\)\> \$x\$?"
+    assert answer.startswith(r"\*\*an\*\* \<b\>wer\</b\>[?] 1\. an") and display.UNDECODABLE_NOTE in answer
+    assert all("\ufffd" not in v.chat[-1]["content"] for v in views if v.chat is not KEEP)
+    assert views[-1].session.turns[-1][1] == "**an** <b>wer</b>\ufffd\ufffd 1. an"  # the model's context: as said
+    section = display.section_markdown("crash_description", {"group": "linguistic", "response": "a\ufffdb",
+                                                             "parsed": "a\ufffdb", "skipped": False, "seconds": 0.1})
+    assert "a[?]b" in section and "\ufffd" not in section and display.UNDECODABLE_NOTE in section
+    assert display.raw_view({"t": ["a\ufffd"]}) == {"t": ["a\\ufffd"]}  # the raw view: escaped, as in the JSON file
+
+
+def test_a_question_over_the_limit_is_refused_without_reaching_the_model(cfg, uploaded, monkeypatch):
+    def no_model(name):
+        raise AssertionError("the model was reached")
+
+    monkeypatch.setattr(events, "get_model", no_model)
+    monkeypatch.setattr(events, "open_clip", no_model)
+    views = list(events.chat_views(cfg, "x" * 100_000, uploaded))
+    assert len(views) == 1 and "limited to 2,000 characters; this one has 100,000" in views[0].chat[-1]["content"]
+    assert views[0].error and views[0].session.turns == uploaded.turns
+    assert "x" * 100 not in json.dumps(views[0].chat)  # the 100,000 characters are not echoed back
+    assert layout.question_check("x" * 100_000)["is_valid"] is False  # refused before the queue, too
+    assert layout.question_check("y" * 2000)["is_valid"] is True
+
+
+def test_a_session_gets_one_running_and_one_waiting_model_job(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(layout, "ADMISSIONS", layout.Admissions())
+    def request(session, *jobs):
+        events_ = {str(i): SimpleNamespace(session_hash=s, concurrency_id=c) for i, (s, c) in enumerate(jobs)}
+        queue = SimpleNamespace(event_ids_to_events=events_)
+        app = SimpleNamespace(get_blocks=lambda: SimpleNamespace(_queue=queue))
+        return SimpleNamespace(session_hash=session, request=SimpleNamespace(app=app))
+
+    gpu, other = layout.GPU_QUEUE, "reads"
+    assert layout.session_model_jobs(request("a", ("a", gpu), ("b", gpu), ("a", other))) == 1
+    assert layout.admission(request("a", ("a", gpu), ("b", gpu)))["is_valid"] is True
+    refused = layout.admission(request("a", ("a", gpu), ("a", gpu), ("b", gpu)))
+    assert refused["is_valid"] is False and "a model job running and one waiting" in refused["message"]
+
+
+def test_the_question_box_states_its_limit_and_enforces_it(cfg):
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        layout.build(config=cfg)
+    box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "cc-question")
+    assert box.max_length == events.MAX_QUESTION_CHARS == 2000 and "at most 2,000 characters" in box.placeholder
+    model_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == layout.GPU_QUEUE]
+    assert model_fns and all(fn.validator is not None for fn in model_fns)  # every model job is admitted first
+
+
+HIDE_MODEL_PACKAGES = '''
+"""Written by tests/test_ui.py: makes `import torch` (and the other model packages) fail, as on a
+machine where only the leaderboard's requirements are installed."""
+import sys
+
+
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "torchvision", "transformers", "peft", "accelerate"}:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by tests/test_ui.py)")
+        return None
+
+
+sys.meta_path.insert(0, _Hide())
+'''
+
+
+def test_the_app_starts_without_the_model_packages_and_the_chat_tab_says_how_to_add_them(tmp_path):
+    import os
+    import urllib.request
+
+    from live_app import free_port, launch, terminate
+
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide" / "sitecustomize.py").write_text(HIDE_MODEL_PACKAGES)
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "hide"), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
+               CRASHCHAT_DB=str(tmp_path / "db.sqlite3"), CRASHCHAT_EXAMPLES_DIR=str(tmp_path / "examples"),
+               GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
+    proc = launch(["--port", str(port)], env, f"http://127.0.0.1:{port}/", tmp_path / "app.log")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=30) as page:
+            components = json.loads(page.read())["components"]
+    finally:
+        terminate(proc)
+    shown = {c["props"].get("elem_id"): c["props"].get("value") for c in components}
+    assert "The model packages are not installed here** (missing: torch, transformers, peft)" in shown["cc-model-status"]
+    assert "pip install -r requirements.txt" in shown["cc-model-status"]
+    assert "hidden by tests/test_ui.py" not in (tmp_path / "app.log").read_text()  # nothing tried to import them
+
+
+def test_no_import_circle_in_the_chat_package():
+    """Every import among `crashchat.chat` modules, at the top or inside a function, points one way."""
+    import ast
+    import graphlib
+
+    folder = Path(resources.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        name = f"crashchat.chat.{path.stem}"
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        graph[name] = {m for m in imported if m.startswith("crashchat.chat.") and m != name
+                       and (folder / f"{m.rsplit('.', 1)[-1]}.py").exists()}
+    list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle
+
+
+def test_gradios_queue_admits_one_running_and_one_waiting_job_per_session(monkeypatch):
+    """`layout.admission` against Gradio's real queue: one client (one session) sends three jobs at
+    once to a slow function in the model queue; two run one after the other, the third is refused
+    before it joins the queue, with the reason. (The app wires the same validator to every model
+    event: `test_the_question_box_states_its_limit_and_enforces_it`.)"""
+    import threading
+
+    import gradio as gr
+    from gradio_client import Client
+    from live_app import free_port
+
+    checked, all_checked = [], threading.Event()
+    count = layout.session_model_jobs
+
+    def counting(request):  # the real count; notes when all three jobs have been checked
+        checked.append(count(request))
+        if len(checked) == 3:
+            all_checked.set()
+        return checked[-1]
+
+    monkeypatch.setattr(layout, "session_model_jobs", counting)
+    monkeypatch.setattr(layout, "ADMISSIONS", layout.Admissions())
+
+    def slow(text):
+        all_checked.wait(60)  # the first job runs until the third was checked: the second waits
+        return text
+
+    with gr.Blocks() as demo:
+        box, out, button = gr.Textbox(), gr.Textbox(), gr.Button()
+        button.click(slow, box, out, api_name="slow", concurrency_id=layout.GPU_QUEUE, concurrency_limit=1,
+                     validator=layout.admit_file)
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        jobs = [client.submit(f"job {i}", api_name="/slow") for i in range(3)]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(job.result(timeout=60))
+            except Exception as exc:  # gradio_client's ValidationError carries the validator's message
+                outcomes.append(str(exc))
+        refused = [o for o in outcomes if not o.startswith("job ")]
+        assert len(refused) == 1 and "already has a model job running and one waiting" in refused[0], outcomes
+        assert len(checked) == 3  # (re-admission once they are done: the `Admissions` doctest)
+    finally:
+        all_checked.set()
+        demo.close()

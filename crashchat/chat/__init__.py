@@ -13,6 +13,7 @@ Six small parts, in the order a request meets them, and a seventh for ZeroGPU Sp
 - `zerogpu`: on a Hugging Face ZeroGPU Space, the model loaded at startup as ZeroGPU expects and
   each model call under `spaces.GPU` with a duration estimated from the clip and the tasks.
 
-The real model needs a GPU: on a CPU-only machine the tab says so and refuses model work, while
-the leaderboard tab works.
+The real model needs a GPU: on a CPU-only machine the tab says so (and what to do instead) and
+refuses model work, while the leaderboard tab works; so it does without the model packages
+(torch, transformers, ...), where the app still starts and the tab says how to add them.
 """

@@ -16,6 +16,9 @@ MAX_TOKENS_ENV = "CRASHCHAT_MAX_NEW_TOKENS"
 GUIDED_ENV = "CRASHCHAT_GUIDED"
 EXAMPLES_ENV = "CRASHCHAT_EXAMPLES_DIR"
 
+APP_MAX_NEW_TOKENS = 256
+"""The app's answer length for real models: lower than the authors' 2048 so that it answers in seconds."""
+
 
 def _flag(name: str, text: str | None) -> bool | None:
     """An on/off environment variable: None when unset or empty.
@@ -41,14 +44,16 @@ class TabConfig:
     """`crashchat`, `videollama3` or `tiny-random` (see `crashchat.loading.ModelConfig`)."""
     time_limit_s: float = 300.0
     """A request (one Analyze, one chat answer) stops after this many seconds, with a message."""
-    max_new_tokens: int = 256
-    """Answer length limit per task and per chat answer: lower than the authors' 2048 so that the
-    app answers in seconds; the model status line says so."""
+    max_new_tokens: int | None = None
+    """Answer length limit per task and per chat answer. None: the model's default
+    (`crashchat.tiny.generation_defaults`: 48 for `tiny-random`, as on the command line), else
+    `APP_MAX_NEW_TOKENS`; the model status line says which."""
     guided: bool | None = None
     """Format-guided decoding (`crashchat.guided`) for recognition and the two localizations, in
-    Analyze and their task buttons. None: on for `tiny-random` (its random answers then still
-    parse, so a CPU demo shows the verdict, the timeline and the key frames), off for real models
-    (their answers are shown as they come)."""
+    Analyze and their task buttons. None: the model's default, as on the command line
+    (`crashchat.tiny.generation_defaults`: on for `tiny-random`, whose random answers then still
+    parse, so a CPU demo shows the verdict, the timeline and the key frames), else off (real
+    models' answers are shown as they come)."""
     isolate: bool = True
     """Decode uploads in a child process, so a hostile file cannot crash or hang the app."""
     limits: VideoLimits | None = None
@@ -64,10 +69,14 @@ class TabConfig:
                              f"choose from {', '.join(MODEL_NAMES)}")
         if not self.time_limit_s > 0:
             raise ValueError(f"{TIME_LIMIT_ENV} must be a positive number of seconds, got {self.time_limit_s!r}")
+        from crashchat.tiny import generation_defaults
+
+        defaults = {"max_new_tokens": APP_MAX_NEW_TOKENS, "guided": False, **generation_defaults(self.model)}
+        for name, value in defaults.items():  # frozen: the per-model defaults are filled in once, here
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if not self.max_new_tokens >= 1:
             raise ValueError(f"{MAX_TOKENS_ENV} must be at least 1, got {self.max_new_tokens!r}")
-        if self.guided is None:  # frozen: the per-model default is filled in once, here
-            object.__setattr__(self, "guided", self.model == "tiny-random")
 
     @classmethod
     def from_env(cls, model: str | None = None) -> TabConfig:

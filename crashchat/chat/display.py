@@ -4,16 +4,17 @@ task, the timeline, the downloads. Pure functions of the config, a clip and a re
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crashchat.chat.config import GUIDED_ENV, MAX_TOKENS_ENV, TabConfig
-from crashchat.chat.resources import loaded_model, needs_gpu
+from crashchat.chat.resources import loaded_model, missing_model_packages, needs_gpu
 from crashchat.cli import AUTHORS_MAX_NEW_TOKENS
 from crashchat.guided import GUIDED_KINDS
+from crashchat.moments import Mark, report_marks, timeline_figure
 from crashchat.tasks import TASK_IDS, get_task
-from crashchat.timeline import Mark, report_marks, timeline_figure
 
 if TYPE_CHECKING:
     from crashchat.video import Clip
@@ -39,11 +40,68 @@ MODEL_ABOUT = {
 TIMELINE_TITLE = "Timeline: crash window, pre-crash moment, times from chat answers"
 
 
+TRY_ON_CPU = ("To try the pipeline on this CPU, restart the app with `CRASHCHAT_MODEL=tiny-random python app.py` "
+              "(random weights: the answers are meaningless).")
+
+
 def no_gpu_message(cfg: TabConfig) -> str:
     return (f"**The real model ({cfg.model}) needs a GPU, and this machine has none.** "
-            "Analysis and chat are off here; the Leaderboard tab works as usual. "
-            "To try the pipeline on a CPU, start the app with `CRASHCHAT_MODEL=tiny-random python app.py` "
-            "(random weights: the answers are meaningless).")
+            "Analysis and chat are off here; the Leaderboard tab works as usual. " + TRY_ON_CPU)
+
+
+def no_packages_message(missing: list[str]) -> str:
+    return (f"**The model packages are not installed here** (missing: {', '.join(missing)}), so the chat tab is "
+            "off; the Leaderboard tab works as usual. To add them: `pip install -r requirements.txt`, then "
+            "restart the app.")
+
+
+def blocked_message(cfg: TabConfig) -> str | None:
+    """Why model work cannot run on this machine (the tab then says so and keeps its model controls
+    off), or None when it can: the model packages missing, or the real model without a GPU."""
+    missing = missing_model_packages()
+    if missing:
+        return no_packages_message(missing)
+    if needs_gpu(cfg):
+        return no_gpu_message(cfg)
+    return None
+
+
+UNDECODABLE = "[?]"
+"""Shown in place of each run of U+FFFD: bytes of an answer that are not valid UTF-8 text (a
+random-weight model emits token pieces that split characters), which raw would read as an
+encoding bug of the app."""
+UNDECODABLE_NOTE = f"`{UNDECODABLE}`: bytes that do not decode to text"
+_REPLACEMENT = re.compile("\ufffd+")
+# Markdown and HTML syntax characters (CommonMark lets any ASCII punctuation be backslash-escaped);
+# `?`, `,`, `:`, `;`, quotes, `/`, `%` and `@` mean nothing there and stay as they are.
+_SYNTAX = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$<>&=^])")
+
+
+def literal(text: str) -> str:
+    r"""`text` (a question someone typed, a model's answer) as Markdown that shows it exactly as it
+    is: no markup, links, HTML or math of its own; undecodable bytes as a visible `[?]`.
+
+    >>> literal("**bold** <b>x</b> 1. a \ufffd\ufffd b")
+    '\\*\\*bold\\*\\* \\<b\\>x\\</b\\> 1\\. a [?] b'
+    """
+    escaped = _SYNTAX.sub(r"\\\1", text)
+    return _REPLACEMENT.sub(lambda _: UNDECODABLE, escaped)
+
+
+def has_undecodable(text: str) -> bool:
+    return "\ufffd" in text
+
+
+def raw_view(value):
+    """The raw answers for the JSON viewer: U+FFFD written as the escape `\\ufffd` (six characters), as in the
+    downloaded JSON, not as the replacement glyph."""
+    if isinstance(value, str):
+        return value.replace("\ufffd", "\\ufffd")
+    if isinstance(value, dict):
+        return {k: raw_view(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [raw_view(v) for v in value]
+    return value
 
 
 def generation_line(cfg: TabConfig) -> str:
@@ -57,8 +115,9 @@ def generation_line(cfg: TabConfig) -> str:
 
 def model_status(cfg: TabConfig) -> str:
     """The model (which, on what device, random or real, loaded or not yet) and how it answers."""
-    if needs_gpu(cfg):
-        return no_gpu_message(cfg)
+    blocked = blocked_message(cfg)
+    if blocked is not None:
+        return blocked
     about = MODEL_ABOUT[cfg.model]
     model = loaded_model(cfg.model)
     if model is None:
@@ -93,16 +152,20 @@ def verdict_markdown(crash: bool | None, random_weights: bool, running: bool = F
 def section_markdown(task_id: str, result: dict | None, state: str = "waiting", guided: bool = False) -> str:
     """The report section of one task: its question, then the answer (or waiting/running/skipped).
 
-    `guided`: closed-form answers were format-guided, which the section's footnote says.
+    `guided`: closed-form answers were format-guided, which the section's footnote says. `state`
+    of a section without a result: `waiting`, `running`, or `off` where model work cannot run.
     """
     task = get_task(task_id)
     head = f"### {QUESTIONS[task_id]}\n"
     if result is None:
-        return head + ("_running…_" if state == "running" else "_waiting…_")
+        return head + {"running": "_running…_", "off": "_not run on this machine (see the note at the top)_"}.get(
+            state, "_waiting…_")
     if result["skipped"]:
         return head + "Skipped: no crash was detected, so there is nothing to localize."
-    response, parsed = result["response"] or "", result["parsed"]
+    raw, parsed = result["response"] or "", result["parsed"]
+    response = literal(raw)  # the model's text, shown as it is (no Markdown of its own)
     how = " · guided" if guided and task.kind in GUIDED_KINDS else ""
+    how += f" · {UNDECODABLE_NOTE}" if has_undecodable(raw) else ""
     foot = f"\n\n<sub>{task.title} · {result['group']} adapter{how} · {result['seconds']:.2f} s</sub>"
     if task.kind == "text":
         return head + (response or "_(empty answer)_") + foot

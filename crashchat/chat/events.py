@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING
 
 from crashchat.chat.config import TIME_LIMIT_ENV, TabConfig
 from crashchat.chat.display import (
+    UNDECODABLE_NOTE,
+    blocked_message,
     clip_summary,
     empty_sections,
+    has_undecodable,
+    literal,
     model_status,
-    no_gpu_message,
     report_figure,
     section_markdown,
     verdict_markdown,
@@ -30,20 +33,23 @@ from crashchat.chat.resources import (
     free_gpu_memory,
     get_model,
     loaded_model,
-    needs_gpu,
+    missing_model_packages,
     open_clip,
     out_of_memory,
     video_codec,
 )
 from crashchat.chat.state import KEEP, Session, View
+from crashchat.moments import Mark, answer_times, key_frames, report_marks
 from crashchat.tasks import TASK_IDS, get_task
-from crashchat.timeline import Mark, answer_times, key_frames, report_marks
 
 if TYPE_CHECKING:
     from crashchat.model import CrashChat
     from crashchat.video import Clip
 
 CHAT_TURNS_KEPT = 8  # earlier turns are dropped from the model's context (each re-reads the video)
+MAX_QUESTION_CHARS = 2000
+"""A typed question's length limit (the question box says it): a longer one is refused before it
+reaches the model (a 100,000-character question once held the one model queue for 98 s)."""
 OUT_OF_MEMORY = "The GPU ran out of memory on this clip; try a shorter or lower-resolution clip."
 
 
@@ -81,8 +87,13 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
     from crashchat.video import SUPPORTED_SUFFIXES, VideoError
 
     session = Session(video=None)
-    view = View(preview=None, verdict="", timeline=None, frames=[], sections=empty_sections(), raw=None,
-                json_file=None, md_file=None, chat=[], session=session, model_status=model_status(cfg))
+    blocked = blocked_message(cfg) is not None
+    view = View(preview=None, verdict="", timeline=None, frames=[], sections=empty_sections("off" if blocked else "waiting"),
+                raw=None, json_file=None, md_file=None, chat=[], session=session, model_status=model_status(cfg))
+    missing = missing_model_packages()
+    if missing:  # nothing here can decode a video either: the status line above says why
+        view.status = "Uploads are off: the model packages are not installed (see above)."
+        return view
     if not path:
         view.status = f"Upload a video ({', '.join(s[1:] for s in SUPPORTED_SUFFIXES)}) or pick a synthetic example."
         return view
@@ -93,7 +104,12 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
         view.error = f"Cannot use this file. {exc}"
         return view
     session.video = path
-    view.status = f"Ready: {clip_summary(clip)}. Click **Analyze**, or ask a question below."
+    if not blocked:
+        view.status = f"Ready: {clip_summary(clip)}. Click **Analyze**, or ask a question below."
+    else:  # Analyze and chat are off: say what can be done instead, not what cannot
+        view.status = (f"Readable: {clip_summary(clip)}. Analysis and chat need a GPU, which this machine "
+                       "lacks (see the note at the top); to try the pipeline here, restart the app with "
+                       "`CRASHCHAT_MODEL=tiny-random python app.py`.")
     for note in clip.notes:
         view.status += f"\n\nNote: {note}"
     codec = video_codec(path)
@@ -121,8 +137,9 @@ def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple[
         message = "Upload a video first (or pick a synthetic example)."
         yield View(status=message, error=message)
         return
-    if needs_gpu(cfg):
-        yield View(status=no_gpu_message(cfg), model_status=no_gpu_message(cfg), error=no_gpu_message(cfg))
+    blocked = blocked_message(cfg)
+    if blocked is not None:
+        yield View(status=blocked, model_status=blocked, error=blocked)
         return
     try:
         clip = open_clip(session.video, cfg)
@@ -216,10 +233,18 @@ def chat_views(cfg: TabConfig, question: str, session: Session, *, task: str | N
         spec = get_task(task)
         asked, shown, group = spec.question, f"**{spec.title}**: {spec.prompt}", spec.group
     else:
-        asked = shown = (question or "").strip()
-        group = route(asked)
+        asked = (question or "").strip()
+        shown, group = literal(asked), None
     if not asked:
         return
+    if len(asked) > MAX_QUESTION_CHARS:  # before routing, the model, anything that costs
+        message = (f"Questions are limited to {MAX_QUESTION_CHARS:,} characters; this one has {len(asked):,}. "
+                   "Nothing was sent to the model.")
+        chat = list(session.messages) + [{"role": "assistant", "content": f"**{message}**"}]
+        yield View(chat=chat, session=replace(session, messages=chat), error=message)
+        return
+    if group is None:
+        group = route(asked)
     messages = list(session.messages) + [{"role": "user", "content": shown}]
     session = replace(session, messages=messages)
 
@@ -249,18 +274,19 @@ def chat_views(cfg: TabConfig, question: str, session: Session, *, task: str | N
         for chunk in model.stream(clip, asked, group=group, history=session.turns[-CHAT_TURNS_KEPT:],
                                   max_new_tokens=cfg.max_new_tokens, **options):
             answer += chunk
-            yield say(answer)
+            yield say(literal(answer))
             deadline.check()
     except TimeLimitExceeded as exc:
-        yield replace(say(f"{answer}\n\n**{exc}**"), error=str(exc))
+        yield replace(say(f"{literal(answer)}\n\n**{exc}**"), error=str(exc))
         return
     except out_of_memory():
         free_gpu_memory()
-        yield replace(say(f"{answer}\n\n**{OUT_OF_MEMORY}**"), error=OUT_OF_MEMORY)
+        yield replace(say(f"{literal(answer)}\n\n**{OUT_OF_MEMORY}**"), error=OUT_OF_MEMORY)
         return
     answer = answer.strip()
-    how = [f"{group} adapter"] + (["guided"] if options else []) + (["RANDOM WEIGHTS"] if model.random_weights else [])
-    view = say((answer or "_(empty answer)_") + f"\n\n<sub>{' · '.join(how)}</sub>")
+    how = ([f"{group} adapter"] + (["guided"] if options else []) + (["RANDOM WEIGHTS"] if model.random_weights else [])
+           + ([UNDECODABLE_NOTE] if has_undecodable(answer) else []))
+    view = say((literal(answer) or "_(empty answer)_") + f"\n\n<sub>{' · '.join(how)}</sub>")
     session.turns = session.turns + [(asked, answer)]
     mark = chat_mark(answer, group, len(session.turns))
     if mark is not None:

@@ -9,6 +9,7 @@ ZeroGPU expects (`crashchat.chat.zerogpu`).
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -27,9 +28,30 @@ _MODELS: dict[str, CrashChat] = {}
 _MODEL_LOCK = threading.Lock()
 
 
+MODEL_PACKAGES = ("torch", "transformers", "peft", "av", "matplotlib")
+"""What the chat tab's model work needs beyond the leaderboard's packages (the model, video
+decoding, the timeline plot); all in `requirements.txt`. Without them the app still starts: the
+chat tab says what is missing and how to add it, the leaderboard tab works."""
+
+
+def missing_model_packages() -> list[str]:
+    """The `MODEL_PACKAGES` that cannot be imported here (found without importing them)."""
+    missing = []
+    for name in MODEL_PACKAGES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a finder that refuses it, a broken half-install
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
 def gpu_available() -> bool:
     if zero_gpu():
         return True
+    if missing_model_packages():
+        return False
     import torch
 
     return torch.cuda.is_available()
@@ -59,14 +81,23 @@ def get_model(name: str) -> CrashChat:
         return _MODELS[name]
 
 
+class _NeverRaised(Exception):
+    pass
+
+
 def out_of_memory() -> type[BaseException]:
-    """The exception a GPU raises when a clip does not fit (caught per request)."""
+    """The exception a GPU raises when a clip does not fit (caught per request); without torch
+    nothing can raise it."""
+    if "torch" in missing_model_packages():
+        return _NeverRaised
     import torch
 
     return torch.OutOfMemoryError
 
 
 def free_gpu_memory() -> None:
+    if "torch" in missing_model_packages():
+        return
     import torch
 
     if torch.cuda.is_available():
@@ -115,6 +146,19 @@ def open_clip(path: str, cfg: TabConfig) -> Clip:
     except VideoError as exc:
         # Gradio keeps uploads under a random temporary folder: show the user their file name.
         raise VideoError(str(exc).replace(str(path), Path(path).name)) from None
+
+
+def clip_frames(cfg: TabConfig, video: str | None) -> int:
+    """Frames the model would see for `video` (the decoded upload is cached); 0 when unreadable:
+    the request then stops at once with its message. (What a ZeroGPU duration is estimated from.)"""
+    from crashchat.video import VideoError
+
+    if not video:
+        return 0
+    try:
+        return len(open_clip(video, cfg).frames)
+    except (VideoError, OSError):
+        return 0
 
 
 # Container and codec pairs every browser plays (Gradio's own list): only these go to the preview

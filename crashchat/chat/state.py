@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crashchat.timeline import Mark
+from crashchat.moments import Mark
 
 
 @dataclass

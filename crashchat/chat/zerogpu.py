@@ -127,24 +127,10 @@ def analysis_batches(tasks: Sequence[str]) -> list[int]:
     return list(groups.values())
 
 
-def clip_frames(cfg: TabConfig, video: str | None) -> int:
-    """Frames the model would see for `video` (the decoded upload is cached); 0 when unreadable:
-    the request then stops at once with its message."""
-    from crashchat.chat.resources import open_clip
-    from crashchat.video import VideoError
-
-    if not video:
-        return 0
-    try:
-        return len(open_clip(video, cfg).frames)
-    except (VideoError, OSError):
-        return 0
-
-
-def request_seconds(cfg: TabConfig, video: str | None, batches: Sequence[int], cost: GpuCost = COST) -> int:
-    """The `duration` to ask `spaces.GPU` for: `video`'s frames, `batches` decode passes; the
-    least for no readable video (the request only says so)."""
-    frames = clip_frames(cfg, video)
+def request_seconds(cfg: TabConfig, frames: int, batches: Sequence[int], cost: GpuCost = COST) -> int:
+    """The `duration` to ask `spaces.GPU` for: a clip of `frames` sampled frames
+    (`crashchat.chat.resources.clip_frames`), `batches` decode passes; the least for no readable
+    video (frames 0: the request only says so)."""
     if not frames:
         return cost.min_s
     return cost.seconds(frames, batches, cfg.max_new_tokens, cfg.time_limit_s)

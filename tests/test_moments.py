@@ -1,11 +1,11 @@
-"""Timeline helpers: marks from reports and chat answers, key frames, the plot."""
+"""Timeline helpers (`crashchat.moments`): marks from reports and chat answers, key frames, the plot."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from crashchat.timeline import Mark, answer_times, key_frames, key_times, nearest_index, report_marks, timeline_figure
+from crashchat.moments import Mark, answer_times, key_frames, key_times, nearest_index, report_marks, timeline_figure
 
 
 def _report(crash=(2.4, 1.8), pre=1.2, skipped=False):

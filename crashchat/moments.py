@@ -1,5 +1,6 @@
 """Where things happen in a clip: the moments a report or a chat answer names, their key frames,
-and the timeline plot drawn under the video in the app.
+and the timeline plot drawn under the video in the app. (Named for what it holds, moments on a
+clip; `crashchat.video.Timeline` is something else: a video stream's frame presentation times.)
 
 Pure functions over plain data (a report dict as `analyze --json` writes it, frame arrays and
 their timestamps); no Gradio here, so everything is testable without a browser.
