@@ -15,7 +15,9 @@ from pathlib import Path
 # No test reaches for the network. The Hub clients (huggingface_hub, transformers, datasets, peft)
 # read these when first imported, so they are set before anything imports them; child processes
 # that tests start inherit them.
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+# Gradio's usage analytics (api.gradio.app) are off for the same reason.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False"}
 os.environ.update(OFFLINE)
 
 import pytest  # noqa: E402 - after the environment above
