@@ -117,7 +117,7 @@ def test_predict_rows_come_from_each_tasks_group(tiny_crashchat, one_thread, tmp
     out = tmp_path / "sub.jsonl"
     assert predict.main(["--split-dir", str(split), "--videos-dir", str(root), "--out", str(out),
                          "--model", "tiny-random", "--device", "cpu", "--max-new-tokens", str(TOKENS),
-                         "--no-repetition-stop", "--max-frames", "4", "--no-progress"]) == 0
+                         "--no-repetition-stop", "--no-guided", "--max-frames", "4", "--no-progress"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {(r["video"], r["task"]) for r in rows} == expected_rows()
     assert len(generations) == len(rows)
