@@ -254,9 +254,11 @@ def _wire(cfg: TabConfig, tab: Tab, blocked: bool) -> None:
             gpu(fn, duration), inputs, outs, show_progress_on=[tab.model_status], validator=admit, **queue).then(
             states.unlock, [tab.session], controls, **quick)
 
-    # the upload check shows its progress on its own line; the model controls wait for its verdict
-    tab.upload.change(lambda: states.model_controls(False), None, model_controls, **quick).then(
-        run_["on_upload"], [tab.upload], outputs + model_controls, show_progress_on=[tab.status], **private)
+    # The upload check shows its progress on its own line; the model controls wait for its verdict.
+    # One queued event per change, the last change always run last: a Clear followed at once by a new
+    # file are two changes, and the clear's view must never land after the file's.
+    tab.upload.change(run_["on_upload"], [tab.upload], outputs + model_controls, show_progress_on=[tab.status],
+                      trigger_mode="always_last", **private)
     tab.chat.clear(run_["on_clear"], [tab.session], outputs, show_progress="hidden", **private)
     model_request(tab.analyze_btn.click, run_["on_analyze"], seconds["analysis"], admit_state, [tab.session], outputs)
     for trigger in (tab.question.submit, tab.send_btn.click):
@@ -298,8 +300,9 @@ def _handlers(cfg: TabConfig, tab: Tab, states: _ControlStates) -> dict[str, Cal
     render = _renderer(tab)
 
     def on_upload(path):
+        yield [*(gr.skip() for _ in tab.outputs()), *states.model_controls(False)]  # off until the verdict
         view = upload_view(cfg, path)
-        return [*render(view), *states.model_controls(view.session.video is not None and not states.blocked)]
+        yield [*render(view), *states.model_controls(view.session.video is not None and not states.blocked)]
 
     def on_analyze(state, progress=gr.Progress()):
         for view in analysis_views(cfg, state, progress):
