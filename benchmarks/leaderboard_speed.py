@@ -36,9 +36,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from submissions import random_responses, write_jsonl  # noqa: E402
 
+from leaderboard.intake import read_upload  # noqa: E402
 from leaderboard.scoring import score  # noqa: E402
 from leaderboard.split import load_split  # noqa: E402
-from leaderboard.store import Store, read_upload  # noqa: E402
+from leaderboard.store import Store  # noqa: E402
 from leaderboard.submission import answers_digest, canonical_rows, read_submission  # noqa: E402
 from leaderboard.ui import Board  # noqa: E402
 

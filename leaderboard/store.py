@@ -1,6 +1,4 @@
-"""The leaderboard's store: verified submissions in SQLite, with their answers and scores.
-
-`python -m leaderboard.store {list,rescore,hide,unhide,delete} [--db PATH] ...`
+"""The leaderboard's database: verified submissions in SQLite, with their answers and scores.
 
 One SQLite file (stdlib `sqlite3`, WAL so readers never block the single writer) at
 `CRASHCHAT_DB`, else `<user data dir>/crashchat/leaderboard.sqlite3`. Each row keeps the
@@ -8,59 +6,34 @@ submitted answers (canonical rows, see `submission.canonical_rows`, zlib-compres
 scorer's JSON, so every row can be re-scored when the scorer or the split changes. Every
 operation opens its own connection, so threads (Gradio workers) never share one.
 
-A submission's identity is the digest of its canonical answers, not of its file bytes: the same
-answers reordered, split over other files or in another layout point at the existing row.
+Schema, migrations, reading and writing rows live here; what may be stored (form checks,
+scoring, re-scoring) is `leaderboard.intake`, the Hub mirror `leaderboard.hubsync`, the
+maintenance commands `python -m leaderboard {list,rescore,hide,unhide,delete}`.
 
 Reading is cached: every write bumps a `generation` counter in the database (so a write by
 another process is seen too), and `rows()` parses a row's JSON only when it is new or changed.
-
-On a Hugging Face Space the file is mirrored to a dataset repository (`CRASHCHAT_RESULTS_REPO`,
-token in `HF_TOKEN`) so that results survive restarts: see `HubSync`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import hashlib
 import hmac
 import json
 import os
 import sqlite3
 import sys
-import tempfile
 import threading
-import unicodedata
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from huggingface_hub import CommitScheduler
-
-from crashchat import provenance as provenance_mod
-from leaderboard import SCORER_VERSION
-from leaderboard.scoring import score
-from leaderboard.split import Split, SplitError, load_split
-from leaderboard.submission import (
-    MAX_BYTES,
-    Submission,
-    SubmissionError,
-    answers_digest,
-    canonical_rows,
-    read_canonical,
-    read_submission,
-)
+from leaderboard.submission import answers_digest
 
 SCHEMA_VERSION = 2
 DB_NAME = "leaderboard.sqlite3"
-MAX_FILES = 12
-MAX_REQUEST_BYTES = 100 * 1024**2
-"""All files of one submission together (each file at most `submission.MAX_BYTES`)."""
-MAX_NAME = 80
-MAX_LINK = 500
-MAX_NOTES = 2000
+
 
 # Columns in this order: SQLite reads a row's leading columns without touching the large ones.
 _SUBMISSIONS = """
@@ -90,8 +63,12 @@ class StoreError(Exception):
     """The database cannot be used (e.g. written by a newer schema); the message says why."""
 
 
-class SubmitError(ValueError):
-    """A submission's form is unusable (name, link, notes, files); one line naming the field."""
+class RowNotFound(LookupError):
+    """No row with that id (never existed, or deleted); the message names it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such leaderboard row"
+
 
 
 def user_data_dir() -> Path:
@@ -281,7 +258,7 @@ class Store:
         with self._connect() as con:
             rec = con.execute("SELECT answers_zlib FROM submissions WHERE id = ?", (int(row_id),)).fetchone()
         if rec is None:
-            raise KeyError(f"no leaderboard row #{row_id}")
+            raise RowNotFound(f"no leaderboard row #{row_id}")
         return unpack_answers(rec[0])
 
     # --- writing --------------------------------------------------------------------------------
@@ -320,14 +297,14 @@ class Store:
             changed = con.execute("UPDATE submissions SET hidden = ? WHERE id = ?",
                                   (int(bool(hidden)), int(row_id))).rowcount
         if not changed:
-            raise KeyError(f"no leaderboard row #{row_id}")
+            raise RowNotFound(f"no leaderboard row #{row_id}")
 
     def delete(self, row_id: int, *, admin_token: str | None) -> None:
         check_admin(admin_token)
         with self._write() as con:
             changed = con.execute("DELETE FROM submissions WHERE id = ?", (int(row_id),)).rowcount
         if not changed:
-            raise KeyError(f"no leaderboard row #{row_id}")
+            raise RowNotFound(f"no leaderboard row #{row_id}")
 
     def snapshot(self, dest: Path | str) -> Path:
         """A consistent single-file copy (SQLite backup API: includes what is still in the WAL)."""
@@ -379,364 +356,3 @@ def check_admin(token: str | None) -> None:
                                                                          expected.encode("utf-8")):
         raise PermissionError("wrong admin token")
 
-
-# --- the submission pipeline --------------------------------------------------------------------
-
-# Characters that change how text around them is shown (bidi controls) or are invisible: a
-# name holding them can pass for another model's name.
-_FORMAT_CATEGORIES = ("Cf", "Cc", "Co", "Cs", "Cn", "Zl", "Zp")
-
-
-def _bad_character(text: str, allowed: str = "") -> str | None:
-    for char in text:
-        if char in allowed:
-            continue
-        if unicodedata.category(char) in _FORMAT_CATEGORIES or not char.isprintable():
-            name = unicodedata.name(char, "unnamed character")
-            return f"U+{ord(char):04X} ({name})"
-    return None
-
-
-def check_entry(model: str, link: str = "", notes: str = "") -> None:
-    """Validate the form: model name 1-80 printable characters; optional http(s) link; notes."""
-    if not isinstance(model, str) or not model.strip():
-        raise SubmitError("model name: required (1-80 printable characters)")
-    if len(model) > MAX_NAME:
-        raise SubmitError(f"model name: {len(model)} characters, at most {MAX_NAME}")
-    bad = _bad_character(model)
-    if bad:
-        raise SubmitError(f"model name: character {bad} is not allowed (no tabs, newlines, control, "
-                          "bidi or invisible characters)")
-    link = link or ""
-    if not isinstance(link, str) or not isinstance(notes or "", str):
-        raise SubmitError("link and notes: text expected")
-    if link:
-        if len(link) > MAX_LINK or _bad_character(link) or " " in link:
-            raise SubmitError(f"link: one URL without spaces or invisible characters, at most {MAX_LINK} characters")
-        if not link.lower().startswith(("https://", "http://")):
-            raise SubmitError("link: must start with https:// or http://")
-    notes = notes or ""
-    if len(notes) > MAX_NOTES:
-        raise SubmitError(f"notes: {len(notes)} characters, at most {MAX_NOTES}")
-    bad = _bad_character(notes, allowed="\n\t")
-    if bad:
-        raise SubmitError(f"notes: character {bad} is not allowed")
-
-
-@dataclass(frozen=True)
-class Upload:
-    """The files of one submission, sorted into predictions and an optional provenance file."""
-
-    predictions: list[Path]
-    files: list[tuple[str, str]]
-    """(name, SHA-256) of each prediction file."""
-    files_sha256: str
-    """Digest of the set of prediction files (any order gives the same digest)."""
-    provenance: dict | None
-    """The validated provenance (`crashchat.provenance`), when a `.meta.json` came with them."""
-
-
-def read_upload(paths: Sequence[str | os.PathLike], *, provenance_path: str | os.PathLike | None = None,
-                max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES,
-                max_request_bytes: int = MAX_REQUEST_BYTES) -> Upload:
-    """Check count and size limits (before reading any content), then read the provenance file.
-
-    A file named `*.meta.json` among `paths` is the provenance file (`crashchat.provenance`), as
-    is `provenance_path`; at most one. Raises `SubmitError` (limits) or `ProvenanceError`.
-    """
-    paths = [Path(p) for p in paths or []]
-    metas = [p for p in paths if p.name.lower().endswith(provenance_mod.SUFFIX)]
-    if provenance_path:
-        metas.append(Path(provenance_path))
-    predictions = [p for p in paths if p not in metas]
-    if len(metas) > 1:
-        raise SubmitError(f"files: {len(metas)} provenance files ({', '.join(p.name for p in metas)}); at most one")
-    if not predictions:
-        raise SubmitError("files: no prediction file given")
-    if len(predictions) + len(metas) > max_files:
-        raise SubmitError(f"files: {len(predictions) + len(metas)} files, at most {max_files}")
-    total = 0
-    for path in predictions + metas:
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise SubmitError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
-        limit = provenance_mod.MAX_BYTES if path in metas else max_bytes
-        if size > limit:
-            raise SubmitError(f"{path.name}: file is {size} bytes, over the {limit}-byte limit")
-        total += size
-    if total > max_request_bytes:
-        raise SubmitError(f"files: {total} bytes together, over the {max_request_bytes}-byte limit of one submission")
-    files = [(p.name, _sha256_file(p)) for p in predictions]
-    digest = hashlib.sha256("\n".join(sorted(d for _, d in files)).encode()).hexdigest()
-    meta = provenance_mod.loads(metas[0].read_bytes(), metas[0].name) if metas else None
-    return Upload(predictions, files, digest, meta)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    row: StoredRow
-    added: bool
-    """False when the same answers were already scored on this split and scorer version."""
-    result: dict
-    """The scorer's JSON, plus a `leaderboard` block naming the row."""
-
-
-def _with_row(result: dict, row: StoredRow, added: bool) -> dict:
-    out = dict(result)
-    out["leaderboard"] = {"row_id": row.id, "model": row.model, "added": added,
-                          "answers_sha256": row.answers_sha256, "files_sha256": row.files_sha256,
-                          "submitted_at": row.submitted_at, "provenance": row.provenance}
-    return out
-
-
-def validate(paths: Sequence[str | os.PathLike], split: Split, *, provenance_path: str | os.PathLike | None = None,
-             max_bytes: int = MAX_BYTES) -> tuple[Upload, Submission]:
-    """Read the files against the split (raises `SubmitError`, `SubmissionError` or `ProvenanceError`)."""
-    upload = read_upload(paths, provenance_path=provenance_path, max_bytes=max_bytes)
-    return upload, read_submission(upload.predictions, split, max_bytes=max_bytes)
-
-
-def submit(store: Store, paths: Sequence[str | os.PathLike], model: str, *, split: Split,
-           link: str = "", notes: str = "", provenance_path: str | os.PathLike | None = None,
-           bootstrap: int = 1000, seed: int = 0, max_bytes: int = MAX_BYTES) -> Outcome:
-    """Validate, score and store one submission; known answers point at their existing row.
-
-    Nothing is stored unless every file (and the provenance file) reads. Answers that match a
-    row an admin hid are refused, so that nothing of the hidden row comes back.
-    """
-    check_entry(model, link, notes)
-    upload, submission = validate(paths, split, provenance_path=provenance_path, max_bytes=max_bytes)
-    answers = canonical_rows(submission.answers)
-    digest = answers_digest(answers)
-    existing = store.find(digest, split.sha256, SCORER_VERSION)
-    if existing is None:  # skip the scoring work for known answers
-        result = score(submission, split, bootstrap=bootstrap, seed=seed)
-        existing, added = store.add(model=model, link=link or "", notes=notes or "", answers_sha256=digest,
-                                    files_sha256=upload.files_sha256, files=upload.files, result=result,
-                                    answers=answers, provenance=upload.provenance)
-    else:
-        added = False
-    if existing.hidden and not added:
-        raise SubmitError("files: these answers were already submitted and that row was hidden by an admin; "
-                          "no row added")
-    return Outcome(existing, added, _with_row(existing.result, existing, added))
-
-
-def stored_submission(store: Store, row_id: int, split: Split) -> Submission:
-    """Rebuild a row's submission from its stored answers (for re-scoring, compare, failures)."""
-    return read_canonical(store.answers(row_id), split, f"row-{row_id}")
-
-
-def rescore(store: Store, split: Split, *, force: bool = False, bootstrap: int = 1000,
-            seed: int = 0) -> list[str]:
-    """Re-score rows scored by another scorer version or split (all rows with `force`).
-
-    Returns one line per row touched. A row whose answers no longer read (a stricter reader) or
-    whose new key collides with another row (the same answers already scored under this scorer
-    and split) keeps its old scores, and the line says why.
-    """
-    report = []
-    for row in store.rows(include_hidden=True):
-        if not force and row.scorer_version == SCORER_VERSION and row.split_sha256 == split.sha256:
-            continue
-        try:
-            result = score(stored_submission(store, row.id, split), split, bootstrap=bootstrap, seed=seed)
-            # What only the submitted files knew: their names and digests, and (same split) how
-            # many of their records matched no video of it.
-            result["files"] = row.result.get("files", result["files"])
-            if row.split_sha256 == split.sha256:
-                for task, counts in result["validation"].items():
-                    counts["unknown"] = row.result.get("validation", {}).get(task, {}).get("unknown", 0)
-            store.update_result(row.id, result)
-        except SubmissionError as exc:
-            report.append(f"#{row.id} {row.model!r}: kept old scores: answers unreadable: {exc}")
-            continue
-        except sqlite3.IntegrityError:
-            report.append(f"#{row.id} {row.model!r}: kept old scores: the same answers were already "
-                          f"scored under scorer {SCORER_VERSION} on this split")
-            continue
-        report.append(f"#{row.id} {row.model!r}: re-scored (scorer {row.scorer_version} -> "
-                      f"{SCORER_VERSION}, split {row.split_sha256[:12]} -> {split.sha256[:12]})")
-    return report
-
-
-# --- Hugging Face dataset sync -----------------------------------------------------------------
-
-
-class HubSync:
-    """Mirror the database file to a HF dataset repository, so a Space keeps results on restart.
-
-    `pull()` once at start (only when the local database has no rows), then `start()`: a
-    `huggingface_hub.CommitScheduler` commits a consistent snapshot at most once every
-    `every_minutes`, and only when a write happened since the last commit (`push_soon()` marks
-    it), so a burst of submissions makes one commit; its exit hook commits what is left. If the
-    pull fails for any reason other than "nothing stored yet", syncing is disabled for this run:
-    an empty local database must never overwrite the stored results.
-    """
-
-    def __init__(self, store: Store, repo_id: str, token: str | None = None, *, every_minutes: float = 2.0,
-                 api=None, filename: str = DB_NAME) -> None:
-        self.store, self.repo_id, self.token, self.filename = store, repo_id, token, filename
-        self.every_minutes = every_minutes
-        self.api = api
-        """A `huggingface_hub.HfApi` (default) or a local stand-in with the same methods (tests)."""
-        self.enabled = True
-        self.scheduler: _SnapshotScheduler | None = None
-        self.last_error: str | None = None
-
-    @classmethod
-    def from_env(cls, store: Store) -> HubSync | None:
-        repo = os.environ.get("CRASHCHAT_RESULTS_REPO")
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-        every = float(os.environ.get("CRASHCHAT_SYNC_MINUTES") or 2)
-        return cls(store, repo, token, every_minutes=every) if repo and token else None
-
-    def _api(self):
-        if self.api is None:
-            from huggingface_hub import HfApi
-
-            self.api = HfApi(token=self.token)
-        return self.api
-
-    def pull(self) -> str:
-        """Fetch the stored database if the local one is empty; returns what happened."""
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-        if self.store.rows(include_hidden=True):
-            return f"kept the local database {self.store.path} (it has rows)"
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                got = Path(self._api().hf_hub_download(repo_id=self.repo_id, filename=self.filename,
-                                                       repo_type="dataset", local_dir=tmp))
-                self._restore(got)
-        except (EntryNotFoundError, RepositoryNotFoundError):
-            return f"no stored database in {self.repo_id} yet; starting empty"
-        except Exception as exc:  # noqa: BLE001 - any failure disables syncing, said to the caller
-            self.enabled = False
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            return f"could not fetch results from {self.repo_id} ({self.last_error}); sync disabled"
-        return f"restored {len(self.store.rows(include_hidden=True))} rows from {self.repo_id}"
-
-    def _restore(self, source: Path) -> None:
-        with contextlib.closing(sqlite3.connect(source)) as src, self.store._connect() as dst:
-            src.backup(dst)
-        Store(self.store.path)  # re-check (and migrate) the schema of what came in
-        with self.store._write():
-            pass  # a new generation: caches built before the restore expire
-        self.store.clear_cache()
-
-    def start(self) -> str:
-        """Start the scheduled commits (after `pull`); returns what happened."""
-        if not self.enabled:
-            return f"results sync to {self.repo_id} is disabled ({self.last_error})"
-        try:
-            self.scheduler = _SnapshotScheduler(self, repo_id=self.repo_id, repo_type="dataset", private=True,
-                                                folder_path=tempfile.mkdtemp(prefix="crashchat-sync-"),
-                                                every=self.every_minutes, hf_api=self._api())
-        except Exception as exc:  # noqa: BLE001 - e.g. no network or a token without write access
-            self.enabled = False
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            return f"could not start results sync to {self.repo_id} ({self.last_error}); sync disabled"
-        return f"results sync to {self.repo_id}: a commit at most every {self.every_minutes:g} min after changes"
-
-    def push_soon(self) -> None:
-        """Mark the database changed: the next scheduled commit uploads a snapshot."""
-        if self.enabled and self.scheduler is not None:
-            self.scheduler.dirty.set()
-
-    def flush(self):
-        """Commit now if anything changed (waits; returns the commit info or None)."""
-        return None if self.scheduler is None else self.scheduler.trigger().result()
-
-    def stop(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.stop()
-
-
-class _SnapshotScheduler(CommitScheduler):
-    """CommitScheduler that uploads a fresh SQLite snapshot, and only after a write.
-
-    The live file cannot be uploaded as is (WAL, writes during the upload). The flag is cleared
-    before the snapshot is taken, so a write that lands after that marks the next round: no
-    change is ever dropped, and a burst of writes costs one commit.
-    """
-
-    def __init__(self, sync: HubSync, **kwargs) -> None:
-        self.sync = sync
-        self.dirty = threading.Event()
-        super().__init__(**kwargs)
-
-    def push_to_hub(self):
-        if not self.dirty.is_set():
-            return None
-        with self.lock:
-            self.dirty.clear()
-            staged = self.folder_path / (self.sync.filename + ".part")
-            self.sync.store.snapshot(staged)
-            os.replace(staged, self.folder_path / self.sync.filename)
-        try:
-            info = super().push_to_hub()
-        except Exception as exc:
-            self.dirty.set()  # retried at the next round
-            self.sync.last_error = f"{type(exc).__name__}: {exc}"
-            print(f"warning: results sync to {self.sync.repo_id} failed: {self.sync.last_error}", file=sys.stderr)
-            raise
-        self.sync.last_error = None
-        return info
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leaderboard.store",
-                                     description="Inspect and maintain the leaderboard database.")
-    parser.add_argument("--db", default=None, help="database file (default: CRASHCHAT_DB or the user data dir)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list verified rows (hidden ones marked)")
-    p = sub.add_parser("rescore", help="re-score rows from another scorer version or split")
-    p.add_argument("--split-dir", default=None)
-    p.add_argument("--force", action="store_true", help="re-score every row")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    for name in ("hide", "unhide", "delete"):
-        p = sub.add_parser(name, help=f"{name} a row (needs CRASHCHAT_ADMIN_TOKEN in the environment)")
-        p.add_argument("row_id", type=int)
-    args = parser.parse_args(argv)
-    try:
-        store = Store(args.db)
-        if args.command == "list":
-            rows = store.rows(include_hidden=True)
-            if not rows:
-                print(f"no verified rows yet in {store.path}")
-            for row in rows:
-                flag = " (hidden)" if row.hidden else ""
-                print(f"#{row.id}\t{row.model!r}{flag}\tscorer {row.scorer_version}\tsplit "
-                      f"{row.split_sha256[:12]}\t{row.submitted_at}\tanswers {row.answers_sha256[:16]}")
-        elif args.command == "rescore":
-            split = load_split(args.split_dir)
-            lines = rescore(store, split, force=args.force, bootstrap=args.bootstrap)
-            print("\n".join(lines) if lines else "every row is current")
-        else:
-            token = os.environ.get("CRASHCHAT_ADMIN_TOKEN")
-            if args.command == "delete":
-                store.delete(args.row_id, admin_token=token)
-            else:
-                store.set_hidden(args.row_id, args.command == "hide", admin_token=token)
-            print(f"#{args.row_id}: {args.command} done")
-    except (StoreError, SplitError, PermissionError, KeyError, sqlite3.DatabaseError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -452,7 +452,7 @@ def task_metrics(rows: Iterable[Row], task_id: str) -> tuple[str, ...]:
     return tuple(m for m in order if m in present) + tuple(extra)
 
 
-def task_order(rows: Iterable[Row], task_id: str) -> list[Row]:
+def rank_for_task(rows: Iterable[Row], task_id: str) -> list[Row]:
     """The Per-task view's order: verified rows complete on the task, then the paper's rows,
     then verified rows that answered the task only in part; each by the task's first headline
     metric (rows without it last)."""
@@ -467,8 +467,8 @@ def task_order(rows: Iterable[Row], task_id: str) -> list[Row]:
 
 
 def task_table(rows: Iterable[Row], task_id: str) -> pd.DataFrame:
-    """Every metric of one task for every row, in `task_order` (± from the 95% intervals)."""
-    rows = task_order(rows, task_id)
+    """Every metric of one task for every row, in `rank_for_task` (± from the 95% intervals)."""
+    rows = rank_for_task(rows, task_id)
     metrics = task_metrics(rows, task_id)
     records = []
     for r in rows:
@@ -515,7 +515,7 @@ def bar_frame(rows: Iterable[Row], task_id: str, keys: Sequence[str] | None = No
 
     Rows come in the Per-task view's order; `model` is the row's display name.
     """
-    rows = [r for r in task_order(rows, task_id) if keys is None or r.key in keys]
+    rows = [r for r in rank_for_task(rows, task_id) if keys is None or r.key in keys]
     if metrics is None:
         # Rates only (0-1): counts and seconds would dwarf them on one axis.
         metrics = [m for m in task_metrics(rows, task_id)

@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -36,25 +37,30 @@ import pandas as pd
 from crashchat.provenance import ProvenanceError, describe
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, scoring, table
-from leaderboard.split import Split, SplitError, load_split
-from leaderboard.store import (
+from leaderboard.hubsync import HubSync
+from leaderboard.intake import (
     MAX_FILES,
     MAX_REQUEST_BYTES,
-    HubSync,
     Outcome,
-    Store,
-    StoreError,
     SubmitError,
-    check_admin,
     check_entry,
     rescore,
     stored_submission,
     submit,
     validate,
 )
+from leaderboard.split import Split, SplitError, load_split
+from leaderboard.store import RowNotFound, Store, StoreError, check_admin
 from leaderboard.submission import MAX_BYTES, MAX_RESPONSE, Submission, SubmissionError
 
-USER_ERRORS = (SubmitError, SubmissionError, ProvenanceError, SplitError, PermissionError, KeyError, StoreError)
+
+class BoardError(ValueError):
+    """A request the tab cannot serve as asked (pick a row, no such row, a bad choice); one line."""
+
+
+USER_ERRORS = (SubmitError, SubmissionError, ProvenanceError, SplitError, PermissionError, StoreError, RowNotFound,
+               BoardError)
+"""What a user can cause; anything else (a KeyError included) is a bug and surfaces as one."""
 
 # Concurrency groups: (id, how many at once). Reads are cached and cheap; scoring is CPU-bound.
 QUEUES = {
@@ -185,11 +191,11 @@ class Board:
         for row in self.rows(protocol) + (self.verified("paper") if protocol == "strict" else []):
             if row.key == key:
                 return row
-        raise KeyError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
+        raise BoardError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
 
     def submission(self, key: str | None) -> Submission:
         if not key or not str(key).startswith("verified:"):
-            raise KeyError("pick a verified row")
+            raise BoardError("pick a verified row")
         row = self._row(key)  # a hidden row's answers stay hidden, even for a page opened before
         return _stored_submission(self.store, row.id, self.split())
 
@@ -234,7 +240,7 @@ class Board:
     def api_rows(self, protocol: str = "paper", details: bool = False) -> list[dict]:
         """`/leaderboard`: every row shown under `protocol`, in the table's default order."""
         if protocol not in table.PROTOCOLS:
-            raise KeyError(f"protocol must be one of {', '.join(table.PROTOCOLS)}")
+            raise BoardError(f"protocol must be one of {', '.join(table.PROTOCOLS)}")
         return self._cached(("api", protocol, bool(details)), lambda: table.api_rows(
             table.shown_rows(self.rows(protocol)), details=bool(details)))
 
@@ -251,7 +257,7 @@ class Board:
         row = self._row(key)
         stored = self.store.get(row.id)
         if stored is None or stored.hidden:
-            raise KeyError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
+            raise BoardError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
         return {
             "row": row.id, "model": row.model, "link": row.link, "notes": row.notes,
             "submitted_at": row.submitted_at, "split_sha256": row.split_sha256,
@@ -278,9 +284,9 @@ class Board:
 
     def compare(self, key_a: str | None, key_b: str | None, resamples: int = 1000) -> pd.DataFrame:
         if not key_a or not key_b:
-            raise KeyError("pick two verified rows")
+            raise BoardError("pick two verified rows")
         if key_a == key_b:
-            raise KeyError("pick two different rows")
+            raise BoardError("pick two different rows")
         result = scoring.compare(self.submission(key_a), self.submission(key_b), self.split(), n=resamples)
         return table.compare_table(result, self._row(key_a).display_name, self._row(key_b).display_name)
 
@@ -313,14 +319,14 @@ class Board:
     def admin(self, token: str | None, action: str | None, row_id: float | int | None) -> str:
         check_admin(token)  # before looking at anything else the caller sent
         if action not in ADMIN_ACTIONS:
-            raise KeyError(f"action: one of {', '.join(ADMIN_ACTIONS)}")
+            raise BoardError(f"action: one of {', '.join(ADMIN_ACTIONS)}")
         if action == "re-score stale rows":
             lines = rescore(self.store, self.split(), bootstrap=self.bootstrap)
             message = "\n".join(lines) if lines else f"every row is current (scorer {SCORER_VERSION})"
         else:
             if (row_id is None or isinstance(row_id, bool) or not isinstance(row_id, (int, float))
                     or not math.isfinite(row_id) or row_id != int(row_id) or row_id < 1):
-                raise KeyError("row #: a positive whole number")
+                raise BoardError("row #: a positive whole number")
             if action == "delete":
                 self.store.delete(int(row_id), admin_token=token)
             else:
@@ -362,9 +368,8 @@ def outcome_message(outcome: Outcome) -> str:
 
 
 def error_line(exc: BaseException) -> str:
-    """The one-line message of a user error (KeyError's args[0], not its repr)."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(message).split())
+    """The one-line message of a user error."""
+    return " ".join(str(exc).split())
 
 
 # Rebuilt submissions and per-item scores are immutable per (database, row id, split):
@@ -427,106 +432,138 @@ def discard_uploads(paths: list[str]) -> None:
             pass
 
 
-def build(board: Board | None = None) -> Board:
-    """Lay out the tab inside the current Blocks context; returns the `Board` behind it."""
-    board = board if board is not None else Board.from_env()
-    threading.Thread(target=board.warm, name="crashchat-board-warm", daemon=True).start()
-    sort_choices = [c.label for c in table.main_columns()]
+# --- the tab: one builder per section, wired together by `build` -------------------------------
+
+_PRIVATE = {"api_visibility": "private"}
+
+
+def _queue(kind: str) -> dict:
+    name, limit = QUEUES[kind]
+    return {"concurrency_id": name, "concurrency_limit": limit}
+
+
+@dataclass
+class _TableSection:
+    protocol: gr.Radio
+    search: gr.Textbox
+    sort_by: gr.Dropdown
+    descending: gr.Checkbox
+    main: gr.Dataframe
+    download: gr.DownloadButton
+    details_row: gr.Dropdown
+
+    @property
+    def view(self) -> list:
+        """The inputs of a table view (protocol, search, sort, direction)."""
+        return [self.protocol, self.search, self.sort_by, self.descending]
+
+
+def _main_table_section(board: Board) -> _TableSection:
+    """The Table tab: protocol, search, sort, the main table, its CSV, one row's details."""
+    with gr.Tab("Table", id="board-table"):
+        with gr.Row():
+            protocol = gr.Radio(list(table.PROTOCOLS), value="paper", label="Protocol", scale=1,
+                                elem_id="board-protocol")
+            search = gr.Textbox(label="Search", placeholder="model, kind, paper table, notes…", scale=2)
+            sort_by = gr.Dropdown([c.label for c in table.main_columns()], value=table.DEFAULT_SORT.label,
+                                  label="Sort by", scale=2)
+            descending = gr.Checkbox(value=True, label="Descending", scale=1)
+        main = gr.Dataframe(datatype="str", interactive=False, wrap=True, column_widths=MAIN_WIDTHS,
+                            pinned_columns=1, max_height=640, elem_id="board-main",
+                            label="Leaderboard", show_label=False, buttons=["fullscreen"])
+        gr.Markdown(table.FOOTNOTE)
+        download = gr.DownloadButton("Download CSV of this view", variant="secondary")
+        with gr.Accordion("Details of a verified row (how it was produced, files, coverage)", open=False):
+            details_row = gr.Dropdown([], label="Verified row")
+            details = gr.JSON(label="Row details", elem_id="board-details")
+    section = _TableSection(protocol, search, sort_by, descending, main, download, details_row)
+    # triggers=None: on page load and whenever one of the inputs changes.
+    gr.on(None, _user_errors(board.view), inputs=section.view, outputs=[main, download], **_queue("read"),
+          **_PRIVATE)
+    details_row.change(_user_errors(board.details), inputs=details_row, outputs=details, **_queue("read"),
+                       **_PRIVATE)
+    return section
+
+
+@dataclass
+class _PerTaskSection:
+    picked: gr.Dropdown
+    source_row: gr.Dropdown
+
+
+def _per_task_section(board: Board, protocol: gr.Radio) -> _PerTaskSection:
+    """The Per task tab: every metric of one task, a bar chart of picked rows, one row per source."""
     task_choices = [(t.title, t.id) for t in TASKS]
-    queue = {k: {"concurrency_id": name, "concurrency_limit": limit} for k, (name, limit) in QUEUES.items()}
-    read, api, heavy, validate_q, submit_q = (queue[k] for k in ("read", "api", "heavy", "validate", "submit"))
-    private = {"api_visibility": "private"}
+    with gr.Tab("Per task", id="board-task"):
+        with gr.Row():
+            task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
+            picked = gr.Dropdown([], multiselect=True, label="Rows in the chart")
+        task_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=480,
+                               elem_id="board-task-table", label="Every metric of this task")
+        bars = gr.Plot(label="Bar chart", elem_id="board-bars", format="png")
+        gr.Markdown("### Per-source breakdown of one row")
+        source_row = gr.Dropdown([], label="Verified row")
+        source_df = gr.Dataframe(headers=["Source"], datatype="str", interactive=False,
+                                 label="By source dataset")
 
-    gr.HTML(f"<style>{CSS}</style>", padding=False)
-    gr.Markdown(INTRO)
-    with gr.Tabs():
-        with gr.Tab("Table", id="board-table"):
-            with gr.Row():
-                protocol = gr.Radio(list(table.PROTOCOLS), value="paper", label="Protocol", scale=1,
-                                    elem_id="board-protocol")
-                search = gr.Textbox(label="Search", placeholder="model, kind, paper table, notes…", scale=2)
-                sort_by = gr.Dropdown(sort_choices, value=table.DEFAULT_SORT.label, label="Sort by", scale=2)
-                descending = gr.Checkbox(value=True, label="Descending", scale=1)
-            main = gr.Dataframe(datatype="str", interactive=False, wrap=True, column_widths=MAIN_WIDTHS,
-                                pinned_columns=1, max_height=640, elem_id="board-main",
-                                label="Leaderboard", show_label=False, buttons=["fullscreen"])
-            gr.Markdown(table.FOOTNOTE)
-            download = gr.DownloadButton("Download CSV of this view", variant="secondary")
-            with gr.Accordion("Details of a verified row (how it was produced, files, coverage)", open=False):
-                details_row = gr.Dropdown([], label="Verified row")
-                details = gr.JSON(label="Row details", elem_id="board-details")
+    def task_view(task_id: str, proto: str, keys: list[str] | None):
+        frame, bar_data = board.task_view(task_id, proto, keys)
+        return frame, table.bar_figure(bar_data, get_task(task_id).title)
 
-        with gr.Tab("Per task", id="board-task"):
-            with gr.Row():
-                task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
-                picked = gr.Dropdown([], multiselect=True, label="Rows in the chart")
-            task_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=480,
-                                   elem_id="board-task-table", label="Every metric of this task")
-            bars = gr.Plot(label="Bar chart", elem_id="board-bars", format="png")
-            gr.Markdown("### Per-source breakdown of one row")
-            source_row = gr.Dropdown([], label="Verified row")
-            source_df = gr.Dataframe(headers=["Source"], datatype="str", interactive=False,
-                                     label="By source dataset")
+    gr.on([task.change, picked.change, protocol.change], _user_errors(task_view), inputs=[task, protocol, picked],
+          outputs=[task_df, bars], **_queue("read"), **_PRIVATE)
+    gr.on([source_row.change, task.change, protocol.change], _user_errors(board.source_view),
+          inputs=[source_row, task, protocol], outputs=source_df, **_queue("read"), **_PRIVATE)
+    return _PerTaskSection(picked, source_row)
 
-        with gr.Tab("Compare", id="board-compare"):
-            gr.Markdown("Paired bootstrap over videos (strict protocol, one headline metric per task): "
-                        "which row is better, and is the difference significant at 95%?")
-            with gr.Row():
-                row_a = gr.Dropdown([], label="Row A")
-                row_b = gr.Dropdown([], label="Row B")
-            compare_btn = gr.Button("Compare")
-            compare_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, label="A vs B")
 
-        with gr.Tab("Failures", id="board-failures-tab"):
-            with gr.Row():
-                fail_row = gr.Dropdown([], label="Verified row")
-                fail_task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
-                fail_protocol = gr.Radio(list(table.PROTOCOLS), value="strict", label="Protocol")
-                fail_n = gr.Slider(5, 200, value=20, step=5, label="How many")
-            fail_btn = gr.Button("Show the worst answers")
-            fail_df = gr.Dataframe(headers=["Video", "Source", "Truth", "Answer", "Parsed", "Score"],
-                                   datatype="str", interactive=False, wrap=True, max_height=640,
-                                   column_widths=FAILURE_WIDTHS, elem_id="board-failures",
-                                   label="Worst answers (lowest per-item score first; long texts cut)")
+def _compare_section(board: Board) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The Compare tab: a paired bootstrap of two verified rows; returns the two pickers."""
+    with gr.Tab("Compare", id="board-compare"):
+        gr.Markdown("Paired bootstrap over videos (strict protocol, one headline metric per task): "
+                    "which row is better, and is the difference significant at 95%?")
+        with gr.Row():
+            row_a = gr.Dropdown([], label="Row A")
+            row_b = gr.Dropdown([], label="Row B")
+        compare_btn = gr.Button("Compare")
+        compare_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, label="A vs B")
+    compare_btn.click(_user_errors(board.compare), inputs=[row_a, row_b], outputs=compare_df, **_queue("heavy"),
+                      **_PRIVATE)
+    return row_a, row_b
 
-        with gr.Tab("Submit", id="board-submit"):
-            gr.Markdown(SUBMIT_HELP)
-            with gr.Row():
-                model = gr.Textbox(label="Model name (1–80 printable characters)", max_lines=1,
-                                   elem_id="board-model")
-                link = gr.Textbox(label="Link (optional, https://…)", max_lines=1)
-            notes = gr.Textbox(label="Notes (optional)", lines=2)
-            files = gr.File(file_count="multiple", file_types=[".json", ".jsonl", ".csv"], type="filepath",
-                            label="Prediction files (and optionally predict's .meta.json)", elem_id="board-files")
-            status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="board-status")
-            validation_df = gr.Dataframe(headers=VALIDATION_COLUMNS, datatype="str", interactive=False,
-                                         label="Validation report", elem_id="board-validation")
-            submit_btn = gr.Button("Submit", variant="primary", elem_id="board-submit-btn")
-            result = gr.JSON(label="Scorer JSON", elem_id="board-result")
-            # API-only inputs and outputs (`/submit`'s provenance, `/export_csv`'s file).
-            provenance_file = gr.File(file_types=[".json"], type="filepath", visible=False,
-                                      label="Provenance (.meta.json)")
-            api_submit_btn = gr.Button(visible=False)
-            export_file = gr.File(visible=False)
-            export_btn = gr.Button(visible=False)
 
-        with gr.Tab("Admin", id="board-admin"):
-            gr.Markdown("Hide, show or delete a row, or re-score rows scored by another scorer version. "
-                        "Needs `CRASHCHAT_ADMIN_TOKEN`.")
-            with gr.Row():
-                token = gr.Textbox(label="Admin token", type="password", max_lines=1)
-                action = gr.Radio(list(ADMIN_ACTIONS), value="hide", label="Action")
-                row_id = gr.Number(label="Row #", precision=0)
-            admin_btn = gr.Button("Apply")
-            admin_status = gr.Textbox(label="Result", interactive=False)
+def _failures_section(board: Board) -> gr.Dropdown:
+    """The Failures tab: the worst-scored answers of one row; returns its row picker."""
+    task_choices = [(t.title, t.id) for t in TASKS]
+    with gr.Tab("Failures", id="board-failures-tab"):
+        with gr.Row():
+            fail_row = gr.Dropdown([], label="Verified row")
+            fail_task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
+            fail_protocol = gr.Radio(list(table.PROTOCOLS), value="strict", label="Protocol")
+            fail_n = gr.Slider(5, 200, value=20, step=5, label="How many")
+        fail_btn = gr.Button("Show the worst answers")
+        fail_df = gr.Dataframe(headers=["Video", "Source", "Truth", "Answer", "Parsed", "Score"],
+                               datatype="str", interactive=False, wrap=True, max_height=640,
+                               column_widths=FAILURE_WIDTHS, elem_id="board-failures",
+                               label="Worst answers (lowest per-item score first; long texts cut)")
+    fail_btn.click(_user_errors(board.failures), inputs=[fail_row, fail_task, fail_protocol, fail_n],
+                   outputs=fail_df, **_queue("heavy"), **_PRIVATE)
+    return fail_row
 
-    view = [protocol, search, sort_by, descending]
-    pickers = [picked, source_row, row_a, row_b, fail_row, details_row]
 
-    def refresh_pickers(proto: str):
-        every, verified = board.choices(proto)
+class _Pickers:
+    """Every row picker of the tab, refreshed together (after a submission, an admin action, a
+    protocol switch)."""
+
+    def __init__(self, board: Board, per_task: _PerTaskSection, compare: tuple[gr.Dropdown, gr.Dropdown],
+                 fail_row: gr.Dropdown, details_row: gr.Dropdown) -> None:
+        self.board = board
+        self.outputs = [per_task.picked, per_task.source_row, *compare, fail_row, details_row]
+
+    def refresh(self, proto: str) -> tuple:
+        every, verified = self.board.choices(proto)
         # Chart defaults: the best verified rows (table order), then the paper's rows; six at most.
-        shown = [r.key for r in table.task_order(board.rows(proto), TASKS[0].id)]
+        shown = [r.key for r in table.rank_for_task(self.board.rows(proto), TASKS[0].id)]
         keys = [k for k in shown if k.startswith("verified:")][:3] + [k for k in shown if k.startswith("paper:")]
         first = verified[0][1] if verified else None
         second = verified[1][1] if len(verified) > 1 else None
@@ -534,24 +571,29 @@ def build(board: Board | None = None) -> Board:
                 gr.update(choices=verified, value=first), gr.update(choices=verified, value=second),
                 gr.update(choices=verified, value=first), gr.update(choices=verified, value=None))
 
-    # triggers=None: on page load and whenever one of the inputs changes.
-    gr.on(None, _user_errors(board.view), inputs=view, outputs=[main, download], **read, **private)
-    gr.on(None, _user_errors(refresh_pickers), inputs=[protocol], outputs=pickers, **read, **private)
 
-    def task_view(task_id: str, proto: str, keys: list[str] | None):
-        frame, bar_data = board.task_view(task_id, proto, keys)
-        return frame, table.bar_figure(bar_data, get_task(task_id).title)
+def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> None:
+    """The Submit tab (form, files, validation report, status, scorer JSON) and the `/submit` API."""
+    with gr.Tab("Submit", id="board-submit"):
+        gr.Markdown(SUBMIT_HELP)
+        with gr.Row():
+            model = gr.Textbox(label="Model name (1–80 printable characters)", max_lines=1,
+                               elem_id="board-model")
+            link = gr.Textbox(label="Link (optional, https://…)", max_lines=1)
+        notes = gr.Textbox(label="Notes (optional)", lines=2)
+        files = gr.File(file_count="multiple", file_types=[".json", ".jsonl", ".csv"], type="filepath",
+                        label="Prediction files (and optionally predict's .meta.json)", elem_id="board-files")
+        status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="board-status")
+        validation_df = gr.Dataframe(headers=VALIDATION_COLUMNS, datatype="str", interactive=False,
+                                     label="Validation report", elem_id="board-validation")
+        submit_btn = gr.Button("Submit", variant="primary", elem_id="board-submit-btn")
+        result = gr.JSON(label="Scorer JSON", elem_id="board-result")
+        # API-only inputs and outputs (`/submit`'s provenance).
+        provenance_file = gr.File(file_types=[".json"], type="filepath", visible=False,
+                                  label="Provenance (.meta.json)")
+        api_submit_btn = gr.Button(visible=False)
 
-    gr.on([task.change, picked.change, protocol.change], _user_errors(task_view), inputs=[task, protocol, picked],
-          outputs=[task_df, bars], **read, **private)
-    gr.on([source_row.change, task.change, protocol.change], _user_errors(board.source_view),
-          inputs=[source_row, task, protocol], outputs=source_df, **read, **private)
-    details_row.change(_user_errors(board.details), inputs=details_row, outputs=details, **read, **private)
-    compare_btn.click(_user_errors(board.compare), inputs=[row_a, row_b], outputs=compare_df, **heavy, **private)
-    fail_btn.click(_user_errors(board.failures), inputs=[fail_row, fail_task, fail_protocol, fail_n],
-                   outputs=fail_df, **heavy, **private)
-
-    # --- Submit tab: every message stays in the Status box (toasts fade, and would render HTML).
+    # Every message stays in the Status box (toasts fade, and would render HTML).
     def on_upload(uploaded):
         paths = _paths(uploaded)
         try:
@@ -562,9 +604,9 @@ def build(board: Board | None = None) -> Board:
             return pd.DataFrame(columns=VALIDATION_COLUMNS), f"Error: {error_line(exc)}", None
 
     gr.on([files.upload, files.delete, files.clear], on_upload, inputs=files,
-          outputs=[validation_df, status, files], **validate_q, **private)
+          outputs=[validation_df, status, files], **_queue("validate"), **_PRIVATE)
 
-    unchanged = [gr.update()] * (3 + 2 + len(pickers))
+    unchanged = [gr.update()] * (3 + 2 + len(pickers.outputs))
 
     def ui_submit(uploaded, name: str, url: str, text: str, proto: str, query: str, sort: str, desc: bool):
         paths = _paths(uploaded)
@@ -579,10 +621,11 @@ def build(board: Board | None = None) -> Board:
         finally:
             discard_uploads(paths)
         return (outcome_message(outcome), validation_frame(outcome.result["validation"]), outcome.result, None,
-                *board.view(proto, query, sort, desc), *refresh_pickers(proto))
+                *board.view(proto, query, sort, desc), *pickers.refresh(proto))
 
-    submit_btn.click(ui_submit, inputs=[files, model, link, notes, *view],
-                     outputs=[status, validation_df, result, files, main, download, *pickers], **submit_q, **private)
+    submit_btn.click(ui_submit, inputs=[files, model, link, notes, *view.view],
+                     outputs=[status, validation_df, result, files, view.main, view.download, *pickers.outputs],
+                     **_queue("submit"), **_PRIVATE)
 
     # Defaults of None make link, notes and provenance optional for gradio_client.
     def do_submit(files, model: str, link: str | None = None, notes: str | None = None,
@@ -601,8 +644,11 @@ def build(board: Board | None = None) -> Board:
             discard_uploads(paths + meta)
 
     api_submit_btn.click(do_submit, inputs=[files, model, link, notes, provenance_file], outputs=result,
-                         api_name="submit", **submit_q)
+                         api_name="submit", **_queue("submit"))
 
+
+def _api_section(board: Board, protocol: gr.Radio) -> None:
+    """`/leaderboard` and `/export_csv`: the board for programs."""
     def leaderboard(protocol: str = "paper", details: bool = False) -> list[dict]:
         """Every row shown under `protocol` (paper: reported + verified; strict: verified only),
         in the table's default order, with `coverage` and `complete`; `details=True` adds the 95%
@@ -611,7 +657,7 @@ def build(board: Board | None = None) -> Board:
             raise gr.Error(f"protocol must be one of {', '.join(table.PROTOCOLS)}", print_exception=False)
         return board.api_rows(protocol, bool(details))
 
-    gr.api(leaderboard, api_name="leaderboard", **api)
+    gr.api(leaderboard, api_name="leaderboard", **_queue("api"))
 
     def export_csv(protocol: str = "paper") -> str:
         """The CSV file of the table's default view under `protocol` (formula cells neutralised)."""
@@ -619,12 +665,47 @@ def build(board: Board | None = None) -> Board:
             raise gr.Error(f"protocol must be one of {', '.join(table.PROTOCOLS)}", print_exception=False)
         return board.export_csv(protocol)
 
-    export_btn.click(export_csv, inputs=protocol, outputs=export_file, api_name="export_csv", **api)
+    export_file = gr.File(visible=False)
+    export_btn = gr.Button(visible=False)
+    export_btn.click(export_csv, inputs=protocol, outputs=export_file, api_name="export_csv", **_queue("api"))
+
+
+def _admin_section(board: Board, view: _TableSection, pickers: _Pickers) -> None:
+    """The Admin tab: hide, unhide, delete a row, re-score stale rows (needs the admin token)."""
+    with gr.Tab("Admin", id="board-admin"):
+        gr.Markdown("Hide, show or delete a row, or re-score rows scored by another scorer version. "
+                    "Needs `CRASHCHAT_ADMIN_TOKEN`.")
+        with gr.Row():
+            token = gr.Textbox(label="Admin token", type="password", max_lines=1)
+            action = gr.Radio(list(ADMIN_ACTIONS), value="hide", label="Action")
+            row_id = gr.Number(label="Row #", precision=0)
+        admin_btn = gr.Button("Apply")
+        admin_status = gr.Textbox(label="Result", interactive=False)
 
     def do_admin(secret: str, act: str, number, proto: str, query: str, sort: str, desc: bool):
         message = board.admin(secret, act, number)
-        return (message, *board.view(proto, query, sort, desc), *refresh_pickers(proto))
+        return (message, *board.view(proto, query, sort, desc), *pickers.refresh(proto))
 
-    admin_btn.click(_user_errors(do_admin), inputs=[token, action, row_id, *view],
-                    outputs=[admin_status, main, download, *pickers], **heavy, **private)
+    admin_btn.click(_user_errors(do_admin), inputs=[token, action, row_id, *view.view],
+                    outputs=[admin_status, view.main, view.download, *pickers.outputs], **_queue("heavy"),
+                    **_PRIVATE)
+
+
+def build(board: Board | None = None) -> Board:
+    """Lay out the tab inside the current Blocks context; returns the `Board` behind it."""
+    board = board if board is not None else Board.from_env()
+    threading.Thread(target=board.warm, name="crashchat-board-warm", daemon=True).start()
+    gr.HTML(f"<style>{CSS}</style>", padding=False)
+    gr.Markdown(INTRO)
+    with gr.Tabs():
+        view = _main_table_section(board)
+        per_task = _per_task_section(board, view.protocol)
+        compare = _compare_section(board)
+        fail_row = _failures_section(board)
+        pickers = _Pickers(board, per_task, compare, fail_row, view.details_row)
+        _submit_section(board, view, pickers)
+        _admin_section(board, view, pickers)
+    _api_section(board, view.protocol)
+    gr.on(None, _user_errors(pickers.refresh), inputs=[view.protocol], outputs=pickers.outputs, **_queue("read"),
+          **_PRIVATE)
     return board

@@ -19,10 +19,11 @@ from live_app import LiveApp
 from crashchat import provenance
 from crashchat.provenance import ProvenanceError
 from leaderboard import table
+from leaderboard.intake import SubmitError
 from leaderboard.scoring import score
-from leaderboard.store import Store, SubmitError
+from leaderboard.store import Store
 from leaderboard.submission import read_submission
-from leaderboard.ui import Board, display_value, outcome_message
+from leaderboard.ui import Board, BoardError, display_value, outcome_message
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,12 +100,12 @@ def test_board_submit_and_views(board, split, tmp_path):
 
     cmp = board.compare(f"verified:{a.row.id}", f"verified:{b.row.id}", resamples=50)
     assert len(cmp) == 6 and set(cmp["Better"]) <= {f"{XSS} (#{a.row.id})", f"second (#{b.row.id})", "neither"}
-    with pytest.raises(KeyError, match="two different"):
+    with pytest.raises(BoardError, match="two different"):
         board.compare(f"verified:{a.row.id}", f"verified:{a.row.id}")
 
     worst = board.failures(f"verified:{a.row.id}", "crash_recognition", "strict", 10)
     assert len(worst) == 10 and worst["Score"].tolist()[0] == "0.0000"
-    with pytest.raises(KeyError, match="verified row"):
+    with pytest.raises(BoardError, match="verified row"):
         board.failures("paper:WSAL", "crash_recognition")
 
     report, message = board.validation_report([str(tmp_path / "a.jsonl")])
@@ -122,7 +123,7 @@ def test_views_are_cached_until_the_store_changes(board, split, tmp_path):
     assert board.api_rows("strict") is board.api_rows("strict")
     # A write through another Store object (another process) expires the caches.
     other = Store(board.store.path)
-    from leaderboard.store import submit
+    from leaderboard.intake import submit
 
     submit(other, [write_submission(tmp_path / "b.jsonl", split, seed=4)], "second", split=board.split(), bootstrap=0)
     assert {r["model"] for r in board.api_rows("strict")} == {"first", "second"}
@@ -155,7 +156,7 @@ def test_hidden_rows_stay_hidden(board, split, tmp_path, monkeypatch):
     for call in (lambda: board.details(key), lambda: board.failures(key, "crash_recognition"),
                  lambda: board.source_view(key, "crash_recognition", "strict"),
                  lambda: board.compare(key, key + "0"), lambda: board.submission(key)):
-        with pytest.raises(KeyError, match="hidden"):
+        with pytest.raises(BoardError, match="hidden"):
             call()
     assert board.task_view("crash_recognition", "paper", [key])[1].empty
     # Submitting the same answers again says nothing of the hidden row.
@@ -170,7 +171,7 @@ def test_admin_checks_the_token_before_its_inputs(board, split, tmp_path, monkey
     for action, row_id in [("bogus", None), ("hide", float("nan")), ("delete", -1), ("hide", 1.5)]:
         with pytest.raises(PermissionError):
             board.admin("nope", action, row_id)
-        with pytest.raises(KeyError):
+        with pytest.raises(BoardError):
             board.admin("tok", action, row_id)
     assert board.admin("tok", "hide", out.row.id) == f"row #{out.row.id}: hide done"
     assert board.api_rows("strict") == []

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from submissions import write_mini_split
 
 from crashchat.tasks import TASKS
+from leaderboard.intake import rescore, stored_submission, submit
 from leaderboard.split import load_split
-from leaderboard.store import Store, rescore, stored_submission, submit
+from leaderboard.store import Store
 from leaderboard.submission import read_submission
 
 SIZE = 6

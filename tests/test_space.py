@@ -141,7 +141,7 @@ def test_the_ci_python_check_fails_on_a_call_newer_than_the_target(tmp_path):
 
 HUB_STAND_IN = '''"""STAND-IN for the Hugging Face Hub, written by tests/test_space.py: loaded by Python at start-up
 (sitecustomize, through PYTHONPATH) in the app's process only, it gives the results sync
-(`leaderboard.store.HubSync.from_env`) tests/test_store.py's LocalHub as its `api`: a real `HfApi`
+(`leaderboard.hubsync.HubSync.from_env`) tests/test_store.py's LocalHub as its `api`: a real `HfApi`
 whose network methods write to and read from the folder named by CRASHCHAT_TEST_LOCAL_HUB.
 NOT the Hub; no network."""
 import os
@@ -151,7 +151,7 @@ from pathlib import Path
 _folder = os.environ.pop("CRASHCHAT_TEST_LOCAL_HUB", None)  # popped: child processes use no hub
 if _folder:
     sys.path[:0] = [{tests!r}, {repo!r}]  # before app.py's folder is added: test_store imports leaderboard
-    from leaderboard.store import HubSync
+    from leaderboard.hubsync import HubSync
     from test_store import LocalHub
 
     _from_env = HubSync.from_env.__func__
@@ -249,7 +249,8 @@ def stored_results(tmp_path, split):
     """The results dataset as an earlier run of the Space left it: one verified row."""
     from test_store import write_submission
 
-    from leaderboard.store import DB_NAME, Store, submit
+    from leaderboard.intake import submit
+    from leaderboard.store import DB_NAME, Store
 
     remote = tmp_path / "remote-dataset"
     remote.mkdir()

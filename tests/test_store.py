@@ -14,13 +14,10 @@ import pytest
 
 from leaderboard import SCORER_VERSION
 from leaderboard import store as store_mod
-from leaderboard.scoring import score
-from leaderboard.store import (
+from leaderboard.__main__ import main as cli
+from leaderboard.hubsync import HubSync
+from leaderboard.intake import (
     MAX_REQUEST_BYTES,
-    SCHEMA_VERSION,
-    HubSync,
-    Store,
-    StoreError,
     SubmitError,
     check_entry,
     read_upload,
@@ -28,6 +25,8 @@ from leaderboard.store import (
     stored_submission,
     submit,
 )
+from leaderboard.scoring import score
+from leaderboard.store import SCHEMA_VERSION, RowNotFound, Store, StoreError
 from leaderboard.submission import SubmissionError, answers_digest, canonical_rows, read_submission
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -239,7 +238,7 @@ def test_admin_hide_and_delete(db, split, tmp_path, monkeypatch):
     assert len(db.rows(include_hidden=True)) == 1
     db.delete(out.row.id, admin_token="s3cret")
     assert db.rows(include_hidden=True) == []
-    with pytest.raises(KeyError):
+    with pytest.raises(RowNotFound, match=f"no leaderboard row #{out.row.id}"):
         db.delete(out.row.id, admin_token="s3cret")
 
 
@@ -265,17 +264,17 @@ def test_hub_sync_only_when_configured(db, monkeypatch):
 def test_cli_list_rescore_and_admin(db, split, split_dir, tmp_path, monkeypatch, capsys):
     out = submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=12, share=0.005)], XSS, split=split,
                  bootstrap=0)
-    assert store_mod.main(["--db", str(db.path), "list"]) == 0
+    assert cli(["list", "--db", str(db.path)]) == 0
     assert repr(XSS) in capsys.readouterr().out
-    assert store_mod.main(["--db", str(db.path), "rescore", "--split-dir", str(split_dir), "--bootstrap", "0"]) == 0
+    assert cli(["rescore", "--db", str(db.path), "--split-dir", str(split_dir), "--bootstrap", "0"]) == 0
     assert "every row is current" in capsys.readouterr().out
     monkeypatch.delenv("CRASHCHAT_ADMIN_TOKEN", raising=False)
-    assert store_mod.main(["--db", str(db.path), "hide", str(out.row.id)]) == 2
+    assert cli(["hide", "--db", str(db.path), str(out.row.id)]) == 2
     assert capsys.readouterr().err.strip() == "error: admin actions are disabled: CRASHCHAT_ADMIN_TOKEN is not set"
     monkeypatch.setenv("CRASHCHAT_ADMIN_TOKEN", "t")
-    assert store_mod.main(["--db", str(db.path), "hide", str(out.row.id)]) == 0
+    assert cli(["hide", "--db", str(db.path), str(out.row.id)]) == 0
     assert db.rows() == []
-    assert store_mod.main(["--db", str(db.path), "delete", "999"]) == 2
+    assert cli(["delete", "--db", str(db.path), "999"]) == 2
     assert "no leaderboard row #999" in capsys.readouterr().err
 
 

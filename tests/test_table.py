@@ -243,7 +243,7 @@ def test_partial_rows_never_rank_above_complete_ones(reported):
         assert [r["model"] for r in api] == frame["Model"].tolist()
         mine = next(r for r in api if r["model"] == "partial perfect")
         assert mine["coverage"]["crash_recognition"] == 0.1 and mine["complete"] is False
-        task_order = [r.model for r in table.task_order(rows, "crash_localization")]
+        task_order = [r.model for r in table.rank_for_task(rows, "crash_localization")]
         assert task_order[0] == "complete high" and task_order[-1] == "partial perfect"
         per_task = table.task_table(rows, "crash_localization")
         assert per_task["Model"].tolist() == task_order and per_task["Answered"].tolist()[-1] == "1/10 partial"

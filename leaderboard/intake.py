@@ -1,0 +1,234 @@
+"""The submission service: form checks, upload limits, validate, submit and re-score.
+
+What reaches the database (`leaderboard.store`) passes through here: the model name, link and
+notes are checked (`check_entry`), the files are counted and sized before any is read
+(`read_upload`), read against the split (`validate`), scored (`leaderboard.scoring`) and stored
+(`submit`). A submission's identity is the digest of its canonical answers, not of its file
+bytes: the same answers reordered, split over other files or in another layout point at the
+existing row. `rescore` brings rows scored by another scorer version or split up to date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from crashchat import provenance as provenance_mod
+from leaderboard import SCORER_VERSION
+from leaderboard.scoring import score
+from leaderboard.split import Split
+from leaderboard.store import Store, StoredRow
+from leaderboard.submission import (
+    MAX_BYTES,
+    Submission,
+    SubmissionError,
+    answers_digest,
+    canonical_rows,
+    read_canonical,
+    read_submission,
+)
+
+MAX_FILES = 12
+MAX_REQUEST_BYTES = 100 * 1024**2
+"""All files of one submission together (each file at most `submission.MAX_BYTES`)."""
+MAX_NAME = 80
+MAX_LINK = 500
+MAX_NOTES = 2000
+
+
+class SubmitError(ValueError):
+    """A submission's form is unusable (name, link, notes, files); one line naming the field."""
+
+
+
+# Characters that change how text around them is shown (bidi controls) or are invisible: a
+# name holding them can pass for another model's name.
+_FORMAT_CATEGORIES = ("Cf", "Cc", "Co", "Cs", "Cn", "Zl", "Zp")
+
+
+def _bad_character(text: str, allowed: str = "") -> str | None:
+    for char in text:
+        if char in allowed:
+            continue
+        if unicodedata.category(char) in _FORMAT_CATEGORIES or not char.isprintable():
+            name = unicodedata.name(char, "unnamed character")
+            return f"U+{ord(char):04X} ({name})"
+    return None
+
+
+def check_entry(model: str, link: str = "", notes: str = "") -> None:
+    """Validate the form: model name 1-80 printable characters; optional http(s) link; notes."""
+    if not isinstance(model, str) or not model.strip():
+        raise SubmitError("model name: required (1-80 printable characters)")
+    if len(model) > MAX_NAME:
+        raise SubmitError(f"model name: {len(model)} characters, at most {MAX_NAME}")
+    bad = _bad_character(model)
+    if bad:
+        raise SubmitError(f"model name: character {bad} is not allowed (no tabs, newlines, control, "
+                          "bidi or invisible characters)")
+    link = link or ""
+    if not isinstance(link, str) or not isinstance(notes or "", str):
+        raise SubmitError("link and notes: text expected")
+    if link:
+        if len(link) > MAX_LINK or _bad_character(link) or " " in link:
+            raise SubmitError(f"link: one URL without spaces or invisible characters, at most {MAX_LINK} characters")
+        if not link.lower().startswith(("https://", "http://")):
+            raise SubmitError("link: must start with https:// or http://")
+    notes = notes or ""
+    if len(notes) > MAX_NOTES:
+        raise SubmitError(f"notes: {len(notes)} characters, at most {MAX_NOTES}")
+    bad = _bad_character(notes, allowed="\n\t")
+    if bad:
+        raise SubmitError(f"notes: character {bad} is not allowed")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The files of one submission, sorted into predictions and an optional provenance file."""
+
+    predictions: list[Path]
+    files: list[tuple[str, str]]
+    """(name, SHA-256) of each prediction file."""
+    files_sha256: str
+    """Digest of the set of prediction files (any order gives the same digest)."""
+    provenance: dict | None
+    """The validated provenance (`crashchat.provenance`), when a `.meta.json` came with them."""
+
+
+def read_upload(paths: Sequence[str | os.PathLike], *, provenance_path: str | os.PathLike | None = None,
+                max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES,
+                max_request_bytes: int = MAX_REQUEST_BYTES) -> Upload:
+    """Check count and size limits (before reading any content), then read the provenance file.
+
+    A file named `*.meta.json` among `paths` is the provenance file (`crashchat.provenance`), as
+    is `provenance_path`; at most one. Raises `SubmitError` (limits) or `ProvenanceError`.
+    """
+    paths = [Path(p) for p in paths or []]
+    metas = [p for p in paths if p.name.lower().endswith(provenance_mod.SUFFIX)]
+    if provenance_path:
+        metas.append(Path(provenance_path))
+    predictions = [p for p in paths if p not in metas]
+    if len(metas) > 1:
+        raise SubmitError(f"files: {len(metas)} provenance files ({', '.join(p.name for p in metas)}); at most one")
+    if not predictions:
+        raise SubmitError("files: no prediction file given")
+    if len(predictions) + len(metas) > max_files:
+        raise SubmitError(f"files: {len(predictions) + len(metas)} files, at most {max_files}")
+    total = 0
+    for path in predictions + metas:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise SubmitError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+        limit = provenance_mod.MAX_BYTES if path in metas else max_bytes
+        if size > limit:
+            raise SubmitError(f"{path.name}: file is {size} bytes, over the {limit}-byte limit")
+        total += size
+    if total > max_request_bytes:
+        raise SubmitError(f"files: {total} bytes together, over the {max_request_bytes}-byte limit of one submission")
+    files = [(p.name, _sha256_file(p)) for p in predictions]
+    digest = hashlib.sha256("\n".join(sorted(d for _, d in files)).encode()).hexdigest()
+    meta = provenance_mod.loads(metas[0].read_bytes(), metas[0].name) if metas else None
+    return Upload(predictions, files, digest, meta)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    row: StoredRow
+    added: bool
+    """False when the same answers were already scored on this split and scorer version."""
+    result: dict
+    """The scorer's JSON, plus a `leaderboard` block naming the row."""
+
+
+def _with_row(result: dict, row: StoredRow, added: bool) -> dict:
+    out = dict(result)
+    out["leaderboard"] = {"row_id": row.id, "model": row.model, "added": added,
+                          "answers_sha256": row.answers_sha256, "files_sha256": row.files_sha256,
+                          "submitted_at": row.submitted_at, "provenance": row.provenance}
+    return out
+
+
+def validate(paths: Sequence[str | os.PathLike], split: Split, *, provenance_path: str | os.PathLike | None = None,
+             max_bytes: int = MAX_BYTES) -> tuple[Upload, Submission]:
+    """Read the files against the split (raises `SubmitError`, `SubmissionError` or `ProvenanceError`)."""
+    upload = read_upload(paths, provenance_path=provenance_path, max_bytes=max_bytes)
+    return upload, read_submission(upload.predictions, split, max_bytes=max_bytes)
+
+
+def submit(store: Store, paths: Sequence[str | os.PathLike], model: str, *, split: Split,
+           link: str = "", notes: str = "", provenance_path: str | os.PathLike | None = None,
+           bootstrap: int = 1000, seed: int = 0, max_bytes: int = MAX_BYTES) -> Outcome:
+    """Validate, score and store one submission; known answers point at their existing row.
+
+    Nothing is stored unless every file (and the provenance file) reads. Answers that match a
+    row an admin hid are refused, so that nothing of the hidden row comes back.
+    """
+    check_entry(model, link, notes)
+    upload, submission = validate(paths, split, provenance_path=provenance_path, max_bytes=max_bytes)
+    answers = canonical_rows(submission.answers)
+    digest = answers_digest(answers)
+    existing = store.find(digest, split.sha256, SCORER_VERSION)
+    if existing is None:  # skip the scoring work for known answers
+        result = score(submission, split, bootstrap=bootstrap, seed=seed)
+        existing, added = store.add(model=model, link=link or "", notes=notes or "", answers_sha256=digest,
+                                    files_sha256=upload.files_sha256, files=upload.files, result=result,
+                                    answers=answers, provenance=upload.provenance)
+    else:
+        added = False
+    if existing.hidden and not added:
+        raise SubmitError("files: these answers were already submitted and that row was hidden by an admin; "
+                          "no row added")
+    return Outcome(existing, added, _with_row(existing.result, existing, added))
+
+
+def stored_submission(store: Store, row_id: int, split: Split) -> Submission:
+    """Rebuild a row's submission from its stored answers (for re-scoring, compare, failures)."""
+    return read_canonical(store.answers(row_id), split, f"row-{row_id}")
+
+
+def rescore(store: Store, split: Split, *, force: bool = False, bootstrap: int = 1000,
+            seed: int = 0) -> list[str]:
+    """Re-score rows scored by another scorer version or split (all rows with `force`).
+
+    Returns one line per row touched. A row whose answers no longer read (a stricter reader) or
+    whose new key collides with another row (the same answers already scored under this scorer
+    and split) keeps its old scores, and the line says why.
+    """
+    report = []
+    for row in store.rows(include_hidden=True):
+        if not force and row.scorer_version == SCORER_VERSION and row.split_sha256 == split.sha256:
+            continue
+        try:
+            result = score(stored_submission(store, row.id, split), split, bootstrap=bootstrap, seed=seed)
+            # What only the submitted files knew: their names and digests, and (same split) how
+            # many of their records matched no video of it.
+            result["files"] = row.result.get("files", result["files"])
+            if row.split_sha256 == split.sha256:
+                for task, counts in result["validation"].items():
+                    counts["unknown"] = row.result.get("validation", {}).get(task, {}).get("unknown", 0)
+            store.update_result(row.id, result)
+        except SubmissionError as exc:
+            report.append(f"#{row.id} {row.model!r}: kept old scores: answers unreadable: {exc}")
+            continue
+        except sqlite3.IntegrityError:
+            report.append(f"#{row.id} {row.model!r}: kept old scores: the same answers were already "
+                          f"scored under scorer {SCORER_VERSION} on this split")
+            continue
+        report.append(f"#{row.id} {row.model!r}: re-scored (scorer {row.scorer_version} -> "
+                      f"{SCORER_VERSION}, split {row.split_sha256[:12]} -> {split.sha256[:12]})")
+    return report
+
