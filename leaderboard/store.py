@@ -1,22 +1,37 @@
 """The leaderboard's database: verified submissions in SQLite, with their answers and scores.
 
-One SQLite file (stdlib `sqlite3`, WAL so readers never block the single writer) at
-`CRASHCHAT_DB`, else `<user data dir>/crashchat/leaderboard.sqlite3`. Each row keeps the
-submitted answers (canonical rows, see `submission.canonical_rows`, zlib-compressed) next to the
-scorer's JSON, so every row can be re-scored when the scorer or the split changes. Every
-operation opens its own connection, so threads (Gradio workers) never share one.
+One SQLite file (stdlib `sqlite3`, WAL so readers never wait for the single writer) at
+`CRASHCHAT_DB`, else `<user data dir>/crashchat/leaderboard.sqlite3`. Every operation opens its
+own connection, so threads (Gradio workers) never share one.
 
 Schema, migrations, reading and writing rows live here; what may be stored (form checks,
-scoring, re-scoring) is `leaderboard.intake`, the Hub mirror `leaderboard.hubsync`, the
+identity, scoring, re-scoring) is `leaderboard.intake`, the Hub mirror `leaderboard.hubsync`, the
 maintenance commands `python -m leaderboard {list,rescore,hide,unhide,delete}`.
 
+What a row costs (schema 3), each part stored once:
+- light columns: model, submitter, link, notes, time, digests, flags, `overall`, `complete`;
+- the answers exactly as submitted, for re-scoring: the list of (video, task) keys is stored once
+  per distinct list (`answer_keys`: every complete submission shares one) and the row keeps only
+  its responses, in that order, bz2-compressed;
+- the scorer JSON cut in two (`leaderboard.summary`): the summary the tables read for every row
+  and the detail (per source, validation, files) read for one row at a time, both compressed; the
+  split's description is kept once per split (`splits`).
+
+A row's identity is its `answers_sha256` (`submission.scored_digest`: what the scorer reads of
+the answers), a UNIQUE column: deduplication is one indexed lookup. Model names are looked up by
+their two skeletons (`identity.name_keys`), indexed too.
+
 Reading is cached: every write bumps a `generation` counter in the database (so a write by
-another process is seen too), and `rows()` parses a row's JSON only when it is new or changed.
+another process is seen too), and `rows()` parses a row's light columns only when it is new or
+changed; summaries are read only for the rows asked for.
 """
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import errno
+import hashlib
 import hmac
 import json
 import os
@@ -24,19 +39,57 @@ import sqlite3
 import sys
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from leaderboard.submission import answers_digest
+from leaderboard import identity
+from leaderboard.submission import SubmissionError, answers_digest, parse_canonical, scored_digest
+from leaderboard.summary import is_complete, join_result, split_result
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "leaderboard.sqlite3"
-
 
 # Columns in this order: SQLite reads a row's leading columns without touching the large ones.
 _SUBMISSIONS = """
+CREATE TABLE submissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL,
+    submitter TEXT NOT NULL DEFAULT '',
+    link TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    submitted_at TEXT NOT NULL,
+    answers_sha256 TEXT NOT NULL UNIQUE,
+    files_sha256 TEXT NOT NULL,
+    files_json TEXT NOT NULL,
+    split_sha256 TEXT NOT NULL,
+    scorer_version TEXT NOT NULL,
+    hidden INTEGER NOT NULL DEFAULT 0,
+    rescored_at TEXT NOT NULL DEFAULT '',
+    revision INTEGER NOT NULL DEFAULT 0,
+    provenance_json TEXT NOT NULL DEFAULT '',
+    complete INTEGER NOT NULL DEFAULT 0,
+    overall REAL,
+    name_key TEXT NOT NULL DEFAULT '',
+    name_key2 TEXT NOT NULL DEFAULT '',
+    summary_zlib BLOB NOT NULL,
+    detail_zlib BLOB NOT NULL,
+    keys_id INTEGER NOT NULL REFERENCES answer_keys (id),
+    answers_bz2 BLOB NOT NULL
+)"""
+_TABLES = (
+    _SUBMISSIONS,
+    "CREATE INDEX submissions_name_key ON submissions (name_key)",
+    "CREATE INDEX submissions_name_key2 ON submissions (name_key2)",
+    "CREATE INDEX submissions_submitter ON submissions (submitter, submitted_at)",
+    "CREATE TABLE answer_keys (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL UNIQUE, "
+    "keys_zlib BLOB NOT NULL)",
+    "CREATE TABLE splits (sha256 TEXT PRIMARY KEY, info_json TEXT NOT NULL)",
+)
+
+# Schema 2 (kept: a schema-1 database goes 1 -> 2 -> 3).
+_SUBMISSIONS_V2 = """
 CREATE TABLE submissions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     model TEXT NOT NULL,
@@ -54,13 +107,14 @@ CREATE TABLE submissions (
     provenance_json TEXT NOT NULL DEFAULT '',
     result_json TEXT NOT NULL,
     answers_zlib BLOB NOT NULL,
-    -- The same answers on the same split and scorer version are one row.
     UNIQUE (answers_sha256, split_sha256, scorer_version)
 )"""
 
+DISK_FULL = "the leaderboard's disk is full; nothing was stored"
+
 
 class StoreError(Exception):
-    """The database cannot be used (e.g. written by a newer schema); the message says why."""
+    """The database cannot be used (e.g. written by a newer schema, a full disk); the message says why."""
 
 
 class RowNotFound(LookupError):
@@ -68,7 +122,6 @@ class RowNotFound(LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "no such leaderboard row"
-
 
 
 def user_data_dir() -> Path:
@@ -88,21 +141,30 @@ def default_db_path() -> Path:
     return Path(env).expanduser() if env else user_data_dir() / DB_NAME
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def now_utc() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
 class StoredRow:
-    """One verified submission as stored (the answers are loaded separately: they are large)."""
+    """One verified submission's light columns (scores: `Store.summaries`, `Store.result`)."""
 
     id: int
     model: str
+    submitter: str
+    """Who submitted it (`identity.Submitter.name`); empty for rows from before schema 3."""
     link: str
     notes: str
     submitted_at: str
     answers_sha256: str
-    """Digest of the canonical answers: the row's identity (with split and scorer version)."""
+    """What the scorer reads of the answers (`submission.scored_digest`): the row's identity."""
     files_sha256: str
     """Digest of the submitted files' digests (what was uploaded, for the record)."""
     files: list[tuple[str, str]]
@@ -114,31 +176,80 @@ class StoredRow:
     """Bumped whenever the row's scores change (re-scoring); caches key on it."""
     provenance: dict | None
     """The validated `.meta.json` sent with the predictions (`crashchat.provenance`), if any."""
-    result: dict
+    complete: bool
+    """Every question of every task answered (parsed)."""
+    overall: float | None
+    """The overall score (strict protocol), None when a task has no value."""
 
     def as_dict(self) -> dict:
-        """A shallow dict of the fields (the result is shared, not copied: treat it as read-only)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_LIGHT = ("id, model, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256, "
-          "scorer_version, hidden, rescored_at, revision, provenance_json")
+_LIGHT = ("id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, "
+          "split_sha256, scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall")
 
 
-def _row(rec: tuple, result: dict) -> StoredRow:
-    (id_, model, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
-     scorer_version, hidden, rescored_at, revision, provenance_json) = rec
-    return StoredRow(id_, model, link, notes, submitted_at, answers_sha256, files_sha256,
+def _row(rec: tuple) -> StoredRow:
+    (id_, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
+     scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall) = rec
+    return StoredRow(id_, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256,
                      [tuple(f) for f in json.loads(files_json)], split_sha256, scorer_version, bool(hidden),
-                     rescored_at, revision, json.loads(provenance_json) if provenance_json else None, result)
+                     rescored_at, revision, json.loads(provenance_json) if provenance_json else None,
+                     bool(complete), overall)
 
 
-def pack_answers(rows: list[dict]) -> bytes:
-    return zlib.compress(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 6)
+# --- how answers and results are packed -----------------------------------------------------------
 
 
-def unpack_answers(blob: bytes) -> list[dict]:
+def _dumps(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def pack_json(value) -> bytes:
+    return zlib.compress(_dumps(value), 9)
+
+
+def unpack_json(blob: bytes):
     return json.loads(zlib.decompress(blob).decode("utf-8"))
+
+
+@dataclass(frozen=True)
+class PackedAnswers:
+    """Canonical answers ready to store: their key list (shared) and their responses (the row's)."""
+
+    keys_sha256: str
+    keys_zlib: bytes
+    values_bz2: bytes
+
+
+def pack_answers(rows: Sequence[dict]) -> PackedAnswers:
+    """Canonical rows (`submission.canonical_rows`) as a (video, task) key list and the responses
+    in that order (a response with the authors' `pred_*` fields becomes `{"response", "fields"}`).
+    Responses compress best on their own (bz2: a complete submission of model-like text is about
+    14 kB); the key list is the same for every complete submission on a split."""
+    keys = _dumps([[r["video"], r["task"]] for r in rows])
+    values = [r.get("response") if "fields" not in r else {"response": r.get("response"), "fields": r["fields"]}
+              for r in rows]
+    return PackedAnswers(hashlib.sha256(keys).hexdigest(), zlib.compress(keys, 9), bz2.compress(_dumps(values), 9))
+
+
+def unpack_answers(keys_zlib: bytes, values_bz2: bytes) -> list[dict]:
+    keys = json.loads(zlib.decompress(keys_zlib).decode("utf-8"))
+    values = json.loads(bz2.decompress(values_bz2).decode("utf-8"))
+    rows = []
+    for (video, task), value in zip(keys, values, strict=True):
+        if isinstance(value, dict):
+            rows.append({"video": video, "task": task, "response": value.get("response"), "fields": value["fields"]})
+        else:
+            rows.append({"video": video, "task": task, "response": value})
+    return rows
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the message on 3.10
+        return code == getattr(sqlite3, "SQLITE_FULL", 13) or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 class Store:
@@ -150,6 +261,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._cache: tuple[int, list[tuple[tuple, StoredRow]]] | None = None
+        migrated = False
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("BEGIN IMMEDIATE")
@@ -160,37 +272,57 @@ class Store:
                 con.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: schema version {version} is newer than this code's "
                                  f"{SCHEMA_VERSION}; upgrade CrashChat or point CRASHCHAT_DB elsewhere")
-            if version == 0:
-                con.execute(_SUBMISSIONS)
-            elif version == 1:
-                _migrate_v1(con)
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            try:
+                if version == 0:
+                    for statement in _TABLES:
+                        con.execute(statement)
+                if version == 1:
+                    _migrate_v1(con)
+                if version in (1, 2):
+                    _migrate_v2(con)
+                    migrated = True
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            except BaseException as exc:
+                _rollback(con)
+                if _is_disk_full(exc):
+                    raise StoreError(f"{self.path}: the disk is full; the database was not changed") from None
+                raise
             con.execute("COMMIT")
+            if migrated:
+                con.execute("VACUUM")  # the old schema's pages back to the file system
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE for writes), so two
         # writers queue on the database lock instead of failing on a read->write upgrade.
-        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         try:
             con.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            con.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash of the app, one fsync per checkpoint
             yield con
         finally:
             con.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that also bumps the generation, so every reader's cache expires."""
+        """One write transaction that also bumps the generation, so every reader's cache expires.
+
+        Any failure rolls everything back (nothing half stored); a full disk becomes a `StoreError`
+        with `DISK_FULL` as its message.
+        """
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
                 yield con
                 con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-            except BaseException:
-                con.execute("ROLLBACK")
+                con.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(con)
+                if _is_disk_full(exc):
+                    raise StoreError(DISK_FULL) from None
                 raise
-            con.execute("COMMIT")
 
     def schema_version(self) -> int:
         with self._connect() as con:
@@ -222,89 +354,155 @@ class Store:
             if cached is not None and cached[0] == generation:
                 con.execute("COMMIT")
                 return [row for _, row in cached[1]]
-            known = {row.id: (rec, row) for rec, row in cached[1]} if cached is not None else {}
             light = con.execute(f"SELECT {_LIGHT} FROM submissions ORDER BY id").fetchall()
-            # Only new or re-scored rows have their (large) result JSON read and parsed again.
-            stale = [rec[0] for rec in light if rec[0] not in known or known[rec[0]][1].revision != rec[12]]
-            results = {}
-            for i in range(0, len(stale), 500):
-                chunk = stale[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                for id_, text in con.execute(f"SELECT id, result_json FROM submissions WHERE id IN ({marks})", chunk):
-                    results[id_] = json.loads(text)
             con.execute("COMMIT")
+        known = {rec[0]: (rec, row) for rec, row in cached[1]} if cached is not None else {}
         pairs = []
         for rec in light:
             old = known.get(rec[0])
-            if old is not None and old[0] == rec:
-                pairs.append((rec, old[1]))  # unchanged: the same object
-            else:
-                pairs.append((rec, _row(rec, results[rec[0]] if rec[0] in results else old[1].result)))
+            pairs.append((rec, old[1]) if old is not None and old[0] == rec else (rec, _row(rec)))
         with self._lock:
             self._cache = (generation, pairs)
         return [row for _, row in pairs]
 
     def get(self, row_id: int) -> StoredRow | None:
-        return next((r for r in self._all_rows() if r.id == int(row_id)), None)
-
-    def find(self, answers_sha256: str, split_sha256: str, scorer_version: str) -> StoredRow | None:
+        """One row by id (hidden or not), read directly."""
         with self._connect() as con:
-            rec = con.execute("SELECT id FROM submissions WHERE answers_sha256 = ? AND split_sha256 = ? "
-                              "AND scorer_version = ?", (answers_sha256, split_sha256, scorer_version)).fetchone()
-        return None if rec is None else self.get(rec[0])
+            rec = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE id = ?", (int(row_id),)).fetchone()
+        return None if rec is None else _row(rec)
+
+    def find(self, answers_sha256: str) -> StoredRow | None:
+        """The row with these answers (`submission.scored_digest`), if any: one indexed lookup."""
+        with self._connect() as con:
+            rec = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE answers_sha256 = ?",
+                              (answers_sha256,)).fetchone()
+        return None if rec is None else _row(rec)
+
+    def summaries(self, row_ids: Iterable[int]) -> dict[int, dict]:
+        """Row id -> the summary the tables read (`leaderboard.summary`), for the rows asked for."""
+        ids = [int(i) for i in row_ids]
+        out = {}
+        with self._connect() as con:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for id_, blob in con.execute(f"SELECT id, summary_zlib FROM submissions WHERE id IN ({marks})", chunk):
+                    out[id_] = unpack_json(blob)
+        return out
+
+    def result(self, row_id: int) -> dict:
+        """A row's whole scorer JSON, as `scoring.score` returned it."""
+        with self._connect() as con:
+            rec = con.execute("SELECT s.summary_zlib, s.detail_zlib, p.info_json FROM submissions s "
+                              "LEFT JOIN splits p ON p.sha256 = s.split_sha256 WHERE s.id = ?",
+                              (int(row_id),)).fetchone()
+        if rec is None:
+            raise RowNotFound(f"no leaderboard row #{row_id}")
+        return join_result(unpack_json(rec[0]), unpack_json(rec[1]), json.loads(rec[2]) if rec[2] else {})
 
     def answers(self, row_id: int) -> list[dict]:
         """The stored answers: canonical rows `[{"video", "task", "response"[, "fields"]}]`."""
         with self._connect() as con:
-            rec = con.execute("SELECT answers_zlib FROM submissions WHERE id = ?", (int(row_id),)).fetchone()
+            rec = con.execute("SELECT k.keys_zlib, s.answers_bz2 FROM submissions s JOIN answer_keys k "
+                              "ON k.id = s.keys_id WHERE s.id = ?", (int(row_id),)).fetchone()
         if rec is None:
             raise RowNotFound(f"no leaderboard row #{row_id}")
-        return unpack_answers(rec[0])
+        return unpack_answers(*rec)
+
+    def name_holders(self, keys: Sequence[str], con: sqlite3.Connection | None = None) -> list[identity.Holder]:
+        """Rows whose model name shares a skeleton with `keys` (`identity.name_keys`), by id."""
+        keys = list(dict.fromkeys(keys))
+        marks = ",".join("?" * len(keys))
+        query = (f"SELECT submitter, id, model, hidden FROM submissions WHERE name_key IN ({marks}) "
+                 f"OR name_key2 IN ({marks}) ORDER BY id")
+        if con is not None:
+            found = con.execute(query, keys + keys).fetchall()
+        else:
+            with self._connect() as own:
+                found = own.execute(query, keys + keys).fetchall()
+        return [identity.Holder(s, i, m, bool(h)) for s, i, m, h in found]
+
+    def submission_times(self, submitter: str, since: datetime) -> list[datetime]:
+        """When `submitter`'s stored rows were submitted, from `since` on (for the rate limit)."""
+        with self._connect() as con:
+            found = con.execute("SELECT submitted_at FROM submissions WHERE submitter = ? AND submitted_at >= ?",
+                                (submitter, since.strftime(TIME_FORMAT))).fetchall()
+        return [parse_time(t) for (t,) in found]
 
     # --- writing --------------------------------------------------------------------------------
 
     def add(self, *, model: str, answers_sha256: str, files_sha256: str, files: Sequence[tuple[str, str]],
-            result: dict, answers: list[dict], link: str = "", notes: str = "",
-            provenance: dict | None = None) -> tuple[StoredRow, bool]:
-        """Insert a scored submission; (row, True), or (the existing row, False) for known answers."""
-        split_sha256 = result["split"]["sha256"]
-        version = str(result["scorer_version"])
+            result: dict, answers: PackedAnswers, submitter: str = "", link: str = "", notes: str = "",
+            provenance: dict | None = None,
+            check_name: Callable[[list[identity.Holder]], None] | None = None) -> tuple[StoredRow, bool]:
+        """Insert a scored submission; (row, True), or (the existing row, False) for known answers.
+
+        In the same transaction as the insert, `check_name` sees the rows whose model name clashes
+        with this one (`name_holders`) and may refuse by raising: two submissions racing for a
+        name cannot both get it.
+        """
+        keys = identity.name_keys(model)
+        summary, detail, split_info = split_result(result)
+        overall = summary["overall"].get("value")
+        cover = {t: tuple(c) for t, c in summary["coverage"].items()}
+        values = (model, submitter, link, notes, now_utc(), answers_sha256, files_sha256,
+                  json.dumps([list(f) for f in files]), split_info.get("sha256", ""), str(result["scorer_version"]),
+                  json.dumps(provenance) if provenance else "", int(is_complete(cover)), overall, keys[0], keys[1],
+                  pack_json(summary), pack_json(detail), answers.values_bz2)
         with self._write() as con:
+            known = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE answers_sha256 = ?",
+                                (answers_sha256,)).fetchone()
+            if known is not None:
+                return _row(known), False
+            if check_name is not None:
+                check_name(self.name_holders(keys, con))
+            con.execute("INSERT OR IGNORE INTO splits VALUES (?, ?)",
+                        (split_info.get("sha256", ""), json.dumps(split_info)))
+            con.execute("INSERT OR IGNORE INTO answer_keys (sha256, keys_zlib) VALUES (?, ?)",
+                        (answers.keys_sha256, answers.keys_zlib))
+            keys_id = con.execute("SELECT id FROM answer_keys WHERE sha256 = ?", (answers.keys_sha256,)).fetchone()[0]
             cur = con.execute(
-                "INSERT INTO submissions (model, link, notes, submitted_at, answers_sha256, files_sha256, "
-                "files_json, split_sha256, scorer_version, provenance_json, result_json, answers_zlib) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (answers_sha256, split_sha256, scorer_version) DO NOTHING",
-                (model, link, notes, now_utc(), answers_sha256, files_sha256, json.dumps([list(f) for f in files]),
-                 split_sha256, version, json.dumps(provenance) if provenance else "", json.dumps(result),
-                 pack_answers(answers)))
-            added = cur.rowcount == 1
-        row = self.find(answers_sha256, split_sha256, version)
-        assert row is not None, "a row just inserted or found by its unique key must exist"
-        return row, added
+                "INSERT INTO submissions (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, "
+                "files_json, split_sha256, scorer_version, provenance_json, complete, overall, name_key, name_key2, "
+                "summary_zlib, detail_zlib, answers_bz2, keys_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, keys_id))
+            row_id = cur.lastrowid
+        (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
+         version, provenance_json, complete, overall, *_rest) = values
+        return _row((row_id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json,
+                     split_sha256, version, 0, "", 0, provenance_json, complete, overall)), True
 
     def update_result(self, row_id: int, result: dict) -> None:
         """Replace a row's scores after re-scoring (its split and scorer version follow the result)."""
+        summary, detail, split_info = split_result(result)
+        cover = {t: tuple(c) for t, c in summary["coverage"].items()}
         with self._write() as con:
-            con.execute("UPDATE submissions SET result_json = ?, split_sha256 = ?, scorer_version = ?, "
-                        "rescored_at = ?, revision = revision + 1 WHERE id = ?",
-                        (json.dumps(result), result["split"]["sha256"], str(result["scorer_version"]),
-                         now_utc(), int(row_id)))
+            con.execute("INSERT OR IGNORE INTO splits VALUES (?, ?)",
+                        (split_info.get("sha256", ""), json.dumps(split_info)))
+            changed = con.execute(
+                "UPDATE submissions SET summary_zlib = ?, detail_zlib = ?, split_sha256 = ?, scorer_version = ?, "
+                "complete = ?, overall = ?, rescored_at = ?, revision = revision + 1 WHERE id = ?",
+                (pack_json(summary), pack_json(detail), split_info.get("sha256", ""), str(result["scorer_version"]),
+                 int(is_complete(cover)), summary["overall"].get("value"), now_utc(), int(row_id))).rowcount
+            if not changed:
+                raise RowNotFound(f"no leaderboard row #{row_id}")
 
     def set_hidden(self, row_id: int, hidden: bool, *, admin_token: str | None) -> None:
         check_admin(admin_token)
         with self._write() as con:
             changed = con.execute("UPDATE submissions SET hidden = ? WHERE id = ?",
                                   (int(bool(hidden)), int(row_id))).rowcount
-        if not changed:
-            raise RowNotFound(f"no leaderboard row #{row_id}")
+            if not changed:
+                raise RowNotFound(f"no leaderboard row #{row_id}")
 
     def delete(self, row_id: int, *, admin_token: str | None) -> None:
         check_admin(admin_token)
         with self._write() as con:
             changed = con.execute("DELETE FROM submissions WHERE id = ?", (int(row_id),)).rowcount
-        if not changed:
-            raise RowNotFound(f"no leaderboard row #{row_id}")
+            if not changed:
+                raise RowNotFound(f"no leaderboard row #{row_id}")
+            # A key list no row uses any more goes too (they are shared, so only then).
+            con.execute("DELETE FROM answer_keys WHERE id NOT IN (SELECT keys_id FROM submissions)")
 
     def snapshot(self, dest: Path | str) -> Path:
         """A consistent single-file copy (SQLite backup API: includes what is still in the WAL)."""
@@ -312,6 +510,12 @@ class Store:
         with self._connect() as con, contextlib.closing(sqlite3.connect(dest)) as out:
             con.backup(out)
         return dest
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back the open transaction (SQLite may already have, after a full disk)."""
+    if con.in_transaction:
+        con.execute("ROLLBACK")
 
 
 def _migrate_v1(con: sqlite3.Connection) -> None:
@@ -322,14 +526,14 @@ def _migrate_v1(con: sqlite3.Connection) -> None:
     later ones get a marked identity, so new submissions point at the first.
     """
     con.execute("ALTER TABLE submissions RENAME TO submissions_v1")
-    con.execute(_SUBMISSIONS)
+    con.execute(_SUBMISSIONS_V2)
     seen: dict[tuple, int] = {}
     for rec in con.execute("SELECT id, model, link, notes, submitted_at, files_sha256, files_json, split_sha256, "
                            "scorer_version, result_json, answers_zlib, hidden, rescored_at "
                            "FROM submissions_v1 ORDER BY id").fetchall():
         (id_, model, link, notes, submitted_at, files_sha256, files_json, split_sha256, version, result_json,
          blob, hidden, rescored_at) = rec
-        rows = sorted(unpack_answers(blob), key=lambda r: (r["video"], r["task"]))
+        rows = sorted(json.loads(zlib.decompress(blob).decode("utf-8")), key=lambda r: (r["video"], r["task"]))
         digest = answers_digest(rows)
         key = (digest, split_sha256, version)
         if key in seen:
@@ -340,11 +544,71 @@ def _migrate_v1(con: sqlite3.Connection) -> None:
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (id_, model, link, notes, submitted_at, digest, files_sha256, files_json, split_sha256,
                      version, hidden, rescored_at, result_json, blob))
-    old = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'submissions_v1'").fetchone()
+    _keep_sequence(con, "submissions_v1")
     con.execute("DROP TABLE submissions_v1")
-    if old is not None:
+
+
+def _keep_sequence(con: sqlite3.Connection, old: str) -> None:
+    """Carry the id sequence over from the renamed table, so ids are never reused."""
+    found = con.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (old,)).fetchone()
+    if found is not None:
         con.execute("DELETE FROM sqlite_sequence WHERE name = 'submissions'")
-        con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('submissions', ?)", (old[0],))
+        con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('submissions', ?)", (found[0],))
+
+
+def _migrate_v2(con: sqlite3.Connection) -> None:
+    """Schema 2 -> 3 in the open transaction: every row kept, with its id, scores and answers.
+
+    - identity: what the scorer reads of the answers (`scored_digest`), unique. Rows that schema
+      2 kept apart although the scorer reads the same (`Yes` and `yes`) all stay; the later ones
+      get a marked identity, so new submissions point at the first. Answers that no longer read
+      keep their schema-2 identity, marked.
+    - submitter: unrecorded (`identity.UNRECORDED`), so nobody can take these rows' names.
+    - the answers re-packed (shared key lists), the scorer JSON cut into summary, detail and split.
+    Scores are not recomputed here (that needs the split): the scorer version of these rows is
+    older than `SCORER_VERSION`, so `python -m leaderboard rescore` (or the Admin tab) brings
+    them up to date, adding the overall score's interval.
+    """
+    con.execute("ALTER TABLE submissions RENAME TO submissions_v2")
+    for name in ("submissions_name_key", "submissions_name_key2", "submissions_submitter"):
+        con.execute(f"DROP INDEX IF EXISTS {name}")
+    for statement in _TABLES:
+        con.execute(statement)
+    seen: dict[str, int] = {}
+    query = ("SELECT id, model, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256, "
+             "scorer_version, hidden, rescored_at, revision, provenance_json, result_json, answers_zlib "
+             "FROM submissions_v2 ORDER BY id")
+    for rec in con.execute(query).fetchall():
+        (id_, model, link, notes, submitted_at, old_digest, files_sha256, files_json, split_sha256, version, hidden,
+         rescored_at, revision, provenance_json, result_json, blob) = rec
+        rows = json.loads(zlib.decompress(blob).decode("utf-8"))
+        try:
+            digest = scored_digest(parse_canonical(rows, f"row-{id_}"))
+        except SubmissionError:
+            digest = f"{old_digest}:unreadable-answers"
+        if digest in seen:
+            digest = f"{digest}:same-answers-as-#{seen[digest]}"
+        seen.setdefault(digest, id_)
+        result = json.loads(result_json)
+        summary, detail, split_info = split_result(result)
+        cover = {t: tuple(c) for t, c in summary["coverage"].items()}
+        packed = pack_answers(rows)
+        keys = identity.name_keys(model)
+        con.execute("INSERT OR IGNORE INTO splits VALUES (?, ?)", (split_sha256, json.dumps(split_info)))
+        con.execute("INSERT OR IGNORE INTO answer_keys (sha256, keys_zlib) VALUES (?, ?)",
+                    (packed.keys_sha256, packed.keys_zlib))
+        keys_id = con.execute("SELECT id FROM answer_keys WHERE sha256 = ?", (packed.keys_sha256,)).fetchone()[0]
+        con.execute(
+            "INSERT INTO submissions (id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, "
+            "files_json, split_sha256, scorer_version, hidden, rescored_at, revision, provenance_json, complete, "
+            "overall, name_key, name_key2, summary_zlib, detail_zlib, keys_id, answers_bz2) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (id_, model, identity.UNRECORDED, link, notes, submitted_at, digest, files_sha256, files_json,
+             split_sha256, version, hidden, rescored_at, revision, provenance_json, int(is_complete(cover)),
+             summary["overall"].get("value"), keys[0], keys[1], pack_json(summary), pack_json(detail), keys_id,
+             packed.values_bz2))
+    _keep_sequence(con, "submissions_v2")
+    con.execute("DROP TABLE submissions_v2")
 
 
 def check_admin(token: str | None) -> None:
@@ -355,4 +619,3 @@ def check_admin(token: str | None) -> None:
     if not isinstance(token, str) or not token or not hmac.compare_digest(token.encode("utf-8"),
                                                                          expected.encode("utf-8")):
         raise PermissionError("wrong admin token")
-

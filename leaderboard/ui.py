@@ -1,33 +1,41 @@
 """The leaderboard tab: the paper's reported rows beside verified submissions, scored here.
 
 `app.py` calls `build()` inside its "Leaderboard" tab. All logic lives in `Board` (plain
-methods over `store`, `table` and `scoring`, testable without a browser); `build()` only lays
-out Gradio components and wires them to those methods.
+methods over `store`, `table`, `intake` and `scoring`, testable without a browser); `build()`
+only lays out Gradio components, one builder per section (`_main_table_section`,
+`_per_task_section`, `_compare_section`, `_failures_section`, `_submit_section`,
+`_admin_section`, `_api_section`), and wires them to those methods.
 
 Named API endpoints (usable from `gradio_client`):
 - `/submit` (files, model, link, notes, provenance=None) -> the scorer's JSON plus a
-  `leaderboard` block;
-- `/leaderboard` (protocol = "paper", details = False) -> a list of row dicts (model, kind,
+  `leaderboard` block; on a Space the caller is the signed-in user, or the owner of the token
+  given as `Client(..., oauth_token=...)`;
+- `/leaderboard` (protocol = "paper", details = False, limit = 100, offset = 0) -> `{"total",
+  "offset", "limit", "rows"}`: a page of row dicts (model, submitter, kind, overall, complete,
   coverage, headline metrics; with `details` also intervals, every metric and the provenance),
-  in the table's default order;
+  in the table's default order (the overall score);
 - `/export_csv` (protocol = "paper") -> the CSV file of the table's default view.
 
 User text (model names, notes, links, file contents) is only ever shown in components that
 render plain text (Dataframe `str` cells, Textbox, JSON, Dropdown labels), never Markdown/HTML;
 error toasts are HTML-escaped. Every event runs in Gradio's queue, in concurrency groups
 (`QUEUES`), so a burst of one kind of request cannot starve the others.
+
+Scale: views and `/leaderboard` page (`PAGE_SIZE` rows at a time); every row's compact form is
+kept in memory and rebuilt only when that row changes, so a write costs one row's parsing, not
+every row's.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import html
 import math
 import os
 import sys
 import tempfile
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +44,7 @@ import pandas as pd
 
 from crashchat.provenance import ProvenanceError, describe
 from crashchat.tasks import TASKS, get_task
-from leaderboard import SCORER_VERSION, scoring, table
+from leaderboard import SCORER_VERSION, identity, scoring, table
 from leaderboard.hubsync import HubSync
 from leaderboard.intake import (
     MAX_FILES,
@@ -49,8 +57,8 @@ from leaderboard.intake import (
     submit,
     validate,
 )
-from leaderboard.split import Split, SplitError, load_split
-from leaderboard.store import RowNotFound, Store, StoreError, check_admin
+from leaderboard.split import Split, SplitError, cache_dir, load_split
+from leaderboard.store import RowNotFound, Store, StoredRow, StoreError, check_admin
 from leaderboard.submission import MAX_BYTES, MAX_RESPONSE, Submission, SubmissionError
 
 
@@ -59,7 +67,7 @@ class BoardError(ValueError):
 
 
 USER_ERRORS = (SubmitError, SubmissionError, ProvenanceError, SplitError, PermissionError, StoreError, RowNotFound,
-               BoardError)
+               BoardError, identity.IdentityError)
 """What a user can cause; anything else (a KeyError included) is a bug and surfaces as one."""
 
 # Concurrency groups: (id, how many at once). Reads are cached and cheap; scoring is CPU-bound.
@@ -71,13 +79,21 @@ QUEUES = {
     "submit": ("board-submit", 1),    # scoring a submission
 }
 
+PAGE_SIZE = 100
+"""Rows per page of the table, the Per-task view and `/leaderboard` (default `limit`)."""
+MAX_LIMIT = 1000
+"""The most rows one `/leaderboard` call returns."""
+PICKER_ROWS = 200
+"""Row pickers list the best rows in table order; any other row is picked by typing `#id`."""
+
 INTRO = """\
-**Verified** rows were scored here from submitted answers on the CrashChat test split (their split
-fingerprint, protocol, scorer version, time and answers hash are shown). **Reported** rows are the
-numbers printed in the paper, unchanged, shown only under the paper protocol. The *strict*
+**Verified** rows were scored here from submitted answers on the CrashChat test split (each shows
+who submitted it, its split fingerprint, scorer version, time and answers hash). **Reported** rows
+are the numbers printed in the paper, unchanged, shown only under the paper protocol. The *strict*
 protocol counts every split record once (a missing or unparseable answer counts as wrong); the
-*paper* protocol reproduces the published scoring. A row marked *partial* did not answer every
-question of a task and ranks below every row that did.
+*paper* protocol reproduces the published scoring (it drops unparseable Yes/No and empty texts).
+A row marked *partial* did not answer every question of a task (a missing, empty or unparseable
+answer is not an answer, under either protocol) and ranks below every row that did.
 """
 
 SUBMIT_HELP = f"""\
@@ -87,19 +103,23 @@ Upload one or more prediction files: the authors' per-task JSON files, or JSONL/
 its output to record how the predictions were produced (optional). At most {MAX_FILES} files,
 {MAX_BYTES // 1024 ** 2} MB each and {MAX_REQUEST_BYTES // 1024 ** 2} MB together; an answer at most
 {MAX_RESPONSE // 1024} k characters. The validation report appears when the files are uploaded; **Submit**
-scores them and adds the row. Answers already scored on this split and scorer version (in any
-order, layout or file split) point at the existing row.
+scores them and adds the row. Answers the scorer reads the same way as a row already on the board
+(in any order, layout, file split, case or spacing) point at that row.
+
+A model name is yours once you use it: it cannot be a paper row's name (or look like one, or say
+"(paper)"), another submitter's name, or one of your own names again. On a Hugging Face Space you
+submit as the user you signed in as, at most a few times a day.
 """
 
-VALIDATION_COLUMNS = ["Task", "Expected", "Matched", "Missing", "Unknown", "Unparseable"]
+VALIDATION_COLUMNS = ["Task", "Expected", "Matched", "Answered", "Missing", "Unknown", "Unparseable"]
 ADMIN_ACTIONS = ("hide", "unhide", "delete", "re-score stale rows")
 
 VERIFIED_STYLE = "background-color: rgba(37, 99, 235, 0.10)"
 PARTIAL_STYLE = "color: #9a3412"
 
-# Widths (px) keep headers on word boundaries and make the table wider than the page, so the
-# horizontal scrollbar shows; long texts wrap inside their column.
-MAIN_WIDTHS = [220, 84] + [150] * len(table.main_columns()) + [150, 220, 70, 260, 70, 170, 150, 200, 260]
+# Widths (px): the default columns fit a 1280-px screen; picked columns add to the right.
+WIDTHS = {"Model": 210, "Submitter": 120, "Answered": 112}
+METRIC_WIDTH, OVERALL_WIDTH, INFO_WIDTH = 106, 124, 160
 FAILURE_WIDTHS = [170, 110, 300, 300, 140, 70]
 
 CSS = """
@@ -109,11 +129,34 @@ CSS = """
 }
 #board-main .virtual-table-viewport, #board-task-table .virtual-table-viewport,
 #board-failures .virtual-table-viewport {
-  overflow-x: scroll !important; scrollbar-width: auto !important;
+  overflow-x: auto !important; scrollbar-width: auto !important;
   scrollbar-color: #6b7280 #e5e7eb !important;
 }
 #board-failures td, #board-failures td * { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
 """
+
+
+def column_widths(headers: list[str]) -> list[int]:
+    overall = table.OVERALL_COLUMN.header
+    metric_headers = {c.header for c in table.main_columns()}
+    return [WIDTHS.get(h, OVERALL_WIDTH if h == overall else METRIC_WIDTH if h in metric_headers else INFO_WIDTH)
+            for h in headers]
+
+
+def split_notice(split_dir: str | os.PathLike | None = None) -> str:
+    """What the tab says at start about the test split: nothing when it is here, else where it is
+    looked for and the environment variable to set (offline, the download cannot work)."""
+    chosen = split_dir or os.environ.get("CRASHCHAT_SPLIT_DIR")
+    if chosen:
+        return "" if Path(chosen).is_dir() else (
+            f"The test split folder {chosen} does not exist, so submissions cannot be scored: set "
+            "CRASHCHAT_SPLIT_DIR to a folder holding the six crashchat_dada_video_total_<task>_test.json files.")
+    folder = cache_dir()
+    if all((folder / t.split_file()).is_file() for t in TASKS):
+        return ""
+    return ("The test split is not on this machine yet: it is downloaded from GitHub (Liangkd/CrashChat) on the "
+            "first upload. Offline, that fails: set CRASHCHAT_SPLIT_DIR to a folder holding the six "
+            "crashchat_dada_video_total_<task>_test.json files and restart.")
 
 
 class Board:
@@ -129,9 +172,17 @@ class Board:
         self._split: Split | None = None
         self._split_lock = threading.Lock()
         self._csv_dir = Path(tempfile.mkdtemp(prefix="crashchat-board-"))
+        self._exports: deque[Path] = deque()
+        self._exports_lock = threading.Lock()
         self._cache: dict[tuple, object] = {}
         self._cache_generation: int | None = None
         self._cache_lock = threading.Lock()
+        self._compact: dict[int, tuple[StoredRow, dict[str, table.Row]]] = {}
+        """Row id -> (the stored row it was built from, its compact Row per protocol)."""
+        self._compact_lock = threading.Lock()
+        self._full: dict[tuple, table.Row] = {}
+        """(id, revision, protocol) -> full Row (every metric, per source), for the few rows shown."""
+        identity.submit_limit()  # a bad CRASHCHAT_SUBMIT_LIMIT stops the app at start, not at the first submission
 
     @classmethod
     def from_env(cls) -> Board:
@@ -150,6 +201,9 @@ class Board:
             if self._split is None:
                 self._split = load_split(self.split_dir)
             return self._split
+
+    def split_notice(self) -> str:
+        return "" if self._split is not None else split_notice(self.split_dir)
 
     def _cached(self, key: tuple, build):
         """`build()` once per store generation (any write, from any process, expires it)."""
@@ -177,23 +231,85 @@ class Board:
         """Forget every cached view and parsed row (benchmarks time the uncached path this way)."""
         with self._cache_lock:
             self._cache, self._cache_generation = {}, None
+        with self._compact_lock:
+            self._compact.clear()
+            self._full.clear()
         self.store.clear_cache()
 
+    def _verified(self, protocol: str) -> list[table.Row]:
+        """Every visible stored row's compact Row; only new or changed rows are read and parsed."""
+        stored = self.store.rows()
+        with self._compact_lock:
+            known = dict(self._compact)
+        stale = [s for s in stored if s.id not in known or known[s.id][0] is not s]
+        if stale:
+            summaries = self.store.summaries(s.id for s in stale)
+            built = {}
+            for s in stale:
+                record = {**s.as_dict(), "summary": summaries[s.id]}
+                built[s.id] = (s, {p: table.verified_row(record, p, full=False) for p in table.PROTOCOLS})
+            with self._compact_lock:
+                alive = {s.id for s in stored}
+                self._compact = {i: v for i, v in {**self._compact, **built}.items() if i in alive}
+                known = dict(self._compact)
+        return [known[s.id][1][protocol] for s in stored]
+
     def rows(self, protocol: str) -> list[table.Row]:
-        return self._cached(("rows", protocol), lambda: table.rows_for(
-            protocol, self._reported, [r.as_dict() for r in self.store.rows()]))
+        """Every row shown under `protocol` (compact: the main table's metrics), reported rows first."""
+        return self._cached(("rows", protocol), lambda: (list(self._reported) if protocol == "paper" else [])
+                            + self._verified(protocol))
 
     def verified(self, protocol: str = "strict") -> list[table.Row]:
         return [r for r in self.rows(protocol) if r.kind == table.VERIFIED]
 
+    def full(self, rows: list[table.Row]) -> list[table.Row]:
+        """The same rows with every metric and their per-source breakdown (read for these rows only)."""
+        out, need = [], []
+        for r in rows:
+            if r.kind == table.VERIFIED:
+                need.append(r)
+        stored = {s.id: s for s in self.store.rows()} if need else {}
+        missing = [r for r in need if (r.id, stored[r.id].revision, r.protocol) not in self._full]
+        if missing:
+            summaries = self.store.summaries(r.id for r in missing)
+            for r in missing:
+                s = stored[r.id]
+                by_source = self.store.result(r.id)["protocols"]
+                record = {**s.as_dict(), "summary": summaries[r.id],
+                          "by_source": {p: v.get("by_source", {}) for p, v in by_source.items()}}
+                with self._compact_lock:
+                    if len(self._full) > 512:
+                        self._full.clear()
+                    for p in table.PROTOCOLS:
+                        self._full[(r.id, s.revision, p)] = table.verified_row(record, p)
+        for r in rows:
+            out.append(r if r.kind == table.REPORTED else self._full[(r.id, stored[r.id].revision, r.protocol)])
+        return out
+
+    def resolve(self, key: str | None) -> str | None:
+        """A picker's value as a row key: `verified:N`, `paper:NAME`, or a typed `#N` / `N`."""
+        if key is None:
+            return None
+        text = str(key).strip()
+        if text.lstrip("#").isdigit():
+            return f"verified:{int(text.lstrip('#'))}"
+        return text or None
+
     def _row(self, key: str | None, protocol: str = "strict") -> table.Row:
         """A row shown now (never a hidden one), under `protocol` (verified rows under any)."""
-        for row in self.rows(protocol) + (self.verified("paper") if protocol == "strict" else []):
-            if row.key == key:
-                return row
+        key = self.resolve(key)
+        if key and key.startswith("verified:"):
+            for row in self.verified(protocol if protocol == "strict" else "paper"):
+                if row.key == key:
+                    return row
+        else:
+            for row in self.rows(protocol):
+                if row.key == key:
+                    return row
         raise BoardError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
 
     def submission(self, key: str | None) -> Submission:
+        key = self.resolve(key)
         if not key or not str(key).startswith("verified:"):
             raise BoardError("pick a verified row")
         row = self._row(key)  # a hidden row's answers stay hidden, even for a page opened before
@@ -201,57 +317,100 @@ class Board:
 
     # --- main table -----------------------------------------------------------------------------
 
+    def ordered(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
+                descending: bool = True) -> list[table.Row]:
+        """The rows of a view, in its order (searched over every row)."""
+        key = ("ordered", protocol, search or "", sort_by or "", bool(descending))
+        return self._cached(key, lambda: table.shown_rows(self.rows(protocol), search or "", sort_by, descending))
+
     def main_table(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
-                   descending: bool = True) -> pd.DataFrame:
-        key = ("main", protocol, search or "", sort_by or "", bool(descending))
-        return self._cached(key, lambda: table.main_table(self.rows(protocol), search=search or "",
-                                                          sort_by=sort_by, descending=descending))
+                   descending: bool = True, extra: list[str] | None = None) -> pd.DataFrame:
+        """Every row of a view as the table shows it (tests and small boards; the tab pages)."""
+        rows = self.ordered(protocol, search, sort_by, descending)
+        return pd.DataFrame(table.main_records(rows, extra or ()), columns=table.main_headers(extra or ()))
 
     def export_csv(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
                    descending: bool = True) -> str:
-        """The CSV of the current view (formula cells neutralised); one file per distinct content."""
+        """The CSV of a view (formula cells neutralised), written for this request: a new file in the
+        board's own folder (the latest few are kept), so no other request can take it away."""
         def build() -> str:
-            frame = table.export_frame(self.rows(protocol), search=search or "", sort_by=sort_by,
-                                       descending=descending)
-            text = table.csv_text(frame)
-            folder = self._csv_dir / hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-            path = folder / f"crashchat_leaderboard_{protocol}.csv"
-            if not path.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8", newline="")
-            return str(path)
+            return table.csv_text(table.export_frame(self.ordered(protocol, search, sort_by, descending)))
 
-        return self._cached(("csv", protocol, search or "", sort_by or "", bool(descending)), build)
+        text = self._cached(("csv", protocol, search or "", sort_by or "", bool(descending)), build)
+        handle, name = tempfile.mkstemp(prefix="export-", suffix=".csv", dir=self._csv_dir)
+        folder = Path(name).with_suffix("")
+        os.close(handle)
+        os.unlink(name)
+        folder.mkdir()
+        path = folder / f"crashchat_leaderboard_{protocol}.csv"
+        path.write_text(text, encoding="utf-8", newline="")
+        with self._exports_lock:
+            self._exports.append(path)
+            while len(self._exports) > 32:  # our own files: Gradio has copied older ones into its cache
+                old = self._exports.popleft()
+                old.unlink(missing_ok=True)
+                old.parent.rmdir()
+        return str(path)
 
     def view(self, protocol: str = "paper", search: str = "", sort_by: str | None = None,
-             descending: bool = True) -> tuple[dict, str]:
-        """The main table as the Dataframe shows it (verified rows highlighted; an empty view says
-        why) and the CSV of exactly those rows (the download button's file)."""
+             descending: bool = True, extra: list[str] | None = None, page: float | int | None = 1) -> dict:
+        """One page of the main table as the Dataframe shows it (verified rows highlighted; an
+        empty view says why), with `note` ("rows 1-100 of 10,010") and `page` (clamped)."""
+        extra = [e for e in table.EXTRA_CHOICES if e in (extra or [])]
+        rows = self.ordered(protocol, search, sort_by, descending)
+        pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+        number = _whole(page, 1)
+        number = min(max(number, 1), pages)
+
         def build() -> dict:
-            frame = self.main_table(protocol, search, sort_by, descending)
-            if frame.empty:
+            shown = rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
+            headers = table.main_headers(extra)
+            if not shown:
                 note = table.EMPTY_NOTE["strict" if protocol == "strict" and not search else "paper"]
-                frame = pd.DataFrame([[note] + [""] * (len(frame.columns) - 1)], columns=frame.columns)
-            return display_value(frame)
+                return display_value(headers, [[note] + [""] * (len(headers) - 1)], [""])
+            return display_value(headers, table.main_records(shown, extra), [r.kind for r in shown])
 
-        shown = self._cached(("view", protocol, search or "", sort_by or "", bool(descending)), build)
-        return shown, self.export_csv(protocol, search, sort_by, descending)
+        key = ("view", protocol, search or "", sort_by or "", bool(descending), tuple(extra), number)
+        shown = self._cached(key, build)
+        first = (number - 1) * PAGE_SIZE + 1
+        note = (f"Rows {first:,}–{min(number * PAGE_SIZE, len(rows)):,} of {len(rows):,} (page {number} of {pages})"
+                if rows else "No rows")
+        return {"value": shown, "note": note, "page": number, "pages": pages}
 
-    def api_rows(self, protocol: str = "paper", details: bool = False) -> list[dict]:
-        """`/leaderboard`: every row shown under `protocol`, in the table's default order."""
+    def api_rows(self, protocol: str = "paper", details: bool = False, limit: int | float | None = PAGE_SIZE,
+                 offset: int | float | None = 0) -> dict:
+        """`/leaderboard`: a page of the rows shown under `protocol`, in the table's default order,
+        with the total."""
         if protocol not in table.PROTOCOLS:
             raise BoardError(f"protocol must be one of {', '.join(table.PROTOCOLS)}")
-        return self._cached(("api", protocol, bool(details)), lambda: table.api_rows(
-            table.shown_rows(self.rows(protocol)), details=bool(details)))
+        limit = _whole(limit, PAGE_SIZE)
+        offset = _whole(offset, 0)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BoardError(f"limit: a whole number from 1 to {MAX_LIMIT}")
+        if offset < 0:
+            raise BoardError("offset: a whole number, 0 or more")
+
+        def build() -> dict:
+            rows = self.ordered(protocol)
+            page = rows[offset:offset + limit]
+            return {"total": len(rows), "offset": offset, "limit": limit,
+                    "rows": table.api_rows(self.full(page) if details else page, details=bool(details))}
+
+        return self._cached(("api", protocol, bool(details), limit, offset), build)
 
     def choices(self, protocol: str = "paper") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """(all rows, verified rows) as (label, key) pairs for pickers."""
-        every = [(r.display_name, r.key) for r in self.rows(protocol)]
-        verified = [(r.display_name, r.key) for r in self.verified()]
-        return every, verified
+        """(rows, verified rows) as (label, key) pairs for pickers: the best `PICKER_ROWS` of each, in
+        table order (any other verified row: type `#id`)."""
+        def build():
+            ordered = self.ordered(protocol)
+            every = [(r.display_name, r.key) for r in ordered[:PICKER_ROWS]]
+            verified = [(r.display_name, r.key) for r in self.ordered("strict")[:PICKER_ROWS]]
+            return every, verified
+
+        return self._cached(("choices", protocol), build)
 
     def details(self, key: str | None) -> dict | None:
-        """Everything known about one verified row: verification, coverage, how it was produced."""
+        """Everything known about one verified row: who, verification, coverage, how it was produced."""
         if not key:
             return None
         row = self._row(key)
@@ -259,9 +418,10 @@ class Board:
         if stored is None or stored.hidden:
             raise BoardError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
         return {
-            "row": row.id, "model": row.model, "link": row.link, "notes": row.notes,
-            "submitted_at": row.submitted_at, "split_sha256": row.split_sha256,
+            "row": row.id, "model": row.model, "submitter": row.shown_submitter, "link": row.link,
+            "notes": row.notes, "submitted_at": row.submitted_at, "split_sha256": row.split_sha256,
             "scorer_version": row.scorer_version, "answers_sha256": row.answers_sha256,
+            "overall": row.overall, "overall_ci95": list(row.overall_ci) if row.overall_ci else None,
             "files": [{"name": n, "sha256": h} for n, h in stored.files],
             "answered": {get_task(t).title: f"{a:,}/{e:,}" + ("" if a >= e else f" {table.PARTIAL}")
                          for t, (a, e) in row.coverage.items()},
@@ -272,17 +432,22 @@ class Board:
     # --- per task, per source -------------------------------------------------------------------
 
     def task_view(self, task_id: str, protocol: str, keys: list[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The Per-task table (the best `PAGE_SIZE` rows in the task's order) and the chart's data."""
         rows = self.rows(protocol)
-        return table.task_table(rows, task_id), table.bar_frame(rows, task_id, keys or [])
+        ranked = table.rank_for_task(rows, task_id)[:PAGE_SIZE]
+        wanted = {self.resolve(k) for k in keys or []}
+        picked = [r for r in rows if r.key in wanted]
+        return table.task_table(self.full(ranked), task_id), table.bar_frame(self.full(picked), task_id, list(wanted))
 
     def source_view(self, key: str | None, task_id: str, protocol: str) -> pd.DataFrame:
         if not key:
             return table.source_table(table.Row("", table.VERIFIED, protocol, {}), task_id)
-        return table.source_table(self._row(key, protocol), task_id)
+        return table.source_table(self.full([self._row(key, protocol)])[0], task_id)
 
     # --- compare and failures -------------------------------------------------------------------
 
     def compare(self, key_a: str | None, key_b: str | None, resamples: int = 1000) -> pd.DataFrame:
+        key_a, key_b = self.resolve(key_a), self.resolve(key_b)
         if not key_a or not key_b:
             raise BoardError("pick two verified rows")
         if key_a == key_b:
@@ -291,24 +456,29 @@ class Board:
         return table.compare_table(result, self._row(key_a).display_name, self._row(key_b).display_name)
 
     def failures(self, key: str | None, task_id: str, protocol: str = "strict", limit: int = 20) -> pd.DataFrame:
-        items = _item_scores(self.store, self.submission(key), self.split(), key, protocol)
+        items = _item_scores(self.store, self.submission(key), self.split(), self.resolve(key), protocol)
         return table.failures_table(items.get(task_id, []), int(limit))
 
     # --- submit ---------------------------------------------------------------------------------
 
-    def validation_report(self, paths: list[str] | None) -> tuple[pd.DataFrame, str]:
+    def validation_report(self, paths: list[str] | None,
+                          who: identity.Submitter | None = None) -> tuple[pd.DataFrame, str]:
         if not paths:
             return pd.DataFrame(columns=VALIDATION_COLUMNS), "Upload one or more prediction files."
         upload, sub = validate(paths, self.split())
         frame = validation_frame(sub.validation)
         matched = sum(v["matched"] for v in sub.validation.values())
+        answered = sum(v["matched"] - v["unparseable"] for v in sub.validation.values())
+        expected = sum(v["expected"] for v in sub.validation.values())
         produced = f" How produced: {describe(upload.provenance)}." if upload.provenance else ""
-        return frame, (f"{len(upload.predictions)} prediction file(s) read: {matched} answers match the split "
-                       f"{self.split().sha256[:12]}.{produced} Press Submit to score them and add the row.")
+        as_whom = f" You submit as {who.name} ({_via(who)})." if who is not None else ""
+        return frame, (f"{len(upload.predictions)} prediction file(s) read: {matched:,} answers match the split "
+                       f"{self.split().sha256[:12]}, {answered:,} of the {expected:,} questions answered.{produced}"
+                       f"{as_whom} Press Submit to score them and add the row.")
 
     def submit(self, paths: list[str] | None, model: str, link: str = "", notes: str = "",
-               provenance_path: str | None = None) -> Outcome:
-        outcome = submit(self.store, paths or [], model, split=self.split(), link=link or "",
+               provenance_path: str | None = None, *, who: identity.Submitter | None = None) -> Outcome:
+        outcome = submit(self.store, paths or [], model, split=self.split(), submitter=who, link=link or "",
                          notes=notes or "", provenance_path=provenance_path, bootstrap=self.bootstrap)
         if outcome.added and self.sync is not None:
             self.sync.push_soon()
@@ -337,23 +507,35 @@ class Board:
         return message
 
 
-def display_value(frame: pd.DataFrame) -> dict:
-    """The Dataframe component's value for a main table: verified rows highlighted, partial cells
-    marked, built directly (a pandas Styler takes ~1 s for 1000 rows)."""
-    headers = [str(c) for c in frame.columns]
-    data = frame.to_numpy().tolist()
-    kind = headers.index("Kind")
+def _whole(value, default: int) -> int:
+    """A whole number from a form or API value (None: `default`); anything else is a `BoardError`."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
+        raise BoardError(f"{value!r}: a whole number expected")
+    return int(value)
+
+
+def _via(who: identity.Submitter) -> str:
+    return {"huggingface": "signed in with Hugging Face", "token": "Hugging Face token",
+            "local": "the local user; no sign-in outside a Space"}.get(who.via, who.via)
+
+
+def display_value(headers: list[str], data: list[list[str]], kinds: list[str]) -> dict:
+    """The Dataframe component's value for a main-table page: verified rows highlighted, partial
+    cells marked, built directly (a pandas Styler takes ~1 s for 1000 rows)."""
     styling = []
-    for cells in data:
-        base = VERIFIED_STYLE if cells[kind] == table.VERIFIED else ""
+    for cells, kind in zip(data, kinds, strict=True):
+        base = VERIFIED_STYLE if kind == table.VERIFIED else ""
         styling.append([f"{base}; {PARTIAL_STYLE}" if isinstance(c, str) and c.endswith(f" {table.PARTIAL}")
                         else base for c in cells])
     return {"headers": headers, "data": data, "metadata": {"display_value": data, "styling": styling}}
 
 
 def validation_frame(validation: dict) -> pd.DataFrame:
-    records = [[get_task(t).title, v["expected"], v["matched"], v["missing"], v["unknown"], v["unparseable"]]
-               for t, v in validation.items()]
+    records = [[get_task(t).title, v["expected"], v["matched"], v["matched"] - v["unparseable"], v["missing"],
+                v["unknown"], v["unparseable"]] for t, v in validation.items()]
     return pd.DataFrame(records, columns=VALIDATION_COLUMNS)
 
 
@@ -361,10 +543,10 @@ def outcome_message(outcome: Outcome) -> str:
     row = outcome.row
     produced = f" How produced: {describe(row.provenance)}." if row.provenance else ""
     if outcome.added:
-        return (f"Added as row #{row.id} (answers {row.answers_sha256[:16]}, scorer {row.scorer_version})."
-                f"{produced}")
-    return (f"These answers were already scored on this split with scorer {row.scorer_version}: "
-            f"row #{row.id}, submitted {row.submitted_at} as {row.model!r}. No row added.")
+        return (f"Added as row #{row.id} by {row.submitter or 'an unrecorded submitter'} (answers "
+                f"{row.answers_sha256[:16]}, scorer {row.scorer_version}).{produced}")
+    return (f"These answers are already on the board: the scorer reads them as it reads row #{row.id}, "
+            f"submitted {row.submitted_at} as {row.model!r}. No row added.")
 
 
 def error_line(exc: BaseException) -> str:
@@ -389,7 +571,7 @@ def _stored_submission(store: Store, row_id: int, split: Split) -> Submission:
 _items_cache: dict[tuple, dict] = {}
 
 
-def _item_scores(store: Store, sub: Submission, split: Split, key: str, protocol: str) -> dict:
+def _item_scores(store: Store, sub: Submission, split: Split, key: str | None, protocol: str) -> dict:
     cache_key = (str(store.path), key, split.sha256, protocol)
     if cache_key not in _items_cache:
         if len(_items_cache) > 16:
@@ -418,18 +600,16 @@ def _paths(files) -> list[str]:
     return [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
 
 
-def discard_uploads(paths: list[str]) -> None:
-    """Delete uploaded files once processed (only files inside Gradio's upload folder)."""
-    root = Path(gr.utils.get_upload_folder()).resolve()
-    for p in paths:
-        path = Path(p).resolve()
-        if root not in path.parents:
-            continue
-        path.unlink(missing_ok=True)
-        try:
-            path.parent.rmdir()  # Gradio keeps each upload in its own folder
-        except OSError:
-            pass
+def login_configured() -> bool:
+    """Sign in with Hugging Face works here: a Space whose README front matter says `hf_oauth:
+    true` (the Space then sets `OAUTH_CLIENT_ID`; without it Gradio's login route cannot start)."""
+    return gr.utils.get_space() is not None and bool(os.environ.get("OAUTH_CLIENT_ID"))
+
+
+def who_submits(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None) -> identity.Submitter:
+    """The submitter of a Gradio event: the signed-in user, or the owner of an API client's token."""
+    return identity.submitter(getattr(profile, "username", None) if profile is not None else None,
+                              token.token if token is not None else None)
 
 
 # --- the tab: one builder per section, wired together by `build` -------------------------------
@@ -448,40 +628,83 @@ class _TableSection:
     search: gr.Textbox
     sort_by: gr.Dropdown
     descending: gr.Checkbox
+    extra: gr.CheckboxGroup
+    page: gr.Number
+    note: gr.Textbox
     main: gr.Dataframe
     download: gr.DownloadButton
     details_row: gr.Dropdown
 
     @property
     def view(self) -> list:
-        """The inputs of a table view (protocol, search, sort, direction)."""
-        return [self.protocol, self.search, self.sort_by, self.descending]
+        """The inputs of a table view (protocol, search, sort, direction, columns, page)."""
+        return [self.protocol, self.search, self.sort_by, self.descending, self.extra, self.page]
+
+    @property
+    def outputs(self) -> list:
+        return [self.main, self.note, self.page]
+
+
+def _view_outputs(board: Board, proto: str, query: str, sort: str, desc: bool, extra: list[str], page) -> tuple:
+    shown = board.view(proto, query, sort, desc, extra, page)
+    headers = shown["value"]["headers"]
+    return (gr.update(value=shown["value"], column_widths=column_widths(headers)), shown["note"], shown["page"])
 
 
 def _main_table_section(board: Board) -> _TableSection:
-    """The Table tab: protocol, search, sort, the main table, its CSV, one row's details."""
+    """The Table tab: protocol, search, sort, column picker, a page of the main table, its CSV,
+    one row's details."""
     with gr.Tab("Table", id="board-table"):
+        gr.Markdown(table.OVERALL_TEXT)
         with gr.Row():
             protocol = gr.Radio(list(table.PROTOCOLS), value="paper", label="Protocol", scale=1,
                                 elem_id="board-protocol")
-            search = gr.Textbox(label="Search", placeholder="model, kind, paper table, notes…", scale=2)
+            search = gr.Textbox(label="Search", placeholder="model, submitter, kind, paper table, notes…", scale=2)
             sort_by = gr.Dropdown([c.label for c in table.main_columns()], value=table.DEFAULT_SORT.label,
                                   label="Sort by", scale=2)
             descending = gr.Checkbox(value=True, label="Descending", scale=1)
-        main = gr.Dataframe(datatype="str", interactive=False, wrap=True, column_widths=MAIN_WIDTHS,
+        extra = gr.CheckboxGroup(list(table.EXTRA_CHOICES), value=[], label="More columns",
+                                 elem_id="board-columns")
+        headers = table.main_headers()
+        main = gr.Dataframe(datatype="str", interactive=False, wrap=True, column_widths=column_widths(headers),
                             pinned_columns=1, max_height=640, elem_id="board-main",
                             label="Leaderboard", show_label=False, buttons=["fullscreen"])
+        with gr.Row():
+            previous = gr.Button("◀ Previous", size="sm", scale=0, min_width=110)
+            page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=0, min_width=90,
+                             elem_id="board-page")
+            following = gr.Button("Next ▶", size="sm", scale=0, min_width=110)
+            note = gr.Textbox(show_label=False, interactive=False, container=False, scale=3, elem_id="board-page-note")
+            download = gr.DownloadButton("Download CSV of this view", variant="secondary", scale=1)
         gr.Markdown(table.FOOTNOTE)
-        download = gr.DownloadButton("Download CSV of this view", variant="secondary")
-        with gr.Accordion("Details of a verified row (how it was produced, files, coverage)", open=False):
-            details_row = gr.Dropdown([], label="Verified row")
+        with gr.Accordion("Details of a verified row (who, how it was produced, files, coverage)", open=False):
+            details_row = gr.Dropdown([], label="Verified row (or type #id)", allow_custom_value=True)
             details = gr.JSON(label="Row details", elem_id="board-details")
-    section = _TableSection(protocol, search, sort_by, descending, main, download, details_row)
-    # triggers=None: on page load and whenever one of the inputs changes.
-    gr.on(None, _user_errors(board.view), inputs=section.view, outputs=[main, download], **_queue("read"),
-          **_PRIVATE)
-    details_row.change(_user_errors(board.details), inputs=details_row, outputs=details, **_queue("read"),
-                       **_PRIVATE)
+    section = _TableSection(protocol, search, sort_by, descending, extra, page, note, main, download, details_row)
+    read = {**_queue("read"), **_PRIVATE}
+
+    def first_page(proto, query, sort, desc, cols, _page):
+        return _view_outputs(board, proto, query, sort, desc, cols, 1)
+
+    def this_page(proto, query, sort, desc, cols, number):
+        return _view_outputs(board, proto, query, sort, desc, cols, number)
+
+    def csv(proto, query, sort, desc):
+        return board.export_csv(proto, query, sort, desc)
+
+    def step(by: int):
+        def go(proto, query, sort, desc, cols, number):
+            return _view_outputs(board, proto, query, sort, desc, cols, _whole(number, 1) + by)
+        return go
+
+    view_inputs, csv_inputs = section.view, section.view[:4]
+    # A new search, order, protocol or column set starts at page 1; the CSV follows each view.
+    for trigger, fn in (([protocol.change, search.change, sort_by.change, descending.change, extra.change],
+                         first_page), ([page.submit], this_page), ([previous.click], step(-1)),
+                        ([following.click], step(1))):
+        gr.on(trigger, _user_errors(fn), inputs=view_inputs, outputs=section.outputs, **read).then(
+            _user_errors(csv), inputs=csv_inputs, outputs=download, **read)
+    details_row.change(_user_errors(board.details), inputs=details_row, outputs=details, **read)
     return section
 
 
@@ -497,14 +720,17 @@ def _per_task_section(board: Board, protocol: gr.Radio) -> _PerTaskSection:
     with gr.Tab("Per task", id="board-task"):
         with gr.Row():
             task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
-            picked = gr.Dropdown([], multiselect=True, label="Rows in the chart")
+            picked = gr.Dropdown([], multiselect=True, label="Rows in the chart (or type #id)",
+                                 allow_custom_value=True)
         task_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=480,
-                               elem_id="board-task-table", label="Every metric of this task")
+                               elem_id="board-task-table",
+                               label=f"Every metric of this task (the best {PAGE_SIZE} rows)")
         bars = gr.Plot(label="Bar chart", elem_id="board-bars", format="png")
         gr.Markdown("### Per-source breakdown of one row")
-        source_row = gr.Dropdown([], label="Verified row")
+        gr.Markdown(table.SOURCE_NOTE)
+        source_row = gr.Dropdown([], label="Verified row (or type #id)", allow_custom_value=True)
         source_df = gr.Dataframe(headers=["Source"], datatype="str", interactive=False,
-                                 label="By source dataset")
+                                 label="By source dataset", elem_id="board-sources")
 
     def task_view(task_id: str, proto: str, keys: list[str] | None):
         frame, bar_data = board.task_view(task_id, proto, keys)
@@ -523,8 +749,8 @@ def _compare_section(board: Board) -> tuple[gr.Dropdown, gr.Dropdown]:
         gr.Markdown("Paired bootstrap over videos (strict protocol, one headline metric per task): "
                     "which row is better, and is the difference significant at 95%?")
         with gr.Row():
-            row_a = gr.Dropdown([], label="Row A")
-            row_b = gr.Dropdown([], label="Row B")
+            row_a = gr.Dropdown([], label="Row A (or type #id)", allow_custom_value=True)
+            row_b = gr.Dropdown([], label="Row B (or type #id)", allow_custom_value=True)
         compare_btn = gr.Button("Compare")
         compare_df = gr.Dataframe(datatype="str", interactive=False, wrap=True, label="A vs B")
     compare_btn.click(_user_errors(board.compare), inputs=[row_a, row_b], outputs=compare_df, **_queue("heavy"),
@@ -537,7 +763,7 @@ def _failures_section(board: Board) -> gr.Dropdown:
     task_choices = [(t.title, t.id) for t in TASKS]
     with gr.Tab("Failures", id="board-failures-tab"):
         with gr.Row():
-            fail_row = gr.Dropdown([], label="Verified row")
+            fail_row = gr.Dropdown([], label="Verified row (or type #id)", allow_custom_value=True)
             fail_task = gr.Dropdown(task_choices, value=TASKS[0].id, label="Task")
             fail_protocol = gr.Radio(list(table.PROTOCOLS), value="strict", label="Protocol")
             fail_n = gr.Slider(5, 200, value=20, step=5, label="How many")
@@ -562,8 +788,8 @@ class _Pickers:
 
     def refresh(self, proto: str) -> tuple:
         every, verified = self.board.choices(proto)
-        # Chart defaults: the best verified rows (table order), then the paper's rows; six at most.
-        shown = [r.key for r in table.rank_for_task(self.board.rows(proto), TASKS[0].id)]
+        # Chart defaults: the best verified rows of the first task, then the paper's rows; six at most.
+        shown = [r.key for r in table.rank_for_task(self.board.rows(proto), TASKS[0].id)[:PICKER_ROWS]]
         keys = [k for k in shown if k.startswith("verified:")][:3] + [k for k in shown if k.startswith("paper:")]
         first = verified[0][1] if verified else None
         second = verified[1][1] if len(verified) > 1 else None
@@ -573,8 +799,15 @@ class _Pickers:
 
 
 def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> None:
-    """The Submit tab (form, files, validation report, status, scorer JSON) and the `/submit` API."""
+    """The Submit tab (sign-in on a Space, form, files, validation report, status, scorer JSON)
+    and the `/submit` API."""
     with gr.Tab("Submit", id="board-submit"):
+        if login_configured():
+            gr.LoginButton()
+        elif identity.on_space():
+            gr.Markdown("Submitting from this page needs *Sign in with Hugging Face*, which this Space has not "
+                        "turned on (`hf_oauth: true` in its README front matter). API clients can still "
+                        "submit with their token: `Client(..., oauth_token=...)`.")
         gr.Markdown(SUBMIT_HELP)
         with gr.Row():
             model = gr.Textbox(label="Model name (1–80 printable characters)", max_lines=1,
@@ -588,60 +821,67 @@ def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> Non
                                      label="Validation report", elem_id="board-validation")
         submit_btn = gr.Button("Submit", variant="primary", elem_id="board-submit-btn")
         result = gr.JSON(label="Scorer JSON", elem_id="board-result")
-        # API-only inputs and outputs (`/submit`'s provenance).
+        # API-only inputs (`/submit`'s provenance).
         provenance_file = gr.File(file_types=[".json"], type="filepath", visible=False,
                                   label="Provenance (.meta.json)")
         api_submit_btn = gr.Button(visible=False)
 
-    # Every message stays in the Status box (toasts fade, and would render HTML).
-    def on_upload(uploaded):
+    # Every message stays in the Status box (toasts fade, and would render HTML). A new upload
+    # clears the last result; a refused one keeps the files in the box (nothing is deleted).
+    def on_upload(uploaded, profile: gr.OAuthProfile | None):
         paths = _paths(uploaded)
         try:
-            frame, message = board.validation_report(paths)
-            return frame, message, gr.update()
+            who = who_submits(profile) if paths else None
+        except identity.IdentityError as exc:
+            who = None
+            sign_in = f" Sign in to submit: {error_line(exc)}"
+        else:
+            sign_in = ""
+        try:
+            frame, message = board.validation_report(paths, who)
+            return frame, message + sign_in, None
         except USER_ERRORS as exc:
-            discard_uploads(paths)  # refused: nothing of it is kept
             return pd.DataFrame(columns=VALIDATION_COLUMNS), f"Error: {error_line(exc)}", None
 
     gr.on([files.upload, files.delete, files.clear], on_upload, inputs=files,
-          outputs=[validation_df, status, files], **_queue("validate"), **_PRIVATE)
+          outputs=[validation_df, status, result], **_queue("validate"), **_PRIVATE)
 
-    unchanged = [gr.update()] * (3 + 2 + len(pickers.outputs))
+    keep = [gr.update()] * (2 + len(view.outputs) + len(pickers.outputs))
 
-    def ui_submit(uploaded, name: str, url: str, text: str, proto: str, query: str, sort: str, desc: bool):
+    def ui_submit(uploaded, name: str, url: str, text: str, proto: str, query: str, sort: str, desc: bool,
+                  cols: list[str], number, profile: gr.OAuthProfile | None):
         paths = _paths(uploaded)
         try:
-            check_entry(name, url or "", text or "")  # a form mistake keeps the uploaded files
+            check_entry(name, url or "", text or "")  # a form mistake says so before the files are read
+            outcome = board.submit(paths, name, url or "", text or "", who=who_submits(profile))
         except USER_ERRORS as exc:
-            return (f"Error: {error_line(exc)}", *unchanged)
-        try:
-            outcome = board.submit(paths, name, url or "", text or "")
-        except USER_ERRORS as exc:
-            return (f"Error: {error_line(exc)}", *unchanged[:2], None, *unchanged[3:])
-        finally:
-            discard_uploads(paths)
-        return (outcome_message(outcome), validation_frame(outcome.result["validation"]), outcome.result, None,
-                *board.view(proto, query, sort, desc), *pickers.refresh(proto))
+            return (f"Error: {error_line(exc)}", gr.update(), None, *keep)
+        return (outcome_message(outcome), validation_frame(outcome.result["validation"]), outcome.result,
+                gr.update(), gr.update(), *_view_outputs(board, proto, query, sort, desc, cols, number),
+                *pickers.refresh(proto))
 
     submit_btn.click(ui_submit, inputs=[files, model, link, notes, *view.view],
-                     outputs=[status, validation_df, result, files, view.main, view.download, *pickers.outputs],
-                     **_queue("submit"), **_PRIVATE)
+                     outputs=[status, validation_df, result, files, view.download, *view.outputs, *pickers.outputs],
+                     **_queue("submit"), **_PRIVATE).then(
+        _user_errors(lambda p, q, s, d: board.export_csv(p, q, s, d)), inputs=view.view[:4],
+        outputs=view.download, **_queue("read"), **_PRIVATE)
 
     # Defaults of None make link, notes and provenance optional for gradio_client.
     def do_submit(files, model: str, link: str | None = None, notes: str | None = None,
-                  provenance: str | None = None) -> dict:
+                  provenance: str | None = None, profile: gr.OAuthProfile | None = None,
+                  oauth_token: gr.OAuthToken | None = None) -> dict:
         """Score prediction files and add them to the leaderboard; returns the scorer's JSON.
 
         `provenance`: the `.meta.json` file `python -m crashchat predict` writes (optional; a file
-        among `files` whose name ends in `.meta.json` is taken as it too).
+        among `files` whose name ends in `.meta.json` is taken as it too). On a Space, the caller
+        is the signed-in user or the owner of `Client(..., oauth_token=...)`.
         """
         paths, meta = _paths(files), _paths(provenance)
         try:
-            return board.submit(paths, model, link or "", notes or "", meta[0] if meta else None).result
+            who = who_submits(profile, oauth_token)
+            return board.submit(paths, model, link or "", notes or "", meta[0] if meta else None, who=who).result
         except USER_ERRORS as exc:
             raise gr.Error(error_line(exc), print_exception=False) from None
-        finally:
-            discard_uploads(paths + meta)
 
     api_submit_btn.click(do_submit, inputs=[files, model, link, notes, provenance_file], outputs=result,
                          api_name="submit", **_queue("submit"))
@@ -649,13 +889,16 @@ def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> Non
 
 def _api_section(board: Board, protocol: gr.Radio) -> None:
     """`/leaderboard` and `/export_csv`: the board for programs."""
-    def leaderboard(protocol: str = "paper", details: bool = False) -> list[dict]:
-        """Every row shown under `protocol` (paper: reported + verified; strict: verified only),
-        in the table's default order, with `coverage` and `complete`; `details=True` adds the 95%
-        intervals, every known metric and the provenance of each row."""
-        if protocol not in table.PROTOCOLS:
-            raise gr.Error(f"protocol must be one of {', '.join(table.PROTOCOLS)}", print_exception=False)
-        return board.api_rows(protocol, bool(details))
+    def leaderboard(protocol: str = "paper", details: bool = False, limit: float = PAGE_SIZE,
+                    offset: float = 0) -> dict:
+        """A page of the rows shown under `protocol` (paper: reported + verified; strict: verified
+        only), in the table's default order (the overall score): `{"total", "offset", "limit",
+        "rows"}`. Each row has `overall`, `submitter`, `complete`, `answered` and `coverage`;
+        `details=True` adds the 95% intervals, every known metric and the provenance."""
+        try:
+            return board.api_rows(protocol, bool(details), limit, offset)
+        except BoardError as exc:
+            raise gr.Error(error_line(exc), print_exception=False) from None
 
     gr.api(leaderboard, api_name="leaderboard", **_queue("api"))
 
@@ -682,13 +925,12 @@ def _admin_section(board: Board, view: _TableSection, pickers: _Pickers) -> None
         admin_btn = gr.Button("Apply")
         admin_status = gr.Textbox(label="Result", interactive=False)
 
-    def do_admin(secret: str, act: str, number, proto: str, query: str, sort: str, desc: bool):
+    def do_admin(secret: str, act: str, number, proto: str, query: str, sort: str, desc: bool, cols, page):
         message = board.admin(secret, act, number)
-        return (message, *board.view(proto, query, sort, desc), *pickers.refresh(proto))
+        return (message, *_view_outputs(board, proto, query, sort, desc, cols, page), *pickers.refresh(proto))
 
     admin_btn.click(_user_errors(do_admin), inputs=[token, action, row_id, *view.view],
-                    outputs=[admin_status, view.main, view.download, *pickers.outputs], **_queue("heavy"),
-                    **_PRIVATE)
+                    outputs=[admin_status, *view.outputs, *pickers.outputs], **_queue("heavy"), **_PRIVATE)
 
 
 def build(board: Board | None = None) -> Board:
@@ -696,6 +938,7 @@ def build(board: Board | None = None) -> Board:
     board = board if board is not None else Board.from_env()
     threading.Thread(target=board.warm, name="crashchat-board-warm", daemon=True).start()
     gr.HTML(f"<style>{CSS}</style>", padding=False)
+    notice = gr.Textbox(label="Test split", interactive=False, visible=False, elem_id="board-split-notice")
     gr.Markdown(INTRO)
     with gr.Tabs():
         view = _main_table_section(board)
@@ -706,6 +949,15 @@ def build(board: Board | None = None) -> Board:
         _submit_section(board, view, pickers)
         _admin_section(board, view, pickers)
     _api_section(board, view.protocol)
-    gr.on(None, _user_errors(pickers.refresh), inputs=[view.protocol], outputs=pickers.outputs, **_queue("read"),
-          **_PRIVATE)
+    read = {**_queue("read"), **_PRIVATE}
+
+    def on_load():
+        text = board.split_notice()
+        return (*_view_outputs(board, "paper", "", None, True, [], 1), gr.update(value=text, visible=bool(text)))
+
+    # No inputs: on page load only (the view's own events follow its controls).
+    gr.on(None, _user_errors(on_load), outputs=[*view.outputs, notice], **read).then(
+        _user_errors(lambda: board.export_csv("paper")), outputs=view.download, **read)
+    gr.on(None, _user_errors(lambda: pickers.refresh("paper")), outputs=pickers.outputs, **read)
+    view.protocol.change(_user_errors(pickers.refresh), inputs=[view.protocol], outputs=pickers.outputs, **read)
     return board
