@@ -654,7 +654,8 @@ def bar_frame(rows: Iterable[Row], task_id: str, keys: Sequence[str] | None = No
               metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Long data for a bar chart like the paper's figure: one bar per (metric, picked row).
 
-    Rows come in the Per-task view's order; `model` is the row's display name.
+    Rows come in the Per-task view's order; `model` is the row's display name (`, partial` when the
+    row did not answer every question of the task: its bars are not comparable).
     """
     rows = [r for r in rank_for_task(rows, task_id) if keys is None or r.key in keys]
     if metrics is None:
@@ -666,8 +667,8 @@ def bar_frame(rows: Iterable[Row], task_id: str, keys: Sequence[str] | None = No
         for r in rows:
             value = _number(r.tasks.get(task_id, {}).get(m))
             if value is not None:
-                records.append({"metric": METRIC_LABELS.get(m, m), "model": r.display_name, "key": r.key,
-                                "value": value})
+                name = r.display_name if r.complete(task_id) else f"{r.display_name}, {PARTIAL}"
+                records.append({"metric": METRIC_LABELS.get(m, m), "model": name, "key": r.key, "value": value})
     return pd.DataFrame.from_records(records, columns=["metric", "model", "key", "value"])
 
 

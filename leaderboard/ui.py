@@ -118,8 +118,8 @@ VERIFIED_STYLE = "background-color: rgba(37, 99, 235, 0.10)"
 PARTIAL_STYLE = "color: #9a3412"
 
 # Widths (px): the default columns fit a 1280-px screen; picked columns add to the right.
-WIDTHS = {"Model": 210, "Submitter": 120, "Answered": 112}
-METRIC_WIDTH, OVERALL_WIDTH, INFO_WIDTH = 106, 124, 160
+WIDTHS = {"Model": 188, "Submitter": 112, "Answered": 112}
+METRIC_WIDTH, OVERALL_WIDTH, INFO_WIDTH = 113, 124, 160
 FAILURE_WIDTHS = [170, 110, 300, 300, 140, 70]
 
 CSS = """
@@ -663,8 +663,10 @@ def _main_table_section(board: Board) -> _TableSection:
             sort_by = gr.Dropdown([c.label for c in table.main_columns()], value=table.DEFAULT_SORT.label,
                                   label="Sort by", scale=2)
             descending = gr.Checkbox(value=True, label="Descending", scale=1)
-        extra = gr.CheckboxGroup(list(table.EXTRA_CHOICES), value=[], label="More columns",
-                                 elem_id="board-columns")
+        with gr.Accordion("More columns (BLEU, BERTScore, kind, how produced, split, scorer, time, hash, "
+                          "link, notes)", open=False):
+            extra = gr.CheckboxGroup(list(table.EXTRA_CHOICES), value=[], show_label=False,
+                                     elem_id="board-columns")
         headers = table.main_headers()
         main = gr.Dataframe(datatype="str", interactive=False, wrap=True, column_widths=column_widths(headers),
                             pinned_columns=1, max_height=640, elem_id="board-main",
@@ -788,9 +790,10 @@ class _Pickers:
 
     def refresh(self, proto: str) -> tuple:
         every, verified = self.board.choices(proto)
-        # Chart defaults: the best verified rows of the first task, then the paper's rows; six at most.
-        shown = [r.key for r in table.rank_for_task(self.board.rows(proto), TASKS[0].id)[:PICKER_ROWS]]
-        keys = [k for k in shown if k.startswith("verified:")][:3] + [k for k in shown if k.startswith("paper:")]
+        # Chart defaults: the best verified rows complete on the first task, then the paper's rows; six at most.
+        ranked = table.rank_for_task(self.board.rows(proto), TASKS[0].id)[:PICKER_ROWS]
+        keys = [r.key for r in ranked if r.kind == table.VERIFIED and r.complete(TASKS[0].id)][:3]
+        keys += [r.key for r in ranked if r.kind == table.REPORTED]
         first = verified[0][1] if verified else None
         second = verified[1][1] if len(verified) > 1 else None
         return (gr.update(choices=every, value=keys[:6]), gr.update(choices=verified, value=first),
@@ -856,8 +859,9 @@ def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> Non
             outcome = board.submit(paths, name, url or "", text or "", who=who_submits(profile))
         except USER_ERRORS as exc:
             return (f"Error: {error_line(exc)}", gr.update(), None, *keep)
+        # Added or already there: the box is emptied for the next submission (a refusal keeps it).
         return (outcome_message(outcome), validation_frame(outcome.result["validation"]), outcome.result,
-                gr.update(), gr.update(), *_view_outputs(board, proto, query, sort, desc, cols, number),
+                None, gr.update(), *_view_outputs(board, proto, query, sort, desc, cols, number),
                 *pickers.refresh(proto))
 
     submit_btn.click(ui_submit, inputs=[files, model, link, notes, *view.view],

@@ -146,7 +146,7 @@ def test_board_submit_and_views(board, split, tmp_path):
     assert mine["complete"] is False and 0 < mine["coverage"]["crash_recognition"] < 0.05
 
     task_df, bars = board.task_view("crash_localization", "paper", [f"verified:{a.row.id}", "paper:WSAL"])
-    assert len(task_df) == 12 and bars["model"].tolist()[:2] == ["WSAL (paper)", f"{XSS} (#{a.row.id})"]
+    assert len(task_df) == 12 and bars["model"].tolist()[:2] == ["WSAL (paper)", f"{XSS} (#{a.row.id}), partial"]
     assert task_df["Answered"].tolist()[-1].endswith("partial")
     src = board.source_view(f"verified:{a.row.id}", "crash_recognition", "strict")
     assert set(src["Source"]) <= {"MM-AU-CAP", "MM-AU-DADA", "D2City", "Nexar"} and len(src) >= 2
@@ -662,16 +662,23 @@ def test_api_hostile_files_fail_in_one_line(live_app, tmp_path, split, name, con
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_browser_partial_dedup_errors_and_csv(live_app, tmp_path, split):
-    """As a researcher would: a complete and a partial file, a shuffled resubmission, a hostile file,
-    the strict table and its CSV."""
+def test_browser_attacks_partial_dedup_errors_and_csv(live_app, tmp_path, split):
+    """As a researcher (and an attacker) would: a complete file and a one-answer-per-task file, a
+    shuffled, a case and a blanked copy, a look-alike of a paper row's name, a name with mathtext,
+    the hostile files; the strict table, the chart and the CSV. Screenshots of the table and of the
+    Submit tab after a broken upload go to CRASHCHAT_SHOTS_DIR (default: the test's tmp folder)."""
+    import os
+
     from playwright.sync_api import expect, sync_playwright
 
-    complete = write_submission(tmp_path / "browser_full.jsonl", split, seed=14, share=1.0)
+    shots = Path(os.environ.get("CRASHCHAT_SHOTS_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    complete = write_full(tmp_path / "browser_full.jsonl", split, seed=14)
     partial = write_one_per_task(tmp_path / "browser_one.jsonl", split, index=1)
-    expected = score(read_submission([complete], split), split, bootstrap=0)["protocols"]["strict"]["tasks"]
-    f1 = f"{expected['crash_recognition']['f1_macro']:.4f}"
+    expected = score(read_submission([complete], split), split, bootstrap=0)
+    overall = f"{expected['overall']['value']:.4f}"
     name = "=cmd|' /C calc'!A0 browser " + XSS
+    math_name = r"atk $\undefinedcmd$ browser model"
     dialogs: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -679,20 +686,25 @@ def test_browser_partial_dedup_errors_and_csv(live_app, tmp_path, split):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
         try:
-            page = browser.new_page(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1000})
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(live_app.url)
             page.get_by_role("tab", name="Leaderboard").click()
             main = page.locator("#board-main")
             expect(main.get_by_text("VideoLLaMA3 7B", exact=True).first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("is one number per row: the mean of six headline metrics")).to_be_visible()
             status = page.locator("#board-status textarea")
+            result = page.locator("#board-result")
 
-            def submit(path: Path | list[Path], model: str, wait_for: str) -> None:
+            def upload(path: Path | list[Path], model: str, wait_for: str) -> None:
                 page.get_by_role("tab", name="Submit").click()
                 page.locator("#board-model textarea, #board-model input").first.fill(model)
                 paths = path if isinstance(path, list) else [path]
                 page.locator("#board-files input[type=file]").set_input_files([str(p) for p in paths])
-                expect(status).to_have_value(re.compile("answers match"), timeout=60_000)
+                expect(status).to_have_value(re.compile(wait_for), timeout=60_000)
+
+            def submit(path: Path | list[Path], model: str, wait_for: str) -> None:
+                upload(path, model, "answers match")
                 page.locator("#board-submit-btn").click()
                 expect(status).to_have_value(re.compile(wait_for), timeout=90_000)
 
@@ -701,38 +713,87 @@ def test_browser_partial_dedup_errors_and_csv(live_app, tmp_path, split):
             submit([complete, meta], name, r"^Added as row #")
             expect(status).to_have_value(re.compile(re.escape(f"How produced: {produced}.")))
             submit(partial, "one per task (browser)", r"^Added as row #")
-            # The same answers shuffled: pointed at the existing row, nothing added.
-            submit(shuffled_copy(complete, tmp_path / "browser_shuffled.jsonl"), "shuffled", r"already scored")
+            # The same answers shuffled, or in another case: pointed at the existing row, nothing added.
+            submit(shuffled_copy(complete, tmp_path / "browser_shuffled.jsonl"), "shuffled browser", "already on")
             expect(status).to_have_value(re.compile("No row added"))
+            submit(case_copy(complete, tmp_path / "browser_case.jsonl"), "case browser", "already on the board")
+            submit(blanked_copy(complete, tmp_path / "browser_blanked.jsonl", split), "blanked browser", "^Added")
+            # A paper row's name with a Cyrillic letter: refused, and the files stay in the box.
+            submit(write_full(tmp_path / "browser_other.jsonl", split, seed=19, right=0.4), "Qwen3-VL 32\u0412",
+                   r"^Error: model name: .* the paper's row 'Qwen3-VL 32B'")
+            expect(page.locator("#board-files").get_by_role("cell", name="browser_other.jsonl")).to_have_count(1)
+            # The same files with a name of its own: no re-upload needed.
+            page.locator("#board-model textarea, #board-model input").first.fill(math_name)
+            page.locator("#board-submit-btn").click()
+            expect(status).to_have_value(re.compile("^Added as row #"), timeout=90_000)
 
             page.get_by_role("tab", name="Table").click()
             page.locator("#board-protocol").get_by_label("strict", exact=True).check()
             page.get_by_label("Search").fill("browser")
             rows = main.get_by_role("row")
-            expect(rows).to_have_count(3, timeout=30_000)  # header + the two rows
-            expect(rows.nth(1)).to_contain_text(f1)  # the complete row first, with its score
+            expect(rows).to_have_count(5, timeout=30_000)  # header + four rows
+            expect(rows.nth(1)).to_contain_text(overall)  # the complete row first, with its overall score
             expect(rows.nth(1)).to_contain_text(name)  # the name shown as text
-            expect(rows.nth(1)).to_contain_text(produced)  # the How produced column
-            expect(rows.nth(2)).to_contain_text("one per task (browser)")
-            expect(rows.nth(2)).to_contain_text("partial")
-            assert main.get_by_text("shuffled", exact=True).count() == 0
+            expect(rows.nth(2)).to_contain_text(math_name)
+            expect(rows.nth(3)).to_contain_text("blanked browser")  # partial: below every complete row
+            expect(rows.nth(3)).to_contain_text("partial")
+            expect(rows.nth(4)).to_contain_text("one per task (browser)")
+            assert main.get_by_text("shuffled browser", exact=True).count() == 0
             assert page.locator('img[src="x"]').count() == 0
+            # The default columns fit a 1280-px screen: no horizontal scrolling.
+            fits = page.evaluate("""() => { const v = document.querySelector('#board-main .virtual-table-viewport')
+                                    || document.querySelector('#board-main table');
+                                    return v.scrollWidth <= v.clientWidth + 1; }""")
+            assert fits
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / "table_strict.png"), full_page=True)
             with page.expect_download(timeout=30_000) as download:
                 page.get_by_role("button", name="Download CSV of this view").click()
             exported = list(csv.DictReader(open(download.value.path(), encoding="utf-8", newline="")))
-            assert [r["Model"] for r in exported] == ["'" + name, "one per task (browser)"]
-            assert [r["Complete"] for r in exported] == ["True", "False"]
-            assert float(exported[0]["Crash recognition: F1 (macro)"]) == pytest.approx(
-                expected["crash_recognition"]["f1_macro"])
+            assert [r["Model"] for r in exported] == ["'" + name, math_name, "blanked browser",
+                                                      "one per task (browser)"]
+            assert [r["Complete"] for r in exported] == ["True", "True", "False", "False"]
+            assert float(exported[0]["Overall (mean of six headline metrics)"]) == pytest.approx(
+                expected["overall"]["value"])
 
-            # A hostile file: the error stays in the Submit tab as text, long after a toast would fade.
+            # The chart draws the mathtext name literally, for every visitor.
+            page.get_by_role("tab", name="Per task").click()
+            picker = page.get_by_label("Rows in the chart (or type #id)")
+            picker.fill(math_name[:12])
+            page.get_by_role("option", name=re.compile(re.escape(math_name))).first.click()
+            bars = page.locator("#board-bars")
+            expect(bars.locator("img")).to_have_count(1, timeout=30_000)
+            page.wait_for_timeout(1000)
+            assert bars.get_by_text("Error").count() == 0 and page.locator(".toast-body.error").count() == 0
+
+            # Hostile files: one line each in the Status box, as text; the last result is cleared and
+            # the file stays in the box.
+            videos = split.records["crash_recognition"]
+            hostile = [
+                ("sur.jsonl", json.dumps({"video": videos[0].video, "task": "crash_description", "response": "x"})
+                 .replace('"x"', '"\\ud800"'), "sur.jsonl:1: response: lone surrogate"),
+                ("big.jsonl", json.dumps({"video": videos[0].video, "task": "crash_recognition", "response": 1})
+                 .replace(": 1}", ": " + "9" * 5000 + "}"),
+                 "big.jsonl:1: response: number with 5,000 digits"),
+                ("quote.csv", f'video,task,response\n{videos[0].video},crash_recognition,"Yes\n'
+                              f'{videos[1].video},crash_recognition,No\n', "quote.csv:2: unclosed quote"),
+            ]
+            page.get_by_role("tab", name="Submit").click()
+            expect(result).to_contain_text("leaderboard")  # the last submission's scorer JSON
+            for file_name, content, message in hostile:
+                bad = tmp_path / file_name
+                bad.write_text(content, encoding="utf-8")
+                page.locator("#board-files input[type=file]").set_input_files(str(bad))
+                expect(status).to_have_value(re.compile("^Error: " + re.escape(message)), timeout=30_000)
+                expect(result).not_to_contain_text("leaderboard")
+                expect(page.locator("#board-files").get_by_role("cell", name=file_name)).to_have_count(1)
+                page.locator("#board-files").get_by_label("Clear").first.click()
+                expect(status).to_have_value(re.compile("Upload one or more"), timeout=30_000)
             bad = tmp_path / "<img src=x onerror=alert(2)>.jsonl"
             bad.write_text('{"video": "x.mp4", "task": "<form action=https://evil.example><input name=q>'
                            '<a href=https://evil.example>click</a></form>", "response": "Yes"}\n', encoding="utf-8")
-            page.get_by_role("tab", name="Submit").click()
             page.locator("#board-files input[type=file]").set_input_files(str(bad))
-            expect(status).to_have_value(re.compile(r"^Error: .*:1: task: unknown task '<form"),
-                                         timeout=30_000)
+            expect(status).to_have_value(re.compile(r"^Error: .*:1: task: unknown task '<form"), timeout=30_000)
             page.wait_for_timeout(12_000)
             # (Gradio drops `<` and `>` from uploaded file names; the file's text is shown as it is.)
             assert re.match(r"Error: img src=x onerror=alert\(2\)\.jsonl:1: task: unknown task '<form action=",
@@ -740,7 +801,8 @@ def test_browser_partial_dedup_errors_and_csv(live_app, tmp_path, split):
             assert page.locator('form[action="https://evil.example"]').count() == 0
             assert page.locator('a[href="https://evil.example"]').count() == 0
             assert page.locator('img[src="x"]').count() == 0
-            assert not list(live_app.uploads.rglob("*onerror*"))  # the refused upload is deleted
+            expect(page.locator("#board-files")).to_contain_text("onerror")  # kept: nothing is deleted
+            page.screenshot(path=str(shots / "submit_after_broken_upload.png"), full_page=True)
         finally:
             browser.close()
     assert dialogs == []
