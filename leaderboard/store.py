@@ -9,7 +9,9 @@ identity, scoring, re-scoring) is `leaderboard.intake`, the Hub mirror `leaderbo
 maintenance commands `python -m leaderboard {list,rescore,hide,unhide,delete}`.
 
 What a row costs (schema 3), each part stored once:
-- light columns: model, submitter, link, notes, time, digests, flags, `overall`, `complete`;
+- light columns (table `submissions`): model, submitter, link, notes, time, digests, flags,
+  `overall`, `complete`; everything else of a row is in `payloads`, so scanning every row's light
+  columns reads small records only;
 - the answers exactly as submitted, for re-scoring: the list of (video, task) keys is stored once
   per distinct list (`answer_keys`: every complete submission shares one) and the row keeps only
   its responses, in that order, bz2-compressed;
@@ -34,6 +36,7 @@ import errno
 import hashlib
 import hmac
 import json
+import lzma
 import os
 import sqlite3
 import sys
@@ -72,17 +75,29 @@ CREATE TABLE submissions (
     complete INTEGER NOT NULL DEFAULT 0,
     overall REAL,
     name_key TEXT NOT NULL DEFAULT '',
-    name_key2 TEXT NOT NULL DEFAULT '',
+    name_key2 TEXT NOT NULL DEFAULT ''
+)"""
+# The large parts apart from the light columns: a scan of every row's light columns (after each
+# write) reads small records only, each on one page.
+_PAYLOADS = """
+CREATE TABLE payloads (
+    id INTEGER PRIMARY KEY REFERENCES submissions (id),
     summary_zlib BLOB NOT NULL,
-    detail_zlib BLOB NOT NULL,
+    detail_xz BLOB NOT NULL,
     keys_id INTEGER NOT NULL REFERENCES answer_keys (id),
     answers_bz2 BLOB NOT NULL
 )"""
+PAGE_SIZE = 2048
+"""Bytes per database page of a new file: a light row (with its provenance) fits on one page, and a
+payload (about 20 kB) wastes half a page on average, not the half of 4 kB of SQLite's default."""
 _TABLES = (
     _SUBMISSIONS,
+    _PAYLOADS,
     "CREATE INDEX submissions_name_key ON submissions (name_key)",
     "CREATE INDEX submissions_name_key2 ON submissions (name_key2)",
     "CREATE INDEX submissions_submitter ON submissions (submitter, submitted_at)",
+    # Covering: the scan that tells which rows changed since the last read reads this index only.
+    "CREATE INDEX submissions_state ON submissions (id, revision, hidden)",
     "CREATE TABLE answer_keys (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL UNIQUE, "
     "keys_zlib BLOB NOT NULL)",
     "CREATE TABLE splits (sha256 TEXT PRIMARY KEY, info_json TEXT NOT NULL)",
@@ -152,7 +167,7 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredRow:
     """One verified submission's light columns (scores: `Store.summaries`, `Store.result`)."""
 
@@ -213,6 +228,19 @@ def unpack_json(blob: bytes):
     return json.loads(zlib.decompress(blob).decode("utf-8"))
 
 
+# The detail (read for one row at a time) takes LZMA: a sixth smaller than zlib, slower to unpack,
+# which only a row's details pay.
+_LZMA = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 16}]  # a 64 kB window: details are ~13 kB
+
+
+def pack_detail(value) -> bytes:
+    return lzma.compress(_dumps(value), format=lzma.FORMAT_RAW, filters=_LZMA)
+
+
+def unpack_detail(blob: bytes):
+    return json.loads(lzma.decompress(blob, format=lzma.FORMAT_RAW, filters=_LZMA).decode("utf-8"))
+
+
 @dataclass(frozen=True)
 class PackedAnswers:
     """Canonical answers ready to store: their key list (shared) and their responses (the row's)."""
@@ -260,9 +288,10 @@ class Store:
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._cache: tuple[int, list[tuple[tuple, StoredRow]]] | None = None
+        self._cache: tuple[int, list[StoredRow]] | None = None
         migrated = False
         with self._connect() as con:
+            con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; an existing one keeps its own
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("BEGIN IMMEDIATE")
             con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -353,17 +382,24 @@ class Store:
             generation = int(con.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
             if cached is not None and cached[0] == generation:
                 con.execute("COMMIT")
-                return [row for _, row in cached[1]]
-            light = con.execute(f"SELECT {_LIGHT} FROM submissions ORDER BY id").fetchall()
+                return list(cached[1])
+            # What can change in a row bumps its revision (re-scoring) or flips `hidden`: those two
+            # say which rows to read again; the others are the same objects as before.
+            known = {row.id: row for row in cached[1]} if cached is not None else {}
+            state = con.execute("SELECT id, revision, hidden FROM submissions ORDER BY id").fetchall()
+            stale = [i for i, revision, hidden in state
+                     if i not in known or known[i].revision != revision or known[i].hidden != bool(hidden)]
+            fresh = {}
+            for k in range(0, len(stale), 500):
+                chunk = stale[k:k + 500]
+                marks = ",".join("?" * len(chunk))
+                for rec in con.execute(f"SELECT {_LIGHT} FROM submissions WHERE id IN ({marks})", chunk):
+                    fresh[rec[0]] = _row(rec)
             con.execute("COMMIT")
-        known = {rec[0]: (rec, row) for rec, row in cached[1]} if cached is not None else {}
-        pairs = []
-        for rec in light:
-            old = known.get(rec[0])
-            pairs.append((rec, old[1]) if old is not None and old[0] == rec else (rec, _row(rec)))
+        rows = [fresh[i] if i in fresh else known[i] for i, _, _ in state]
         with self._lock:
-            self._cache = (generation, pairs)
-        return [row for _, row in pairs]
+            self._cache = (generation, rows)
+        return list(rows)
 
     def get(self, row_id: int) -> StoredRow | None:
         """One row by id (hidden or not), read directly."""
@@ -386,25 +422,25 @@ class Store:
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                for id_, blob in con.execute(f"SELECT id, summary_zlib FROM submissions WHERE id IN ({marks})", chunk):
+                for id_, blob in con.execute(f"SELECT id, summary_zlib FROM payloads WHERE id IN ({marks})", chunk):
                     out[id_] = unpack_json(blob)
         return out
 
     def result(self, row_id: int) -> dict:
         """A row's whole scorer JSON, as `scoring.score` returned it."""
         with self._connect() as con:
-            rec = con.execute("SELECT s.summary_zlib, s.detail_zlib, p.info_json FROM submissions s "
-                              "LEFT JOIN splits p ON p.sha256 = s.split_sha256 WHERE s.id = ?",
-                              (int(row_id),)).fetchone()
+            rec = con.execute("SELECT d.summary_zlib, d.detail_xz, p.info_json FROM submissions s "
+                              "JOIN payloads d ON d.id = s.id LEFT JOIN splits p ON p.sha256 = s.split_sha256 "
+                              "WHERE s.id = ?", (int(row_id),)).fetchone()
         if rec is None:
             raise RowNotFound(f"no leaderboard row #{row_id}")
-        return join_result(unpack_json(rec[0]), unpack_json(rec[1]), json.loads(rec[2]) if rec[2] else {})
+        return join_result(unpack_json(rec[0]), unpack_detail(rec[1]), json.loads(rec[2]) if rec[2] else {})
 
     def answers(self, row_id: int) -> list[dict]:
         """The stored answers: canonical rows `[{"video", "task", "response"[, "fields"]}]`."""
         with self._connect() as con:
-            rec = con.execute("SELECT k.keys_zlib, s.answers_bz2 FROM submissions s JOIN answer_keys k "
-                              "ON k.id = s.keys_id WHERE s.id = ?", (int(row_id),)).fetchone()
+            rec = con.execute("SELECT k.keys_zlib, d.answers_bz2 FROM payloads d JOIN answer_keys k "
+                              "ON k.id = d.keys_id WHERE d.id = ?", (int(row_id),)).fetchone()
         if rec is None:
             raise RowNotFound(f"no leaderboard row #{row_id}")
         return unpack_answers(*rec)
@@ -447,8 +483,8 @@ class Store:
         cover = {t: tuple(c) for t, c in summary["coverage"].items()}
         values = (model, submitter, link, notes, now_utc(), answers_sha256, files_sha256,
                   json.dumps([list(f) for f in files]), split_info.get("sha256", ""), str(result["scorer_version"]),
-                  json.dumps(provenance) if provenance else "", int(is_complete(cover)), overall, keys[0], keys[1],
-                  pack_json(summary), pack_json(detail), answers.values_bz2)
+                  json.dumps(provenance) if provenance else "", int(is_complete(cover)), overall, keys[0], keys[1])
+        payload = (pack_json(summary), pack_detail(detail), answers.values_bz2)
         with self._write() as con:
             known = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE answers_sha256 = ?",
                                 (answers_sha256,)).fetchone()
@@ -463,10 +499,11 @@ class Store:
             keys_id = con.execute("SELECT id FROM answer_keys WHERE sha256 = ?", (answers.keys_sha256,)).fetchone()[0]
             cur = con.execute(
                 "INSERT INTO submissions (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, "
-                "files_json, split_sha256, scorer_version, provenance_json, complete, overall, name_key, name_key2, "
-                "summary_zlib, detail_zlib, answers_bz2, keys_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*values, keys_id))
+                "files_json, split_sha256, scorer_version, provenance_json, complete, overall, name_key, name_key2) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
             row_id = cur.lastrowid
+            con.execute("INSERT INTO payloads (id, summary_zlib, detail_xz, answers_bz2, keys_id) VALUES (?,?,?,?,?)",
+                        (row_id, *payload, keys_id))
         (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
          version, provenance_json, complete, overall, *_rest) = values
         return _row((row_id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json,
@@ -480,12 +517,14 @@ class Store:
             con.execute("INSERT OR IGNORE INTO splits VALUES (?, ?)",
                         (split_info.get("sha256", ""), json.dumps(split_info)))
             changed = con.execute(
-                "UPDATE submissions SET summary_zlib = ?, detail_zlib = ?, split_sha256 = ?, scorer_version = ?, "
-                "complete = ?, overall = ?, rescored_at = ?, revision = revision + 1 WHERE id = ?",
-                (pack_json(summary), pack_json(detail), split_info.get("sha256", ""), str(result["scorer_version"]),
-                 int(is_complete(cover)), summary["overall"].get("value"), now_utc(), int(row_id))).rowcount
+                "UPDATE submissions SET split_sha256 = ?, scorer_version = ?, complete = ?, overall = ?, "
+                "rescored_at = ?, revision = revision + 1 WHERE id = ?",
+                (split_info.get("sha256", ""), str(result["scorer_version"]), int(is_complete(cover)),
+                 summary["overall"].get("value"), now_utc(), int(row_id))).rowcount
             if not changed:
                 raise RowNotFound(f"no leaderboard row #{row_id}")
+            con.execute("UPDATE payloads SET summary_zlib = ?, detail_xz = ? WHERE id = ?",
+                        (pack_json(summary), pack_detail(detail), int(row_id)))
 
     def set_hidden(self, row_id: int, hidden: bool, *, admin_token: str | None) -> None:
         check_admin(admin_token)
@@ -501,8 +540,9 @@ class Store:
             changed = con.execute("DELETE FROM submissions WHERE id = ?", (int(row_id),)).rowcount
             if not changed:
                 raise RowNotFound(f"no leaderboard row #{row_id}")
+            con.execute("DELETE FROM payloads WHERE id = ?", (int(row_id),))
             # A key list no row uses any more goes too (they are shared, so only then).
-            con.execute("DELETE FROM answer_keys WHERE id NOT IN (SELECT keys_id FROM submissions)")
+            con.execute("DELETE FROM answer_keys WHERE id NOT IN (SELECT keys_id FROM payloads)")
 
     def snapshot(self, dest: Path | str) -> Path:
         """A consistent single-file copy (SQLite backup API: includes what is still in the WAL)."""
@@ -570,7 +610,7 @@ def _migrate_v2(con: sqlite3.Connection) -> None:
     them up to date, adding the overall score's interval.
     """
     con.execute("ALTER TABLE submissions RENAME TO submissions_v2")
-    for name in ("submissions_name_key", "submissions_name_key2", "submissions_submitter"):
+    for name in ("submissions_name_key", "submissions_name_key2", "submissions_submitter", "submissions_state"):
         con.execute(f"DROP INDEX IF EXISTS {name}")
     for statement in _TABLES:
         con.execute(statement)
@@ -601,12 +641,12 @@ def _migrate_v2(con: sqlite3.Connection) -> None:
         con.execute(
             "INSERT INTO submissions (id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, "
             "files_json, split_sha256, scorer_version, hidden, rescored_at, revision, provenance_json, complete, "
-            "overall, name_key, name_key2, summary_zlib, detail_zlib, keys_id, answers_bz2) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "overall, name_key, name_key2) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (id_, model, identity.UNRECORDED, link, notes, submitted_at, digest, files_sha256, files_json,
              split_sha256, version, hidden, rescored_at, revision, provenance_json, int(is_complete(cover)),
-             summary["overall"].get("value"), keys[0], keys[1], pack_json(summary), pack_json(detail), keys_id,
-             packed.values_bz2))
+             summary["overall"].get("value"), keys[0], keys[1]))
+        con.execute("INSERT INTO payloads (id, summary_zlib, detail_xz, keys_id, answers_bz2) VALUES (?,?,?,?,?)",
+                    (id_, pack_json(summary), pack_detail(detail), keys_id, packed.values_bz2))
     _keep_sequence(con, "submissions_v2")
     con.execute("DROP TABLE submissions_v2")
 

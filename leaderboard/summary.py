@@ -8,7 +8,9 @@ A stored row carries its scorer JSON in three parts, each stored once:
 - the split's description (its file digests), shared by every row scored on that split.
 
 `split_result` cuts a scorer JSON into these, `join_result` puts it back together (equal to the
-original), `coverage` is the one rule for "answered".
+original), `coverage` is the one rule for "answered". When every question was answered readably the
+two protocols score the same records, so the strict block equals the paper one: it is then kept
+once (`SAME`), which halves what a complete row stores.
 
 >>> coverage({"crash_recognition": {"expected": 4, "matched": 3, "unparseable": 1}})["crash_recognition"]
 (2, 4)
@@ -49,11 +51,25 @@ def overall_of(result: Mapping) -> dict:
             "value": overall_point(tasks), "ci95": None}
 
 
+SAME = "same as paper"
+"""Stored in place of a strict block equal to the paper protocol's."""
+
+
+def _once(blocks: dict) -> dict:
+    if "paper" in blocks and blocks.get("strict") == blocks["paper"]:
+        return {**blocks, "strict": SAME}
+    return blocks
+
+
+def _expand(blocks: Mapping) -> dict:
+    return {p: (blocks["paper"] if v == SAME else v) for p, v in blocks.items()}
+
+
 def split_result(result: Mapping) -> tuple[dict, dict, dict]:
     """(summary, detail, split description) of a scorer JSON; `join_result` inverts it."""
     protocols = result.get("protocols", {})
     summary = {
-        "protocols": {p: {"tasks": v.get("tasks", {}), "ci95": v.get("ci95", {})} for p, v in protocols.items()},
+        "protocols": _once({p: {"tasks": v.get("tasks", {}), "ci95": v.get("ci95", {})} for p, v in protocols.items()}),
         "overall": overall_of(result),
         "coverage": {t: list(c) for t, c in coverage(result.get("validation", {})).items()},
         "scorer_version": result.get("scorer_version"),
@@ -62,9 +78,14 @@ def split_result(result: Mapping) -> tuple[dict, dict, dict]:
         summary["bertscore"] = result["bertscore"]
     detail = {k: v for k, v in result.items()
               if k not in ("protocols", "overall", "split", "scorer_version", "bertscore")}
-    detail["by_source"] = {p: v.get("by_source", {}) for p, v in protocols.items()}
+    detail["by_source"] = _once({p: v.get("by_source", {}) for p, v in protocols.items()})
     detail["had_overall"] = "overall" in result
     return summary, detail, dict(result.get("split", {}))
+
+
+def protocols(summary: Mapping) -> dict:
+    """The summary's per-protocol blocks, each in full."""
+    return _expand(summary["protocols"])
 
 
 def join_result(summary: Mapping, detail: Mapping, split_info: Mapping) -> dict:
@@ -73,8 +94,9 @@ def join_result(summary: Mapping, detail: Mapping, split_info: Mapping) -> dict:
     out = {"scorer_version": summary.get("scorer_version"), "split": dict(split_info), **rest}
     if "bertscore" in summary:
         out["bertscore"] = summary["bertscore"]
-    out["protocols"] = {p: {"tasks": v["tasks"], "by_source": detail.get("by_source", {}).get(p, {}),
-                            "ci95": v["ci95"]} for p, v in summary["protocols"].items()}
+    by_source = _expand(detail.get("by_source", {}))
+    out["protocols"] = {p: {"tasks": v["tasks"], "by_source": by_source.get(p, {}), "ci95": v["ci95"]}
+                        for p, v in _expand(summary["protocols"]).items()}
     if detail.get("had_overall", True):
         out["overall"] = summary["overall"]
     return out

@@ -41,6 +41,7 @@ import pandas as pd
 
 from crashchat.tasks import TASKS, get_task
 from leaderboard.scoring import OVERALL_METRIC
+from leaderboard.summary import protocols as summary_protocols
 from leaderboard.summary import split_result
 
 REPORTED = "reported"
@@ -175,9 +176,9 @@ def main_columns() -> tuple[Column, ...]:
     return (OVERALL_COLUMN, *headline_columns(), *extra_columns())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
-    """One leaderboard row under one protocol."""
+    """One leaderboard row under one protocol (slots: a board keeps 10,000 of them per protocol)."""
 
     model: str
     kind: str
@@ -212,6 +213,11 @@ class Row:
     overall: float | None = None
     """The overall score: strict protocol (verified), the paper's printed numbers (reported)."""
     overall_ci: tuple[float, float] | None = None
+    _complete: bool = field(init=False, repr=False, compare=False)
+    """`complete_all`, computed once: every sort by the overall score asks it of every row."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_complete", all(self.complete(t.id) for t in TASKS))
 
     @property
     def key(self) -> str:
@@ -246,7 +252,7 @@ class Row:
         """Every question of `task` answered (reported rows: the paper scored the whole split);
         `task` empty: every task."""
         if not task:
-            return self.complete_all
+            return self._complete
         if self.kind == REPORTED:
             return True
         answered, expected = self.coverage.get(task, (0, 0))
@@ -254,7 +260,7 @@ class Row:
 
     @property
     def complete_all(self) -> bool:
-        return all(self.complete(t.id) for t in TASKS)
+        return self._complete
 
     def fraction(self, task: str) -> float:
         """Share of `task`'s questions answered (1.0 for reported rows and for a task with none)."""
@@ -343,12 +349,13 @@ def verified_row(record: Mapping, protocol: str, *, full: bool = True) -> Row:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     summary = record.get("summary") or split_result(record["result"])[0]
-    scored = summary["protocols"][protocol]
+    scored = summary_protocols(summary)[protocol]
     tasks, ci95 = scored.get("tasks", {}), scored.get("ci95", {}) or {}
-    if not full:
-        keep = {t.id: MAIN_METRICS_BY_KIND[t.kind] for t in TASKS}
-        tasks = {t: {m: v for m, v in ms.items() if m in keep.get(t, ())} for t, ms in tasks.items()}
-        ci95 = {t: {m: tuple(v) for m, v in ms.items() if m in keep.get(t, ())} for t, ms in ci95.items()}
+    if not full:  # keys from the task table, not from each row's JSON: one string object for all rows
+        tasks = {t.id: {m: tasks[t.id][m] for m in MAIN_METRICS_BY_KIND[t.kind] if m in tasks.get(t.id, {})}
+                 for t in TASKS if t.id in tasks}
+        ci95 = {t.id: {m: tuple(ci95[t.id][m]) for m in MAIN_METRICS_BY_KIND[t.kind] if m in ci95.get(t.id, {})}
+                for t in TASKS if t.id in ci95}
     overall = summary.get("overall") or {}
     ci = overall.get("ci95")
     meta = record.get("provenance")
@@ -361,7 +368,8 @@ def verified_row(record: Mapping, protocol: str, *, full: bool = True) -> Row:
         scorer_version=str(summary.get("scorer_version") or record.get("scorer_version", "")),
         submitted_at=record.get("submitted_at", ""), files_sha256=record.get("files_sha256", ""),
         answers_sha256=record.get("answers_sha256", ""),
-        coverage={t: (int(c[0]), int(c[1])) for t, c in summary.get("coverage", {}).items()},
+        coverage={t.id: (int(c[0]), int(c[1])) for t in TASKS
+                  if (c := summary.get("coverage", {}).get(t.id)) is not None},
         provenance=meta, how_produced=_describe(meta), overall=_number(overall.get("value")),
         overall_ci=(float(ci[0]), float(ci[1])) if ci else None,
     )

@@ -410,7 +410,8 @@ def test_rescore_keeps_rows_whose_answers_no_longer_read(db, split, tmp_path):
                  bootstrap=0)
     with sqlite3.connect(db.path) as con:
         con.execute("UPDATE answer_keys SET keys_zlib = ?", (zlib.compress(b'[["x.mp4", "flying"]]'),))
-        con.execute("UPDATE submissions SET answers_bz2 = ?, scorer_version = '0.0.1'", (bz2.compress(b'["Yes"]'),))
+        con.execute("UPDATE payloads SET answers_bz2 = ?", (bz2.compress(b'["Yes"]'),))
+        con.execute("UPDATE submissions SET scorer_version = '0.0.1'")
     db.clear_cache()
     (line,) = rescore(db, split, bootstrap=0)
     assert line.startswith(f"#{out.row.id} 'm': kept old scores: answers unreadable: row-{out.row.id}:1")
