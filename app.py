@@ -14,11 +14,17 @@ import gradio as gr
 from crashchat.chat import layout as chat_ui
 from leaderboard import ui as board_ui
 
+# Gradio's cache (uploads, files sent to pages) is Gradio's: the app deletes nothing in it. Its
+# files go an hour after they were written (or last handed out), checked every 15 minutes, so an
+# upload nobody submits does not stay on disk for a day.
+DELETE_CACHE = (900, 3600)
+QUEUE_SIZE = 100
+"""Events waiting in the queue, all users together (`CRASHCHAT_QUEUE_SIZE`); beyond it a new
+event is refused at once ("queue is full") instead of waiting behind minutes of work."""
+
 
 def build_app(model: str | None = None) -> gr.Blocks:
-    # delete_cache: uploads nobody submitted (the leaderboard deletes the ones it processed) and
-    # other temporary files go after a day, checked hourly.
-    with gr.Blocks(title="CrashChat", delete_cache=(3600, 86400)) as demo:
+    with gr.Blocks(title="CrashChat", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# CrashChat\nMultitask traffic-crash video analysis "
             "([paper](https://arxiv.org/abs/2512.18878)) and the CrashChat benchmark."
@@ -38,7 +44,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
     demo = build_app(model=args.model)
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("CRASHCHAT_QUEUE_SIZE") or QUEUE_SIZE))
     # uploads over the video size limit are refused by Gradio before they are stored
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=chat_ui.max_upload_bytes())
 

@@ -12,6 +12,9 @@ Protocols (rules: `../shared/reference/protocol.md`):
 
 Per-record statistics are computed once (`metrics.*_row`); every metric of a subset or a
 bootstrap resample is arithmetic on their sums.
+
+One overall score (`overall_score`): the mean of one headline metric per task (`OVERALL_METRIC`)
+under the strict protocol, with a bootstrap interval that resamples videos jointly across tasks.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from crashchat.tasks import SOURCES, TASKS, Task, parse_time, parse_time_range, parse_yes_no
+from crashchat.tasks import SOURCES, TASK_IDS, TASKS, Task, parse_time, parse_time_range, parse_yes_no
 from leaderboard import SCORER_VERSION, metrics
 from leaderboard.split import Split
 from leaderboard.submission import Submission
@@ -35,6 +38,10 @@ FAMILY = {
 }
 # The one metric per task that `compare` tests, and the per-item score the failure browser shows.
 COMPARE_METRIC = {"yes_no": "f1_macro", "time_range": "miou", "time": "miou", "text": "rouge_l_f"}
+OVERALL_METRIC = COMPARE_METRIC
+"""The headline each task brings to the overall score: what the paper's tables lead with
+(recognition macro-F1, both localizations' mIoU) and, for the three text tasks, ROUGE-L F (every
+answer scores on the same 0-1 scale, unlike corpus BLEU, and BERTScore needs a 1.4 GB model)."""
 
 
 @dataclass
@@ -265,16 +272,57 @@ def _reachable(url: str, timeout: float = 5.0) -> bool:
         return False
 
 
+def overall_point(tasks: dict) -> float | None:
+    """The overall score of a protocol's per-task metrics (`{task: {metric: value}}`): the mean of
+    `OVERALL_METRIC` over the six tasks, None when any of them has no value."""
+    values = [tasks.get(t.id, {}).get(OVERALL_METRIC[t.kind]) for t in TASKS]
+    if any(v is None for v in values):
+        return None
+    return float(sum(values) / len(values))
+
+
+def overall_score(tables: dict[str, RecordTable], resamples: int, seed: int) -> dict:
+    """The overall score of strict tables (`task id -> RecordTable`) and its 95% interval.
+
+    The value is `overall_point` of the tables' metrics. The interval is a percentile bootstrap
+    over videos: each resample draws the split's videos with replacement, the same draw for all
+    six tasks (videos are `resample_weights(len(videos), resamples, seed)`, videos in sorted
+    order), and every task is scored on the records of the drawn videos, each counted as often as
+    its video was drawn. Resampling videos rather than each task's records apart keeps what one
+    video's answers share across tasks, so the interval is that of the mean, not of independent
+    tasks. Records that a task leaves out (pre-crash videos without a crash start) stay out.
+    """
+    value = overall_point({t: table_metrics(tables[t]) for t in tables}) if set(tables) == set(TASK_IDS) else None
+    out = {"protocol": "strict", "metrics": {t.id: OVERALL_METRIC[t.kind] for t in TASKS}, "value": value,
+           "ci95": None}
+    if value is None or resamples <= 0 or any(table.n == 0 for table in tables.values()):
+        return out
+    videos = sorted({item["video"] for table in tables.values() for item in table.items})
+    index = {v: i for i, v in enumerate(videos)}
+    weights = resample_weights(len(videos), resamples, seed)
+    total = np.zeros(resamples)
+    for task in TASKS:
+        table = tables[task.id]
+        w = weights[:, [index[item["video"]] for item in table.items]]
+        fn, _ = FAMILY[task.kind]
+        total += np.asarray(fn(w @ table.rows, w.sum(axis=1))[OVERALL_METRIC[task.kind]], float)
+    out["ci95"] = [float(x) for x in np.percentile(total / len(TASKS), [2.5, 97.5])]
+    return out
+
+
 def score(submission: Submission, split: Split, *, bootstrap: int = 1000, bertscore: bool = False,
           seed: int = 0) -> dict:
     """The scorer's JSON (the shape `python -m leaderboard score --json` writes)."""
     cache = _TextCache()
     protocols = {}
+    strict_tables: dict[str, RecordTable] = {}
     bert_note = "not requested (--bertscore)"
     for protocol in PROTOCOLS:
         tasks, by_source, ci95 = {}, {}, {}
         for task in TASKS:
             table = record_table(task, split, submission, protocol, cache)
+            if protocol == "strict":
+                strict_tables[task.id] = table
             tasks[task.id] = table_metrics(table)
             by_source[task.id] = {
                 source: table_metrics(table, table.sources == source)
@@ -291,6 +339,7 @@ def score(submission: Submission, split: Split, *, bootstrap: int = 1000, bertsc
         "files": [{"name": n, "sha256": h} for n, h in submission.files],
         "validation": submission.validation,
         "protocols": protocols,
+        "overall": overall_score(strict_tables, bootstrap, seed),
         "bootstrap": {"resamples": bootstrap, "seed": seed, "level": 0.95},
         "sacrebleu_signature": sacrebleu_signature(),
         "bertscore": bert_note,
@@ -360,5 +409,10 @@ def render_text(result: dict, protocol: str) -> str:
             cells.append(f"{key} {text}")
         lines.append(f"{task.title} (n={values['n']})")
         lines.extend(f"    {cell}" for cell in cells)
+    overall = result.get("overall") or {}
+    if overall.get("value") is not None:
+        ci = overall.get("ci95")
+        lines.append(f"Overall (strict protocol, mean of {', '.join(overall['metrics'].values())}): "
+                     f"{overall['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
     return "\n".join(lines)
 

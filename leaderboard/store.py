@@ -1,69 +1,110 @@
-"""The leaderboard's store: verified submissions in SQLite, with their answers and scores.
+"""The leaderboard's database: verified submissions in SQLite, with their answers and scores.
 
-`python -m leaderboard.store {list,rescore,hide,unhide,delete} [--db PATH] ...`
+One SQLite file (stdlib `sqlite3`, WAL so readers never wait for the single writer) at
+`CRASHCHAT_DB`, else `<user data dir>/crashchat/leaderboard.sqlite3`. Every operation opens its
+own connection, so threads (Gradio workers) never share one.
 
-One SQLite file (stdlib `sqlite3`, WAL so readers never block the single writer) at
-`CRASHCHAT_DB`, else `<user data dir>/crashchat/leaderboard.sqlite3`. Each row keeps the
-submitted answers (canonical rows, see `submission.canonical_rows`, zlib-compressed) next to the
-scorer's JSON, so every row can be re-scored when the scorer or the split changes. Every
-operation opens its own connection, so threads (Gradio workers) never share one.
+Schema, migrations, reading and writing rows live here; what may be stored (form checks,
+identity, scoring, re-scoring) is `leaderboard.intake`, the Hub mirror `leaderboard.hubsync`, the
+maintenance commands `python -m leaderboard {list,rescore,hide,unhide,delete}`.
 
-A submission's identity is the digest of its canonical answers, not of its file bytes: the same
-answers reordered, split over other files or in another layout point at the existing row.
+What a row costs (schema 3), each part stored once:
+- light columns (table `submissions`): model, submitter, link, notes, time, digests, flags,
+  `overall`, `complete`; everything else of a row is in `payloads`, so scanning every row's light
+  columns reads small records only;
+- the answers exactly as submitted, for re-scoring: the list of (video, task) keys is stored once
+  per distinct list (`answer_keys`: every complete submission shares one) and the row keeps only
+  its responses, in that order, bz2-compressed;
+- the scorer JSON cut in two (`leaderboard.summary`): the summary the tables read for every row
+  and the detail (per source, validation, files) read for one row at a time, both compressed; the
+  split's description is kept once per split (`splits`).
+
+A row's identity is its `answers_sha256` (`submission.scored_digest`: what the scorer reads of
+the answers), a UNIQUE column: deduplication is one indexed lookup. Model names are looked up by
+their two skeletons (`identity.name_keys`), indexed too.
 
 Reading is cached: every write bumps a `generation` counter in the database (so a write by
-another process is seen too), and `rows()` parses a row's JSON only when it is new or changed.
-
-On a Hugging Face Space the file is mirrored to a dataset repository (`CRASHCHAT_RESULTS_REPO`,
-token in `HF_TOKEN`) so that results survive restarts: see `HubSync`.
+another process is seen too), and `rows()` parses a row's light columns only when it is new or
+changed; summaries are read only for the rows asked for.
 """
 
 from __future__ import annotations
 
-import argparse
+import bz2
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
+import lzma
 import os
 import sqlite3
 import sys
-import tempfile
 import threading
-import unicodedata
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from huggingface_hub import CommitScheduler
+from leaderboard import identity
+from leaderboard.submission import SubmissionError, answers_digest, parse_canonical, scored_digest
+from leaderboard.summary import is_complete, join_result, split_result
 
-from crashchat import provenance as provenance_mod
-from leaderboard import SCORER_VERSION
-from leaderboard.scoring import score
-from leaderboard.split import Split, SplitError, load_split
-from leaderboard.submission import (
-    MAX_BYTES,
-    Submission,
-    SubmissionError,
-    answers_digest,
-    canonical_rows,
-    read_canonical,
-    read_submission,
-)
-
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "leaderboard.sqlite3"
-MAX_FILES = 12
-MAX_REQUEST_BYTES = 100 * 1024**2
-"""All files of one submission together (each file at most `submission.MAX_BYTES`)."""
-MAX_NAME = 80
-MAX_LINK = 500
-MAX_NOTES = 2000
 
 # Columns in this order: SQLite reads a row's leading columns without touching the large ones.
 _SUBMISSIONS = """
+CREATE TABLE submissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL,
+    submitter TEXT NOT NULL DEFAULT '',
+    link TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    submitted_at TEXT NOT NULL,
+    answers_sha256 TEXT NOT NULL UNIQUE,
+    files_sha256 TEXT NOT NULL,
+    files_json TEXT NOT NULL,
+    split_sha256 TEXT NOT NULL,
+    scorer_version TEXT NOT NULL,
+    hidden INTEGER NOT NULL DEFAULT 0,
+    rescored_at TEXT NOT NULL DEFAULT '',
+    revision INTEGER NOT NULL DEFAULT 0,
+    provenance_json TEXT NOT NULL DEFAULT '',
+    complete INTEGER NOT NULL DEFAULT 0,
+    overall REAL,
+    name_key TEXT NOT NULL DEFAULT '',
+    name_key2 TEXT NOT NULL DEFAULT ''
+)"""
+# The large parts apart from the light columns: a scan of every row's light columns (after each
+# write) reads small records only, each on one page.
+_PAYLOADS = """
+CREATE TABLE payloads (
+    id INTEGER PRIMARY KEY REFERENCES submissions (id),
+    summary_zlib BLOB NOT NULL,
+    detail_xz BLOB NOT NULL,
+    keys_id INTEGER NOT NULL REFERENCES answer_keys (id),
+    answers_bz2 BLOB NOT NULL
+)"""
+PAGE_SIZE = 2048
+"""Bytes per database page of a new file: a light row (with its provenance) fits on one page, and a
+payload (about 20 kB) wastes half a page on average, not the half of 4 kB of SQLite's default."""
+_TABLES = (
+    _SUBMISSIONS,
+    _PAYLOADS,
+    "CREATE INDEX submissions_name_key ON submissions (name_key)",
+    "CREATE INDEX submissions_name_key2 ON submissions (name_key2)",
+    "CREATE INDEX submissions_submitter ON submissions (submitter, submitted_at)",
+    # Covering: the scan that tells which rows changed since the last read reads this index only.
+    "CREATE INDEX submissions_state ON submissions (id, revision, hidden)",
+    "CREATE TABLE answer_keys (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL UNIQUE, "
+    "keys_zlib BLOB NOT NULL)",
+    "CREATE TABLE splits (sha256 TEXT PRIMARY KEY, info_json TEXT NOT NULL)",
+)
+
+# Schema 2 (kept: a schema-1 database goes 1 -> 2 -> 3).
+_SUBMISSIONS_V2 = """
 CREATE TABLE submissions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     model TEXT NOT NULL,
@@ -81,17 +122,21 @@ CREATE TABLE submissions (
     provenance_json TEXT NOT NULL DEFAULT '',
     result_json TEXT NOT NULL,
     answers_zlib BLOB NOT NULL,
-    -- The same answers on the same split and scorer version are one row.
     UNIQUE (answers_sha256, split_sha256, scorer_version)
 )"""
 
+DISK_FULL = "the leaderboard's disk is full; nothing was stored"
+
 
 class StoreError(Exception):
-    """The database cannot be used (e.g. written by a newer schema); the message says why."""
+    """The database cannot be used (e.g. written by a newer schema, a full disk); the message says why."""
 
 
-class SubmitError(ValueError):
-    """A submission's form is unusable (name, link, notes, files); one line naming the field."""
+class RowNotFound(LookupError):
+    """No row with that id (never existed, or deleted); the message names it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such leaderboard row"
 
 
 def user_data_dir() -> Path:
@@ -111,21 +156,30 @@ def default_db_path() -> Path:
     return Path(env).expanduser() if env else user_data_dir() / DB_NAME
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def now_utc() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
 
 
-@dataclass(frozen=True)
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRow:
-    """One verified submission as stored (the answers are loaded separately: they are large)."""
+    """One verified submission's light columns (scores: `Store.summaries`, `Store.result`)."""
 
     id: int
     model: str
+    submitter: str
+    """Who submitted it (`identity.Submitter.name`); empty for rows from before schema 3."""
     link: str
     notes: str
     submitted_at: str
     answers_sha256: str
-    """Digest of the canonical answers: the row's identity (with split and scorer version)."""
+    """What the scorer reads of the answers (`submission.scored_digest`): the row's identity."""
     files_sha256: str
     """Digest of the submitted files' digests (what was uploaded, for the record)."""
     files: list[tuple[str, str]]
@@ -137,31 +191,93 @@ class StoredRow:
     """Bumped whenever the row's scores change (re-scoring); caches key on it."""
     provenance: dict | None
     """The validated `.meta.json` sent with the predictions (`crashchat.provenance`), if any."""
-    result: dict
+    complete: bool
+    """Every question of every task answered (parsed)."""
+    overall: float | None
+    """The overall score (strict protocol), None when a task has no value."""
 
     def as_dict(self) -> dict:
-        """A shallow dict of the fields (the result is shared, not copied: treat it as read-only)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_LIGHT = ("id, model, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256, "
-          "scorer_version, hidden, rescored_at, revision, provenance_json")
+_LIGHT = ("id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, "
+          "split_sha256, scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall")
 
 
-def _row(rec: tuple, result: dict) -> StoredRow:
-    (id_, model, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
-     scorer_version, hidden, rescored_at, revision, provenance_json) = rec
-    return StoredRow(id_, model, link, notes, submitted_at, answers_sha256, files_sha256,
+def _row(rec: tuple) -> StoredRow:
+    (id_, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
+     scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall) = rec
+    return StoredRow(id_, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256,
                      [tuple(f) for f in json.loads(files_json)], split_sha256, scorer_version, bool(hidden),
-                     rescored_at, revision, json.loads(provenance_json) if provenance_json else None, result)
+                     rescored_at, revision, json.loads(provenance_json) if provenance_json else None,
+                     bool(complete), overall)
 
 
-def pack_answers(rows: list[dict]) -> bytes:
-    return zlib.compress(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 6)
+# --- how answers and results are packed -----------------------------------------------------------
 
 
-def unpack_answers(blob: bytes) -> list[dict]:
+def _dumps(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def pack_json(value) -> bytes:
+    return zlib.compress(_dumps(value), 9)
+
+
+def unpack_json(blob: bytes):
     return json.loads(zlib.decompress(blob).decode("utf-8"))
+
+
+# The detail (read for one row at a time) takes LZMA: a sixth smaller than zlib, slower to unpack,
+# which only a row's details pay.
+_LZMA = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 16}]  # a 64 kB window: details are ~13 kB
+
+
+def pack_detail(value) -> bytes:
+    return lzma.compress(_dumps(value), format=lzma.FORMAT_RAW, filters=_LZMA)
+
+
+def unpack_detail(blob: bytes):
+    return json.loads(lzma.decompress(blob, format=lzma.FORMAT_RAW, filters=_LZMA).decode("utf-8"))
+
+
+@dataclass(frozen=True)
+class PackedAnswers:
+    """Canonical answers ready to store: their key list (shared) and their responses (the row's)."""
+
+    keys_sha256: str
+    keys_zlib: bytes
+    values_bz2: bytes
+
+
+def pack_answers(rows: Sequence[dict]) -> PackedAnswers:
+    """Canonical rows (`submission.canonical_rows`) as a (video, task) key list and the responses
+    in that order (a response with the authors' `pred_*` fields becomes `{"response", "fields"}`).
+    Responses compress best on their own (bz2: a complete submission of model-like text is about
+    14 kB); the key list is the same for every complete submission on a split."""
+    keys = _dumps([[r["video"], r["task"]] for r in rows])
+    values = [r.get("response") if "fields" not in r else {"response": r.get("response"), "fields": r["fields"]}
+              for r in rows]
+    return PackedAnswers(hashlib.sha256(keys).hexdigest(), zlib.compress(keys, 9), bz2.compress(_dumps(values), 9))
+
+
+def unpack_answers(keys_zlib: bytes, values_bz2: bytes) -> list[dict]:
+    keys = json.loads(zlib.decompress(keys_zlib).decode("utf-8"))
+    values = json.loads(bz2.decompress(values_bz2).decode("utf-8"))
+    rows = []
+    for (video, task), value in zip(keys, values, strict=True):
+        if isinstance(value, dict):
+            rows.append({"video": video, "task": task, "response": value.get("response"), "fields": value["fields"]})
+        else:
+            rows.append({"video": video, "task": task, "response": value})
+    return rows
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the message on 3.10
+        return code == getattr(sqlite3, "SQLITE_FULL", 13) or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 class Store:
@@ -172,8 +288,10 @@ class Store:
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._cache: tuple[int, list[tuple[tuple, StoredRow]]] | None = None
+        self._cache: tuple[int, list[StoredRow]] | None = None
+        migrated = False
         with self._connect() as con:
+            con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; an existing one keeps its own
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("BEGIN IMMEDIATE")
             con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -183,37 +301,57 @@ class Store:
                 con.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: schema version {version} is newer than this code's "
                                  f"{SCHEMA_VERSION}; upgrade CrashChat or point CRASHCHAT_DB elsewhere")
-            if version == 0:
-                con.execute(_SUBMISSIONS)
-            elif version == 1:
-                _migrate_v1(con)
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            try:
+                if version == 0:
+                    for statement in _TABLES:
+                        con.execute(statement)
+                if version == 1:
+                    _migrate_v1(con)
+                if version in (1, 2):
+                    _migrate_v2(con)
+                    migrated = True
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            except BaseException as exc:
+                _rollback(con)
+                if _is_disk_full(exc):
+                    raise StoreError(f"{self.path}: the disk is full; the database was not changed") from None
+                raise
             con.execute("COMMIT")
+            if migrated:
+                con.execute("VACUUM")  # the old schema's pages back to the file system
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE for writes), so two
         # writers queue on the database lock instead of failing on a read->write upgrade.
-        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         try:
             con.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            con.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash of the app, one fsync per checkpoint
             yield con
         finally:
             con.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that also bumps the generation, so every reader's cache expires."""
+        """One write transaction that also bumps the generation, so every reader's cache expires.
+
+        Any failure rolls everything back (nothing half stored); a full disk becomes a `StoreError`
+        with `DISK_FULL` as its message.
+        """
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
                 yield con
                 con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-            except BaseException:
-                con.execute("ROLLBACK")
+                con.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(con)
+                if _is_disk_full(exc):
+                    raise StoreError(DISK_FULL) from None
                 raise
-            con.execute("COMMIT")
 
     def schema_version(self) -> int:
         with self._connect() as con:
@@ -244,90 +382,167 @@ class Store:
             generation = int(con.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
             if cached is not None and cached[0] == generation:
                 con.execute("COMMIT")
-                return [row for _, row in cached[1]]
-            known = {row.id: (rec, row) for rec, row in cached[1]} if cached is not None else {}
-            light = con.execute(f"SELECT {_LIGHT} FROM submissions ORDER BY id").fetchall()
-            # Only new or re-scored rows have their (large) result JSON read and parsed again.
-            stale = [rec[0] for rec in light if rec[0] not in known or known[rec[0]][1].revision != rec[12]]
-            results = {}
-            for i in range(0, len(stale), 500):
-                chunk = stale[i:i + 500]
+                return list(cached[1])
+            # What can change in a row bumps its revision (re-scoring) or flips `hidden`: those two
+            # say which rows to read again; the others are the same objects as before.
+            known = {row.id: row for row in cached[1]} if cached is not None else {}
+            state = con.execute("SELECT id, revision, hidden FROM submissions ORDER BY id").fetchall()
+            stale = [i for i, revision, hidden in state
+                     if i not in known or known[i].revision != revision or known[i].hidden != bool(hidden)]
+            fresh = {}
+            for k in range(0, len(stale), 500):
+                chunk = stale[k:k + 500]
                 marks = ",".join("?" * len(chunk))
-                for id_, text in con.execute(f"SELECT id, result_json FROM submissions WHERE id IN ({marks})", chunk):
-                    results[id_] = json.loads(text)
+                for rec in con.execute(f"SELECT {_LIGHT} FROM submissions WHERE id IN ({marks})", chunk):
+                    fresh[rec[0]] = _row(rec)
             con.execute("COMMIT")
-        pairs = []
-        for rec in light:
-            old = known.get(rec[0])
-            if old is not None and old[0] == rec:
-                pairs.append((rec, old[1]))  # unchanged: the same object
-            else:
-                pairs.append((rec, _row(rec, results[rec[0]] if rec[0] in results else old[1].result)))
+        rows = [fresh[i] if i in fresh else known[i] for i, _, _ in state]
         with self._lock:
-            self._cache = (generation, pairs)
-        return [row for _, row in pairs]
+            self._cache = (generation, rows)
+        return list(rows)
 
     def get(self, row_id: int) -> StoredRow | None:
-        return next((r for r in self._all_rows() if r.id == int(row_id)), None)
-
-    def find(self, answers_sha256: str, split_sha256: str, scorer_version: str) -> StoredRow | None:
+        """One row by id (hidden or not), read directly."""
         with self._connect() as con:
-            rec = con.execute("SELECT id FROM submissions WHERE answers_sha256 = ? AND split_sha256 = ? "
-                              "AND scorer_version = ?", (answers_sha256, split_sha256, scorer_version)).fetchone()
-        return None if rec is None else self.get(rec[0])
+            rec = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE id = ?", (int(row_id),)).fetchone()
+        return None if rec is None else _row(rec)
+
+    def find(self, answers_sha256: str) -> StoredRow | None:
+        """The row with these answers (`submission.scored_digest`), if any: one indexed lookup."""
+        with self._connect() as con:
+            rec = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE answers_sha256 = ?",
+                              (answers_sha256,)).fetchone()
+        return None if rec is None else _row(rec)
+
+    def summaries(self, row_ids: Iterable[int]) -> dict[int, dict]:
+        """Row id -> the summary the tables read (`leaderboard.summary`), for the rows asked for."""
+        ids = [int(i) for i in row_ids]
+        out = {}
+        with self._connect() as con:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for id_, blob in con.execute(f"SELECT id, summary_zlib FROM payloads WHERE id IN ({marks})", chunk):
+                    out[id_] = unpack_json(blob)
+        return out
+
+    def result(self, row_id: int) -> dict:
+        """A row's whole scorer JSON, as `scoring.score` returned it."""
+        with self._connect() as con:
+            rec = con.execute("SELECT d.summary_zlib, d.detail_xz, p.info_json FROM submissions s "
+                              "JOIN payloads d ON d.id = s.id LEFT JOIN splits p ON p.sha256 = s.split_sha256 "
+                              "WHERE s.id = ?", (int(row_id),)).fetchone()
+        if rec is None:
+            raise RowNotFound(f"no leaderboard row #{row_id}")
+        return join_result(unpack_json(rec[0]), unpack_detail(rec[1]), json.loads(rec[2]) if rec[2] else {})
 
     def answers(self, row_id: int) -> list[dict]:
         """The stored answers: canonical rows `[{"video", "task", "response"[, "fields"]}]`."""
         with self._connect() as con:
-            rec = con.execute("SELECT answers_zlib FROM submissions WHERE id = ?", (int(row_id),)).fetchone()
+            rec = con.execute("SELECT k.keys_zlib, d.answers_bz2 FROM payloads d JOIN answer_keys k "
+                              "ON k.id = d.keys_id WHERE d.id = ?", (int(row_id),)).fetchone()
         if rec is None:
-            raise KeyError(f"no leaderboard row #{row_id}")
-        return unpack_answers(rec[0])
+            raise RowNotFound(f"no leaderboard row #{row_id}")
+        return unpack_answers(*rec)
+
+    def name_holders(self, keys: Sequence[str], con: sqlite3.Connection | None = None) -> list[identity.Holder]:
+        """Rows whose model name shares a skeleton with `keys` (`identity.name_keys`), by id."""
+        keys = list(dict.fromkeys(keys))
+        marks = ",".join("?" * len(keys))
+        query = (f"SELECT submitter, id, model, hidden FROM submissions WHERE name_key IN ({marks}) "
+                 f"OR name_key2 IN ({marks}) ORDER BY id")
+        if con is not None:
+            found = con.execute(query, keys + keys).fetchall()
+        else:
+            with self._connect() as own:
+                found = own.execute(query, keys + keys).fetchall()
+        return [identity.Holder(s, i, m, bool(h)) for s, i, m, h in found]
+
+    def submission_times(self, submitter: str, since: datetime) -> list[datetime]:
+        """When `submitter`'s stored rows were submitted, from `since` on (for the rate limit)."""
+        with self._connect() as con:
+            found = con.execute("SELECT submitted_at FROM submissions WHERE submitter = ? AND submitted_at >= ?",
+                                (submitter, since.strftime(TIME_FORMAT))).fetchall()
+        return [parse_time(t) for (t,) in found]
 
     # --- writing --------------------------------------------------------------------------------
 
     def add(self, *, model: str, answers_sha256: str, files_sha256: str, files: Sequence[tuple[str, str]],
-            result: dict, answers: list[dict], link: str = "", notes: str = "",
-            provenance: dict | None = None) -> tuple[StoredRow, bool]:
-        """Insert a scored submission; (row, True), or (the existing row, False) for known answers."""
-        split_sha256 = result["split"]["sha256"]
-        version = str(result["scorer_version"])
+            result: dict, answers: PackedAnswers, submitter: str = "", link: str = "", notes: str = "",
+            provenance: dict | None = None,
+            check_name: Callable[[list[identity.Holder]], None] | None = None) -> tuple[StoredRow, bool]:
+        """Insert a scored submission; (row, True), or (the existing row, False) for known answers.
+
+        In the same transaction as the insert, `check_name` sees the rows whose model name clashes
+        with this one (`name_holders`) and may refuse by raising: two submissions racing for a
+        name cannot both get it.
+        """
+        keys = identity.name_keys(model)
+        summary, detail, split_info = split_result(result)
+        overall = summary["overall"].get("value")
+        cover = {t: tuple(c) for t, c in summary["coverage"].items()}
+        values = (model, submitter, link, notes, now_utc(), answers_sha256, files_sha256,
+                  json.dumps([list(f) for f in files]), split_info.get("sha256", ""), str(result["scorer_version"]),
+                  json.dumps(provenance) if provenance else "", int(is_complete(cover)), overall, keys[0], keys[1])
+        payload = (pack_json(summary), pack_detail(detail), answers.values_bz2)
         with self._write() as con:
+            known = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE answers_sha256 = ?",
+                                (answers_sha256,)).fetchone()
+            if known is not None:
+                return _row(known), False
+            if check_name is not None:
+                check_name(self.name_holders(keys, con))
+            con.execute("INSERT OR IGNORE INTO splits VALUES (?, ?)",
+                        (split_info.get("sha256", ""), json.dumps(split_info)))
+            con.execute("INSERT OR IGNORE INTO answer_keys (sha256, keys_zlib) VALUES (?, ?)",
+                        (answers.keys_sha256, answers.keys_zlib))
+            keys_id = con.execute("SELECT id FROM answer_keys WHERE sha256 = ?", (answers.keys_sha256,)).fetchone()[0]
             cur = con.execute(
-                "INSERT INTO submissions (model, link, notes, submitted_at, answers_sha256, files_sha256, "
-                "files_json, split_sha256, scorer_version, provenance_json, result_json, answers_zlib) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (answers_sha256, split_sha256, scorer_version) DO NOTHING",
-                (model, link, notes, now_utc(), answers_sha256, files_sha256, json.dumps([list(f) for f in files]),
-                 split_sha256, version, json.dumps(provenance) if provenance else "", json.dumps(result),
-                 pack_answers(answers)))
-            added = cur.rowcount == 1
-        row = self.find(answers_sha256, split_sha256, version)
-        assert row is not None, "a row just inserted or found by its unique key must exist"
-        return row, added
+                "INSERT INTO submissions (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, "
+                "files_json, split_sha256, scorer_version, provenance_json, complete, overall, name_key, name_key2) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
+            row_id = cur.lastrowid
+            con.execute("INSERT INTO payloads (id, summary_zlib, detail_xz, answers_bz2, keys_id) VALUES (?,?,?,?,?)",
+                        (row_id, *payload, keys_id))
+        (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
+         version, provenance_json, complete, overall, *_rest) = values
+        return _row((row_id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json,
+                     split_sha256, version, 0, "", 0, provenance_json, complete, overall)), True
 
     def update_result(self, row_id: int, result: dict) -> None:
         """Replace a row's scores after re-scoring (its split and scorer version follow the result)."""
+        summary, detail, split_info = split_result(result)
+        cover = {t: tuple(c) for t, c in summary["coverage"].items()}
         with self._write() as con:
-            con.execute("UPDATE submissions SET result_json = ?, split_sha256 = ?, scorer_version = ?, "
-                        "rescored_at = ?, revision = revision + 1 WHERE id = ?",
-                        (json.dumps(result), result["split"]["sha256"], str(result["scorer_version"]),
-                         now_utc(), int(row_id)))
+            con.execute("INSERT OR IGNORE INTO splits VALUES (?, ?)",
+                        (split_info.get("sha256", ""), json.dumps(split_info)))
+            changed = con.execute(
+                "UPDATE submissions SET split_sha256 = ?, scorer_version = ?, complete = ?, overall = ?, "
+                "rescored_at = ?, revision = revision + 1 WHERE id = ?",
+                (split_info.get("sha256", ""), str(result["scorer_version"]), int(is_complete(cover)),
+                 summary["overall"].get("value"), now_utc(), int(row_id))).rowcount
+            if not changed:
+                raise RowNotFound(f"no leaderboard row #{row_id}")
+            con.execute("UPDATE payloads SET summary_zlib = ?, detail_xz = ? WHERE id = ?",
+                        (pack_json(summary), pack_detail(detail), int(row_id)))
 
     def set_hidden(self, row_id: int, hidden: bool, *, admin_token: str | None) -> None:
         check_admin(admin_token)
         with self._write() as con:
             changed = con.execute("UPDATE submissions SET hidden = ? WHERE id = ?",
                                   (int(bool(hidden)), int(row_id))).rowcount
-        if not changed:
-            raise KeyError(f"no leaderboard row #{row_id}")
+            if not changed:
+                raise RowNotFound(f"no leaderboard row #{row_id}")
 
     def delete(self, row_id: int, *, admin_token: str | None) -> None:
         check_admin(admin_token)
         with self._write() as con:
             changed = con.execute("DELETE FROM submissions WHERE id = ?", (int(row_id),)).rowcount
-        if not changed:
-            raise KeyError(f"no leaderboard row #{row_id}")
+            if not changed:
+                raise RowNotFound(f"no leaderboard row #{row_id}")
+            con.execute("DELETE FROM payloads WHERE id = ?", (int(row_id),))
+            # A key list no row uses any more goes too (they are shared, so only then).
+            con.execute("DELETE FROM answer_keys WHERE id NOT IN (SELECT keys_id FROM payloads)")
 
     def snapshot(self, dest: Path | str) -> Path:
         """A consistent single-file copy (SQLite backup API: includes what is still in the WAL)."""
@@ -335,6 +550,12 @@ class Store:
         with self._connect() as con, contextlib.closing(sqlite3.connect(dest)) as out:
             con.backup(out)
         return dest
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back the open transaction (SQLite may already have, after a full disk)."""
+    if con.in_transaction:
+        con.execute("ROLLBACK")
 
 
 def _migrate_v1(con: sqlite3.Connection) -> None:
@@ -345,14 +566,14 @@ def _migrate_v1(con: sqlite3.Connection) -> None:
     later ones get a marked identity, so new submissions point at the first.
     """
     con.execute("ALTER TABLE submissions RENAME TO submissions_v1")
-    con.execute(_SUBMISSIONS)
+    con.execute(_SUBMISSIONS_V2)
     seen: dict[tuple, int] = {}
     for rec in con.execute("SELECT id, model, link, notes, submitted_at, files_sha256, files_json, split_sha256, "
                            "scorer_version, result_json, answers_zlib, hidden, rescored_at "
                            "FROM submissions_v1 ORDER BY id").fetchall():
         (id_, model, link, notes, submitted_at, files_sha256, files_json, split_sha256, version, result_json,
          blob, hidden, rescored_at) = rec
-        rows = sorted(unpack_answers(blob), key=lambda r: (r["video"], r["task"]))
+        rows = sorted(json.loads(zlib.decompress(blob).decode("utf-8")), key=lambda r: (r["video"], r["task"]))
         digest = answers_digest(rows)
         key = (digest, split_sha256, version)
         if key in seen:
@@ -363,11 +584,71 @@ def _migrate_v1(con: sqlite3.Connection) -> None:
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (id_, model, link, notes, submitted_at, digest, files_sha256, files_json, split_sha256,
                      version, hidden, rescored_at, result_json, blob))
-    old = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'submissions_v1'").fetchone()
+    _keep_sequence(con, "submissions_v1")
     con.execute("DROP TABLE submissions_v1")
-    if old is not None:
+
+
+def _keep_sequence(con: sqlite3.Connection, old: str) -> None:
+    """Carry the id sequence over from the renamed table, so ids are never reused."""
+    found = con.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (old,)).fetchone()
+    if found is not None:
         con.execute("DELETE FROM sqlite_sequence WHERE name = 'submissions'")
-        con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('submissions', ?)", (old[0],))
+        con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('submissions', ?)", (found[0],))
+
+
+def _migrate_v2(con: sqlite3.Connection) -> None:
+    """Schema 2 -> 3 in the open transaction: every row kept, with its id, scores and answers.
+
+    - identity: what the scorer reads of the answers (`scored_digest`), unique. Rows that schema
+      2 kept apart although the scorer reads the same (`Yes` and `yes`) all stay; the later ones
+      get a marked identity, so new submissions point at the first. Answers that no longer read
+      keep their schema-2 identity, marked.
+    - submitter: unrecorded (`identity.UNRECORDED`), so nobody can take these rows' names.
+    - the answers re-packed (shared key lists), the scorer JSON cut into summary, detail and split.
+    Scores are not recomputed here (that needs the split): the scorer version of these rows is
+    older than `SCORER_VERSION`, so `python -m leaderboard rescore` (or the Admin tab) brings
+    them up to date, adding the overall score's interval.
+    """
+    con.execute("ALTER TABLE submissions RENAME TO submissions_v2")
+    for name in ("submissions_name_key", "submissions_name_key2", "submissions_submitter", "submissions_state"):
+        con.execute(f"DROP INDEX IF EXISTS {name}")
+    for statement in _TABLES:
+        con.execute(statement)
+    seen: dict[str, int] = {}
+    query = ("SELECT id, model, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256, "
+             "scorer_version, hidden, rescored_at, revision, provenance_json, result_json, answers_zlib "
+             "FROM submissions_v2 ORDER BY id")
+    for rec in con.execute(query).fetchall():
+        (id_, model, link, notes, submitted_at, old_digest, files_sha256, files_json, split_sha256, version, hidden,
+         rescored_at, revision, provenance_json, result_json, blob) = rec
+        rows = json.loads(zlib.decompress(blob).decode("utf-8"))
+        try:
+            digest = scored_digest(parse_canonical(rows, f"row-{id_}"))
+        except SubmissionError:
+            digest = f"{old_digest}:unreadable-answers"
+        if digest in seen:
+            digest = f"{digest}:same-answers-as-#{seen[digest]}"
+        seen.setdefault(digest, id_)
+        result = json.loads(result_json)
+        summary, detail, split_info = split_result(result)
+        cover = {t: tuple(c) for t, c in summary["coverage"].items()}
+        packed = pack_answers(rows)
+        keys = identity.name_keys(model)
+        con.execute("INSERT OR IGNORE INTO splits VALUES (?, ?)", (split_sha256, json.dumps(split_info)))
+        con.execute("INSERT OR IGNORE INTO answer_keys (sha256, keys_zlib) VALUES (?, ?)",
+                    (packed.keys_sha256, packed.keys_zlib))
+        keys_id = con.execute("SELECT id FROM answer_keys WHERE sha256 = ?", (packed.keys_sha256,)).fetchone()[0]
+        con.execute(
+            "INSERT INTO submissions (id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, "
+            "files_json, split_sha256, scorer_version, hidden, rescored_at, revision, provenance_json, complete, "
+            "overall, name_key, name_key2) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (id_, model, identity.UNRECORDED, link, notes, submitted_at, digest, files_sha256, files_json,
+             split_sha256, version, hidden, rescored_at, revision, provenance_json, int(is_complete(cover)),
+             summary["overall"].get("value"), keys[0], keys[1]))
+        con.execute("INSERT INTO payloads (id, summary_zlib, detail_xz, keys_id, answers_bz2) VALUES (?,?,?,?,?)",
+                    (id_, pack_json(summary), pack_detail(detail), keys_id, packed.values_bz2))
+    _keep_sequence(con, "submissions_v2")
+    con.execute("DROP TABLE submissions_v2")
 
 
 def check_admin(token: str | None) -> None:
@@ -378,365 +659,3 @@ def check_admin(token: str | None) -> None:
     if not isinstance(token, str) or not token or not hmac.compare_digest(token.encode("utf-8"),
                                                                          expected.encode("utf-8")):
         raise PermissionError("wrong admin token")
-
-
-# --- the submission pipeline --------------------------------------------------------------------
-
-# Characters that change how text around them is shown (bidi controls) or are invisible: a
-# name holding them can pass for another model's name.
-_FORMAT_CATEGORIES = ("Cf", "Cc", "Co", "Cs", "Cn", "Zl", "Zp")
-
-
-def _bad_character(text: str, allowed: str = "") -> str | None:
-    for char in text:
-        if char in allowed:
-            continue
-        if unicodedata.category(char) in _FORMAT_CATEGORIES or not char.isprintable():
-            name = unicodedata.name(char, "unnamed character")
-            return f"U+{ord(char):04X} ({name})"
-    return None
-
-
-def check_entry(model: str, link: str = "", notes: str = "") -> None:
-    """Validate the form: model name 1-80 printable characters; optional http(s) link; notes."""
-    if not isinstance(model, str) or not model.strip():
-        raise SubmitError("model name: required (1-80 printable characters)")
-    if len(model) > MAX_NAME:
-        raise SubmitError(f"model name: {len(model)} characters, at most {MAX_NAME}")
-    bad = _bad_character(model)
-    if bad:
-        raise SubmitError(f"model name: character {bad} is not allowed (no tabs, newlines, control, "
-                          "bidi or invisible characters)")
-    link = link or ""
-    if not isinstance(link, str) or not isinstance(notes or "", str):
-        raise SubmitError("link and notes: text expected")
-    if link:
-        if len(link) > MAX_LINK or _bad_character(link) or " " in link:
-            raise SubmitError(f"link: one URL without spaces or invisible characters, at most {MAX_LINK} characters")
-        if not link.lower().startswith(("https://", "http://")):
-            raise SubmitError("link: must start with https:// or http://")
-    notes = notes or ""
-    if len(notes) > MAX_NOTES:
-        raise SubmitError(f"notes: {len(notes)} characters, at most {MAX_NOTES}")
-    bad = _bad_character(notes, allowed="\n\t")
-    if bad:
-        raise SubmitError(f"notes: character {bad} is not allowed")
-
-
-@dataclass(frozen=True)
-class Upload:
-    """The files of one submission, sorted into predictions and an optional provenance file."""
-
-    predictions: list[Path]
-    files: list[tuple[str, str]]
-    """(name, SHA-256) of each prediction file."""
-    files_sha256: str
-    """Digest of the set of prediction files (any order gives the same digest)."""
-    provenance: dict | None
-    """The validated provenance (`crashchat.provenance`), when a `.meta.json` came with them."""
-
-
-def read_upload(paths: Sequence[str | os.PathLike], *, provenance_path: str | os.PathLike | None = None,
-                max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES,
-                max_request_bytes: int = MAX_REQUEST_BYTES) -> Upload:
-    """Check count and size limits (before reading any content), then read the provenance file.
-
-    A file named `*.meta.json` among `paths` is the provenance file (`crashchat.provenance`), as
-    is `provenance_path`; at most one. Raises `SubmitError` (limits) or `ProvenanceError`.
-    """
-    paths = [Path(p) for p in paths or []]
-    metas = [p for p in paths if p.name.lower().endswith(provenance_mod.SUFFIX)]
-    if provenance_path:
-        metas.append(Path(provenance_path))
-    predictions = [p for p in paths if p not in metas]
-    if len(metas) > 1:
-        raise SubmitError(f"files: {len(metas)} provenance files ({', '.join(p.name for p in metas)}); at most one")
-    if not predictions:
-        raise SubmitError("files: no prediction file given")
-    if len(predictions) + len(metas) > max_files:
-        raise SubmitError(f"files: {len(predictions) + len(metas)} files, at most {max_files}")
-    total = 0
-    for path in predictions + metas:
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise SubmitError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
-        limit = provenance_mod.MAX_BYTES if path in metas else max_bytes
-        if size > limit:
-            raise SubmitError(f"{path.name}: file is {size} bytes, over the {limit}-byte limit")
-        total += size
-    if total > max_request_bytes:
-        raise SubmitError(f"files: {total} bytes together, over the {max_request_bytes}-byte limit of one submission")
-    files = [(p.name, _sha256_file(p)) for p in predictions]
-    digest = hashlib.sha256("\n".join(sorted(d for _, d in files)).encode()).hexdigest()
-    meta = provenance_mod.loads(metas[0].read_bytes(), metas[0].name) if metas else None
-    return Upload(predictions, files, digest, meta)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    row: StoredRow
-    added: bool
-    """False when the same answers were already scored on this split and scorer version."""
-    result: dict
-    """The scorer's JSON, plus a `leaderboard` block naming the row."""
-
-
-def _with_row(result: dict, row: StoredRow, added: bool) -> dict:
-    out = dict(result)
-    out["leaderboard"] = {"row_id": row.id, "model": row.model, "added": added,
-                          "answers_sha256": row.answers_sha256, "files_sha256": row.files_sha256,
-                          "submitted_at": row.submitted_at, "provenance": row.provenance}
-    return out
-
-
-def validate(paths: Sequence[str | os.PathLike], split: Split, *, provenance_path: str | os.PathLike | None = None,
-             max_bytes: int = MAX_BYTES) -> tuple[Upload, Submission]:
-    """Read the files against the split (raises `SubmitError`, `SubmissionError` or `ProvenanceError`)."""
-    upload = read_upload(paths, provenance_path=provenance_path, max_bytes=max_bytes)
-    return upload, read_submission(upload.predictions, split, max_bytes=max_bytes)
-
-
-def submit(store: Store, paths: Sequence[str | os.PathLike], model: str, *, split: Split,
-           link: str = "", notes: str = "", provenance_path: str | os.PathLike | None = None,
-           bootstrap: int = 1000, seed: int = 0, max_bytes: int = MAX_BYTES) -> Outcome:
-    """Validate, score and store one submission; known answers point at their existing row.
-
-    Nothing is stored unless every file (and the provenance file) reads. Answers that match a
-    row an admin hid are refused, so that nothing of the hidden row comes back.
-    """
-    check_entry(model, link, notes)
-    upload, submission = validate(paths, split, provenance_path=provenance_path, max_bytes=max_bytes)
-    answers = canonical_rows(submission.answers)
-    digest = answers_digest(answers)
-    existing = store.find(digest, split.sha256, SCORER_VERSION)
-    if existing is None:  # skip the scoring work for known answers
-        result = score(submission, split, bootstrap=bootstrap, seed=seed)
-        existing, added = store.add(model=model, link=link or "", notes=notes or "", answers_sha256=digest,
-                                    files_sha256=upload.files_sha256, files=upload.files, result=result,
-                                    answers=answers, provenance=upload.provenance)
-    else:
-        added = False
-    if existing.hidden and not added:
-        raise SubmitError("files: these answers were already submitted and that row was hidden by an admin; "
-                          "no row added")
-    return Outcome(existing, added, _with_row(existing.result, existing, added))
-
-
-def stored_submission(store: Store, row_id: int, split: Split) -> Submission:
-    """Rebuild a row's submission from its stored answers (for re-scoring, compare, failures)."""
-    return read_canonical(store.answers(row_id), split, f"row-{row_id}")
-
-
-def rescore(store: Store, split: Split, *, force: bool = False, bootstrap: int = 1000,
-            seed: int = 0) -> list[str]:
-    """Re-score rows scored by another scorer version or split (all rows with `force`).
-
-    Returns one line per row touched. A row whose answers no longer read (a stricter reader) or
-    whose new key collides with another row (the same answers already scored under this scorer
-    and split) keeps its old scores, and the line says why.
-    """
-    report = []
-    for row in store.rows(include_hidden=True):
-        if not force and row.scorer_version == SCORER_VERSION and row.split_sha256 == split.sha256:
-            continue
-        try:
-            result = score(stored_submission(store, row.id, split), split, bootstrap=bootstrap, seed=seed)
-            # What only the submitted files knew: their names and digests, and (same split) how
-            # many of their records matched no video of it.
-            result["files"] = row.result.get("files", result["files"])
-            if row.split_sha256 == split.sha256:
-                for task, counts in result["validation"].items():
-                    counts["unknown"] = row.result.get("validation", {}).get(task, {}).get("unknown", 0)
-            store.update_result(row.id, result)
-        except SubmissionError as exc:
-            report.append(f"#{row.id} {row.model!r}: kept old scores: answers unreadable: {exc}")
-            continue
-        except sqlite3.IntegrityError:
-            report.append(f"#{row.id} {row.model!r}: kept old scores: the same answers were already "
-                          f"scored under scorer {SCORER_VERSION} on this split")
-            continue
-        report.append(f"#{row.id} {row.model!r}: re-scored (scorer {row.scorer_version} -> "
-                      f"{SCORER_VERSION}, split {row.split_sha256[:12]} -> {split.sha256[:12]})")
-    return report
-
-
-# --- Hugging Face dataset sync -----------------------------------------------------------------
-
-
-class HubSync:
-    """Mirror the database file to a HF dataset repository, so a Space keeps results on restart.
-
-    `pull()` once at start (only when the local database has no rows), then `start()`: a
-    `huggingface_hub.CommitScheduler` commits a consistent snapshot at most once every
-    `every_minutes`, and only when a write happened since the last commit (`push_soon()` marks
-    it), so a burst of submissions makes one commit; its exit hook commits what is left. If the
-    pull fails for any reason other than "nothing stored yet", syncing is disabled for this run:
-    an empty local database must never overwrite the stored results.
-    """
-
-    def __init__(self, store: Store, repo_id: str, token: str | None = None, *, every_minutes: float = 2.0,
-                 api=None, filename: str = DB_NAME) -> None:
-        self.store, self.repo_id, self.token, self.filename = store, repo_id, token, filename
-        self.every_minutes = every_minutes
-        self.api = api
-        """A `huggingface_hub.HfApi` (default) or a local stand-in with the same methods (tests)."""
-        self.enabled = True
-        self.scheduler: _SnapshotScheduler | None = None
-        self.last_error: str | None = None
-
-    @classmethod
-    def from_env(cls, store: Store) -> HubSync | None:
-        repo = os.environ.get("CRASHCHAT_RESULTS_REPO")
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-        every = float(os.environ.get("CRASHCHAT_SYNC_MINUTES") or 2)
-        return cls(store, repo, token, every_minutes=every) if repo and token else None
-
-    def _api(self):
-        if self.api is None:
-            from huggingface_hub import HfApi
-
-            self.api = HfApi(token=self.token)
-        return self.api
-
-    def pull(self) -> str:
-        """Fetch the stored database if the local one is empty; returns what happened."""
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-        if self.store.rows(include_hidden=True):
-            return f"kept the local database {self.store.path} (it has rows)"
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                got = Path(self._api().hf_hub_download(repo_id=self.repo_id, filename=self.filename,
-                                                       repo_type="dataset", local_dir=tmp))
-                self._restore(got)
-        except (EntryNotFoundError, RepositoryNotFoundError):
-            return f"no stored database in {self.repo_id} yet; starting empty"
-        except Exception as exc:  # noqa: BLE001 - any failure disables syncing, said to the caller
-            self.enabled = False
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            return f"could not fetch results from {self.repo_id} ({self.last_error}); sync disabled"
-        return f"restored {len(self.store.rows(include_hidden=True))} rows from {self.repo_id}"
-
-    def _restore(self, source: Path) -> None:
-        with contextlib.closing(sqlite3.connect(source)) as src, self.store._connect() as dst:
-            src.backup(dst)
-        Store(self.store.path)  # re-check (and migrate) the schema of what came in
-        with self.store._write():
-            pass  # a new generation: caches built before the restore expire
-        self.store.clear_cache()
-
-    def start(self) -> str:
-        """Start the scheduled commits (after `pull`); returns what happened."""
-        if not self.enabled:
-            return f"results sync to {self.repo_id} is disabled ({self.last_error})"
-        try:
-            self.scheduler = _SnapshotScheduler(self, repo_id=self.repo_id, repo_type="dataset", private=True,
-                                                folder_path=tempfile.mkdtemp(prefix="crashchat-sync-"),
-                                                every=self.every_minutes, hf_api=self._api())
-        except Exception as exc:  # noqa: BLE001 - e.g. no network or a token without write access
-            self.enabled = False
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            return f"could not start results sync to {self.repo_id} ({self.last_error}); sync disabled"
-        return f"results sync to {self.repo_id}: a commit at most every {self.every_minutes:g} min after changes"
-
-    def push_soon(self) -> None:
-        """Mark the database changed: the next scheduled commit uploads a snapshot."""
-        if self.enabled and self.scheduler is not None:
-            self.scheduler.dirty.set()
-
-    def flush(self):
-        """Commit now if anything changed (waits; returns the commit info or None)."""
-        return None if self.scheduler is None else self.scheduler.trigger().result()
-
-    def stop(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.stop()
-
-
-class _SnapshotScheduler(CommitScheduler):
-    """CommitScheduler that uploads a fresh SQLite snapshot, and only after a write.
-
-    The live file cannot be uploaded as is (WAL, writes during the upload). The flag is cleared
-    before the snapshot is taken, so a write that lands after that marks the next round: no
-    change is ever dropped, and a burst of writes costs one commit.
-    """
-
-    def __init__(self, sync: HubSync, **kwargs) -> None:
-        self.sync = sync
-        self.dirty = threading.Event()
-        super().__init__(**kwargs)
-
-    def push_to_hub(self):
-        if not self.dirty.is_set():
-            return None
-        with self.lock:
-            self.dirty.clear()
-            staged = self.folder_path / (self.sync.filename + ".part")
-            self.sync.store.snapshot(staged)
-            os.replace(staged, self.folder_path / self.sync.filename)
-        try:
-            info = super().push_to_hub()
-        except Exception as exc:
-            self.dirty.set()  # retried at the next round
-            self.sync.last_error = f"{type(exc).__name__}: {exc}"
-            print(f"warning: results sync to {self.sync.repo_id} failed: {self.sync.last_error}", file=sys.stderr)
-            raise
-        self.sync.last_error = None
-        return info
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leaderboard.store",
-                                     description="Inspect and maintain the leaderboard database.")
-    parser.add_argument("--db", default=None, help="database file (default: CRASHCHAT_DB or the user data dir)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list verified rows (hidden ones marked)")
-    p = sub.add_parser("rescore", help="re-score rows from another scorer version or split")
-    p.add_argument("--split-dir", default=None)
-    p.add_argument("--force", action="store_true", help="re-score every row")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    for name in ("hide", "unhide", "delete"):
-        p = sub.add_parser(name, help=f"{name} a row (needs CRASHCHAT_ADMIN_TOKEN in the environment)")
-        p.add_argument("row_id", type=int)
-    args = parser.parse_args(argv)
-    try:
-        store = Store(args.db)
-        if args.command == "list":
-            rows = store.rows(include_hidden=True)
-            if not rows:
-                print(f"no verified rows yet in {store.path}")
-            for row in rows:
-                flag = " (hidden)" if row.hidden else ""
-                print(f"#{row.id}\t{row.model!r}{flag}\tscorer {row.scorer_version}\tsplit "
-                      f"{row.split_sha256[:12]}\t{row.submitted_at}\tanswers {row.answers_sha256[:16]}")
-        elif args.command == "rescore":
-            split = load_split(args.split_dir)
-            lines = rescore(store, split, force=args.force, bootstrap=args.bootstrap)
-            print("\n".join(lines) if lines else "every row is current")
-        else:
-            token = os.environ.get("CRASHCHAT_ADMIN_TOKEN")
-            if args.command == "delete":
-                store.delete(args.row_id, admin_token=token)
-            else:
-                store.set_hidden(args.row_id, args.command == "hide", admin_token=token)
-            print(f"#{args.row_id}: {args.command} done")
-    except (StoreError, SplitError, PermissionError, KeyError, sqlite3.DatabaseError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,11 +11,13 @@ Two layouts, any number of files per submission:
 Any mistake stops the read with a `SubmissionError` whose message is one line naming the file,
 the line and the field.
 
-A submission's identity is its canonical answers (`canonical_rows`, `answers_digest`): one row
-per (video, task) in sorted order, so reordered rows, another file split, another layout or a
-trailing newline give the same digest. The canonical rows are also what the leaderboard stores:
-they keep every answer exactly as submitted (`read_canonical` reads them back), so re-scoring a
-stored row scores the same answers.
+A submission's identity is what the scorer reads of it (`scored_digest`): per (video, task) the
+parsed label, interval or time of a closed task, the stripped text of the others, or "present
+but unreadable". Reordered rows, another file split, another layout, a trailing newline, `yes`
+for `Yes` or spaces around a sentence change nothing the scorer reads, so they give the same
+digest. What the leaderboard stores is the canonical answers (`canonical_rows`): every raw answer
+exactly as submitted (`read_canonical` reads them back), so re-scoring a stored row scores the
+same answers, whatever a later, stricter parser makes of them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,13 +134,33 @@ def canonical_rows(answers: dict[str, dict[str, Answer]]) -> list[dict]:
 
 
 def answers_digest(rows: list[dict]) -> str:
-    """SHA-256 of canonical rows (see `canonical_rows`): a submission's identity."""
+    """SHA-256 of canonical rows (see `canonical_rows`): what was submitted, byte for byte."""
     text = json.dumps(rows, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def read_canonical(rows: list[dict], split: Split, name: str = "stored answers") -> Submission:
-    """Rebuild a submission from canonical rows (as stored), with the same parsing as the files.
+def _scored_value(value):
+    """A parsed prediction as JSON: tuples as lists, -0.0 as 0.0 (the scorer cannot tell them apart)."""
+    if isinstance(value, tuple):
+        return [_scored_value(v) for v in value]
+    if isinstance(value, float):
+        return value + 0.0
+    return value
+
+
+def scored_digest(answers: dict[str, dict[str, Answer]]) -> str:
+    """SHA-256 of what the scorer reads: `[video, task, parsed]` per answer, sorted (parsed is
+    None for an answer given but unreadable, which the paper protocol scores apart from a missing
+    one). A submission's identity on the leaderboard: a case or whitespace variant of the same
+    answers gives the same digest."""
+    rows = sorted([video, task, _scored_value(answer.parsed)]
+                  for task, by_video in answers.items() for video, answer in by_video.items())
+    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_canonical(rows: list[dict], name: str = "stored answers") -> dict[str, dict[str, Answer]]:
+    """Canonical rows (as stored) parsed as the files are: task id -> video -> answer.
 
     Rows stored before answers kept their `fields` are plain rows of our layout and read as such.
     """
@@ -155,6 +178,12 @@ def read_canonical(rows: list[dict], split: Split, name: str = "stored answers")
                 response, parsed, f"{name}:{i}", from_fields=fields is not None, fields=fields)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SubmissionError(f"{name}:{i}: unreadable stored answer ({type(exc).__name__}: {exc})") from None
+    return answers
+
+
+def read_canonical(rows: list[dict], split: Split, name: str = "stored answers") -> Submission:
+    """Rebuild a submission from canonical rows (as stored), with the same parsing as the files."""
+    answers = parse_canonical(rows, name)
     validation = {}
     for task in TASKS:
         known = {r.video for r in split.records[task.id]}
@@ -263,18 +292,38 @@ class _NonFinite(float):
         return value
 
 
+MAX_DIGITS = 30
+"""Longest integer literal accepted: no answer or `pred_*` field needs more (a 5,000-digit number
+would otherwise cost seconds to convert, or hit Python's 4,300-digit limit as a bare ValueError)."""
+
+
+class _HugeInt(float):
+    """An integer literal with more than `MAX_DIGITS` digits, kept until its field can be named."""
+
+    def __new__(cls, token: str):
+        value = super().__new__(cls, float("nan"))
+        value.token = f"with {len(token.lstrip('-')):,} digits"
+        return value
+
+
+def _parse_int(token: str):
+    return int(token) if len(token.lstrip("-")) <= MAX_DIGITS else _HugeInt(token)
+
+
 def _decoder() -> json.JSONDecoder:
-    return json.JSONDecoder(parse_constant=_NonFinite)
+    return json.JSONDecoder(parse_constant=_NonFinite, parse_int=_parse_int)
 
 
 def _check_record(name: str, line: int, row: object) -> None:
-    """Refuse NaN/Infinity anywhere in a record, naming the top-level field that holds it."""
+    """Refuse NaN/Infinity and huge integers anywhere in a record, naming the top-level field."""
     def bad(value) -> str | None:
         stack = [value]  # a loop, not recursion: records may nest as deep as the JSON parser allows
         while stack:
             item = stack.pop()
+            if isinstance(item, _HugeInt):
+                return f"number {item.token} (at most {MAX_DIGITS})"
             if isinstance(item, float) and not math.isfinite(item):
-                return getattr(item, "token", repr(item))  # NaN/Infinity, or a literal such as 1e999
+                return "non-finite number " + getattr(item, "token", repr(item))  # NaN/Infinity, 1e999
             if isinstance(item, dict):
                 stack.extend(item.values())
             elif isinstance(item, list):
@@ -285,12 +334,27 @@ def _check_record(name: str, line: int, row: object) -> None:
         for key, value in row.items():
             found = bad(value)
             if found is not None:
-                raise SubmissionError(f"{name}:{line}: {key}: non-finite number {found}")
+                raise SubmissionError(f"{name}:{line}: {_shown(key)}: {found}")
     elif bad(row) is not None:
-        raise SubmissionError(f"{name}:{line}: non-finite number {bad(row)}")
+        raise SubmissionError(f"{name}:{line}: {bad(row)}")
 
 
 _TOO_DEEP = "nested too deeply; a record is one flat object"
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A field name from the file, safe to put in a message: surrogates escaped, cut when long."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate(text: str) -> str | None:
+    """The first lone surrogate (U+D800..U+DFFF, e.g. JSON's "\\ud800") in `text`, as `\\udXXX`."""
+    found = _SURROGATE.search(text)
+    return None if found is None else f"\\u{ord(found.group()):04x}"
 
 
 def _json_list(name: str, text: str) -> Iterator[tuple[int, object]]:
@@ -351,18 +415,27 @@ def _jsonl(name: str, text: str) -> Iterator[tuple[int, object]]:
 
 
 def _csv(name: str, text: str) -> Iterator[tuple[int, object]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = reader.fieldnames or []
+    # strict: a quote opened and never closed is an error, not a cell holding the rest of the file.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise SubmissionError(f"{name}:1: not valid CSV ({exc})") from None
     missing = [c for c in ("video", "task", "response") if c not in columns]
     if missing:
         raise SubmissionError(f"{name}:1: CSV header lacks column(s) {', '.join(missing)}")
+    start = reader.line_num + 1  # the line the next record starts on (a quoted cell may span lines)
     try:
         for row in reader:
             if None in row:
-                raise SubmissionError(f"{name}:{reader.line_num}: more cells than header columns")
-            yield reader.line_num, row
+                raise SubmissionError(f"{name}:{start}: more cells than header columns")
+            yield start, row
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise SubmissionError(f"{name}:{reader.line_num}: not valid CSV ({exc})") from None
+        if "unexpected end of data" in str(exc):
+            raise SubmissionError(f"{name}:{start}: unclosed quote: a cell opened with \" on this line never "
+                                  "ends (the rest of the file would be one answer)") from None
+        raise SubmissionError(f"{name}:{start}: not valid CSV ({exc})") from None
 
 
 def _field(name: str, line: int, row: dict, key: str, types: tuple, *, required: bool = True):
@@ -376,6 +449,9 @@ def _field(name: str, line: int, row: dict, key: str, types: tuple, *, required:
         raise SubmissionError(f"{name}:{line}: {key}: expected {kinds}, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise SubmissionError(f"{name}:{line}: {key}: non-finite number")
+    if isinstance(value, str) and _surrogate(value):
+        raise SubmissionError(f"{name}:{line}: {key}: lone surrogate {_surrogate(value)} (not Unicode text; "
+                              "write the character itself or its pair of surrogates)")
     if isinstance(value, str) and key in ("video", "video_path", "task") and not value.strip():
         raise SubmissionError(f"{name}:{line}: {key}: empty")
     if isinstance(value, str) and len(value) > MAX_RESPONSE:

@@ -169,3 +169,34 @@ def test_resample_weights_follow_the_documented_draws():
         for i in row:
             expected[b, i] += 1
     assert np.array_equal(weights, expected) and (weights.sum(axis=1) == 25).all()
+
+
+def plain_overall(reference, responses) -> list[float]:
+    """The overall score's interval the documented way: resample b draws the videos (sorted) with
+    `default_rng(seed).integers(0, V, (resamples, V))[b]`; each task is scored on the records of the
+    drawn videos, each as often as its video was drawn; the six headlines are averaged."""
+    per_task = {t.id: counted(reference, responses, t.id, "strict") for t in TASKS}
+    videos = sorted({r["video"] for records in per_task.values() for r in records})
+    draws_ = np.random.default_rng(SEED).integers(0, len(videos), size=(RESAMPLES, len(videos)), dtype=np.int32)
+    values = []
+    for row in draws_:
+        drawn = [videos[i] for i in row]
+        total = 0.0
+        for task in TASKS:
+            by_video = {r["video"]: r for r in per_task[task.id]}
+            sample = [by_video[v] for v in drawn if v in by_video]
+            total += plain_metrics(reference, responses, task.id, sample, "strict")[scoring.OVERALL_METRIC[task.kind]]
+        values.append(total / len(TASKS))
+    return [float(x) for x in np.percentile(values, [2.5, 97.5])]
+
+
+def test_overall_interval_equals_a_plain_joint_loop(mini, mini_dir, reference, tmp_path):
+    responses = _responses(mini_dir, seed=4)
+    result = scoring.score(read_submission([write_jsonl(tmp_path / "p.jsonl", responses)], mini), mini,
+                           bootstrap=RESAMPLES, seed=SEED)
+    strict = result["protocols"]["strict"]["tasks"]
+    assert result["overall"]["value"] == pytest.approx(
+        sum(strict[t.id][scoring.OVERALL_METRIC[t.kind]] for t in TASKS) / len(TASKS), abs=1e-12)
+    assert result["overall"]["ci95"] == pytest.approx(plain_overall(reference, responses), abs=1e-9)
+    low, high = result["overall"]["ci95"]
+    assert low <= result["overall"]["value"] <= high

@@ -59,7 +59,7 @@ def test_baseline_rows_show_how_they_were_produced(produced, live_board):
         assert result["leaderboard"]["added"], result["leaderboard"]
         assert result["leaderboard"]["provenance"]["model"]["family"] == family
         assert result["validation"]["crash_recognition"]["matched"] == 3
-    rows = {r["model"]: r for r in client.predict("strict", api_name="/leaderboard")}
+    rows = {r["model"]: r for r in client.predict("strict", api_name="/leaderboard")["rows"]}
     for family, (_, meta) in outputs.items():
         row = rows[f"e2e tiny {family}"]
         assert row["how_produced"] == provenance.describe(provenance.loads(meta.read_bytes()))

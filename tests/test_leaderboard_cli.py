@@ -49,7 +49,7 @@ def test_cli_says_what_a_user_needs_to_know(tmp_path, split_dir):
     done = subprocess.run([sys.executable, "-m", "leaderboard", "score", str(video), "--split-dir", str(split_dir)],
                           cwd=repo, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "clip.mp4: not a text file" in done.stderr
-    listed = subprocess.run([sys.executable, "-m", "leaderboard.store", "list"], cwd=repo, capture_output=True,
+    listed = subprocess.run([sys.executable, "-m", "leaderboard", "list"], cwd=repo, capture_output=True,
                             text=True, timeout=120, env={**os.environ, "CRASHCHAT_DB": str(tmp_path / "db.sqlite3")})
     assert listed.returncode == 0 and "no verified rows yet" in listed.stdout
 

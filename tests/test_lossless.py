@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from submissions import write_mini_split
 
 from crashchat.tasks import TASKS
+from leaderboard.intake import rescore, stored_submission, submit
 from leaderboard.split import load_split
-from leaderboard.store import Store, rescore, stored_submission, submit
+from leaderboard.store import Store
 from leaderboard.submission import read_submission
 
 SIZE = 6
@@ -112,7 +113,7 @@ def test_submit_store_rescore_equals_first_score(mini, data):
         assert answers_of(stored_submission(store, out.row.id, mini)) == answers_of(submitted)
         first = json.loads(json.dumps(out.result))
         assert rescore(store, mini, force=True, bootstrap=5)[0].startswith(f"#{out.row.id} 'property': re-scored")
-        again = store.get(out.row.id).result
+        again = store.result(out.row.id)
         assert again["protocols"] == first["protocols"]
         assert again["validation"] == first["validation"] and again["files"] == first["files"]
 
@@ -130,4 +131,4 @@ def test_negative_times_rescore_identically(mini, tmp_path):
     assert rebuilt.answers["crash_localization"][loc].parsed == (-1.0, 2.0)
     assert rebuilt.answers["pre_crash_localization"][pre].parsed == -0.5
     rescore(store, mini, force=True, bootstrap=0)
-    assert store.get(out.row.id).result["protocols"] == json.loads(json.dumps(out.result["protocols"]))
+    assert store.result(out.row.id)["protocols"] == json.loads(json.dumps(out.result["protocols"]))

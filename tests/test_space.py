@@ -155,7 +155,7 @@ def test_the_ci_python_check_fails_on_a_call_newer_than_the_target(tmp_path):
 
 HUB_STAND_IN = '''"""STAND-IN for the Hugging Face Hub, written by tests/test_space.py: loaded by Python at start-up
 (sitecustomize, through PYTHONPATH) in the app's process only, it gives the results sync
-(`leaderboard.store.HubSync.from_env`) tests/test_store.py's LocalHub as its `api`: a real `HfApi`
+(`leaderboard.hubsync.HubSync.from_env`) tests/test_store.py's LocalHub as its `api`: a real `HfApi`
 whose network methods write to and read from the folder named by CRASHCHAT_TEST_LOCAL_HUB.
 NOT the Hub; no network."""
 import os
@@ -165,7 +165,7 @@ from pathlib import Path
 _folder = os.environ.pop("CRASHCHAT_TEST_LOCAL_HUB", None)  # popped: child processes use no hub
 if _folder:
     sys.path[:0] = [{tests!r}, {repo!r}]  # before app.py's folder is added: test_store imports leaderboard
-    from leaderboard.store import HubSync
+    from leaderboard.hubsync import HubSync
     from test_store import LocalHub
 
     _from_env = HubSync.from_env.__func__
@@ -178,6 +178,12 @@ if _folder:
         return sync
 
     HubSync.from_env = classmethod(_with_local_hub)
+
+    # Who a token belongs to (the Hub's whoami): the test's API client sends this stand-in token.
+    from leaderboard import identity
+
+    _real_username = identity.hub_username
+    identity.hub_username = lambda token: "space-tester" if token == "hf_stand_in_user" else _real_username(token)
 '''
 
 RESULTS_REPO = "tester/crashchat-results"
@@ -225,6 +231,9 @@ class SpaceApp:
             CRASHCHAT_RESULTS_REPO=RESULTS_REPO, HF_TOKEN="hf_local_stand_in", CRASHCHAT_SYNC_MINUTES="0.02",
             CRASHCHAT_ADMIN_TOKEN="space-admin", CRASHCHAT_TEST_LOCAL_HUB=str(self.remote),
             HF_HUB_OFFLINE="1",  # nothing leaves this machine; the results repo is the stand-in
+            # hf_oauth: true makes the Space set these; Gradio then serves Sign in with Hugging Face.
+            OAUTH_CLIENT_ID="stand-in", OAUTH_CLIENT_SECRET="stand-in", OAUTH_SCOPES="openid profile",
+            OPENID_PROVIDER_URL="https://huggingface.co",
             PYTHONPATH=os.pathsep.join([str(stand_in), *filter(None, [os.environ.get("PYTHONPATH")])]),
         )
         if model:
@@ -265,7 +274,8 @@ def stored_results(tmp_path, split):
     """The results dataset as an earlier run of the Space left it: one verified row."""
     from test_store import write_submission
 
-    from leaderboard.store import DB_NAME, Store, submit
+    from leaderboard.intake import submit
+    from leaderboard.store import DB_NAME, Store
 
     remote = tmp_path / "remote-dataset"
     remote.mkdir()
@@ -286,20 +296,26 @@ def test_cpu_space_serves_the_leaderboard_syncs_results_and_the_chat_says_it_nee
     before = sorted(p.name for p in space.split_cache.iterdir())
     space.start()
     try:
-        client = Client(space.url, verbose=False, download_files=False)
+        client = Client(space.url, verbose=False, download_files=False, oauth_token="hf_stand_in_user")
         log = space.log.read_text()
         assert "hub stand-in: HubSync.api -> LocalHub" in log
         assert f"restored 1 rows from {RESULTS_REPO}" in log and "a commit at most every" in log
 
         # the leaderboard tab: the restored row and the paper's rows, a new submission scored
-        rows = client.predict(api_name="/leaderboard")
+        rows = client.predict(api_name="/leaderboard")["rows"]
         assert {r["kind"] for r in rows} == {"reported", "verified"}
         assert [r["model"] for r in rows if r["kind"] == "verified"] == ["stored before restart"]
         result = client.predict(files=[handle_file(str(write_submission(tmp_path / "new.jsonl", split, seed=8,
                                                                         share=0.003)))],
                                 model="submitted on the Space", api_name="/submit")
         assert result["leaderboard"]["added"] and result["split"]["official"]
-        assert "submitted on the Space" in [r["model"] for r in client.predict("strict", api_name="/leaderboard")]
+        assert result["leaderboard"]["submitter"] == "space-tester"  # the token's owner, through OAuthToken
+        assert "submitted on the Space" in [r["model"] for r in client.predict("strict", api_name="/leaderboard")["rows"]]
+        anonymous = Client(space.url, verbose=False, download_files=False)
+        with pytest.raises(AppError, match="Sign in with Hugging Face"):
+            anonymous.predict(files=[handle_file(str(write_submission(tmp_path / "anon.jsonl", split, seed=9,
+                                                                      share=0.003)))],
+                              model="anonymous on the Space", api_name="/submit")
         # the split came from the filled cache: nothing downloaded, nothing added
         assert sorted(p.name for p in space.split_cache.iterdir()) == before
 
@@ -326,7 +342,7 @@ def test_cpu_space_with_the_tiny_model_answers_the_chat_api(tmp_path, split_dir,
     space.env["CRASHCHAT_MAX_NEW_TOKENS"] = "8"
     space.start()
     try:
-        client = Client(space.url, verbose=False, download_files=False)
+        client = Client(space.url, verbose=False, download_files=False, oauth_token="hf_stand_in_user")
         report = client.predict(handle_file(str(crash_clip)), api_name="/analyze")
         assert set(report["tasks"]) == set(TASK_IDS) and report["model"]["random_weights"]
         assert client.predict(api_name="/leaderboard")  # the other tab answers too

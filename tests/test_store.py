@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import csv
+import errno
 import json
 import random
 import sqlite3
@@ -14,13 +17,11 @@ import pytest
 
 from leaderboard import SCORER_VERSION
 from leaderboard import store as store_mod
-from leaderboard.scoring import score
-from leaderboard.store import (
+from leaderboard.__main__ import main as cli
+from leaderboard.hubsync import HubSync
+from leaderboard.identity import NameRefused
+from leaderboard.intake import (
     MAX_REQUEST_BYTES,
-    SCHEMA_VERSION,
-    HubSync,
-    Store,
-    StoreError,
     SubmitError,
     check_entry,
     read_upload,
@@ -28,7 +29,9 @@ from leaderboard.store import (
     stored_submission,
     submit,
 )
-from leaderboard.submission import SubmissionError, answers_digest, canonical_rows, read_submission
+from leaderboard.scoring import score
+from leaderboard.store import SCHEMA_VERSION, RowNotFound, Store, StoreError, pack_answers
+from leaderboard.submission import SubmissionError, canonical_rows, read_submission, scored_digest
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -132,7 +135,7 @@ def test_submit_scores_stores_and_dedupes(db, split, tmp_path):
     # The stored answers give back the same submission.
     rebuilt = stored_submission(db, out.row.id, split)
     assert score(rebuilt, split, bootstrap=50)["protocols"] == expected["protocols"]
-    assert out.row.answers_sha256 == answers_digest(canonical_rows(read_submission([path], split).answers))
+    assert out.row.answers_sha256 == scored_digest(read_submission([path], split).answers)
 
 
 def test_submit_errors_are_one_line(db, split, tmp_path):
@@ -175,12 +178,13 @@ def test_concurrent_duplicates_make_one_row(db, split, tmp_path):
     sub = read_submission([path], split)
     result = score(sub, split, bootstrap=0)
     upload = read_upload([path])
-    answers = canonical_rows(sub.answers)
+    answers = pack_answers(canonical_rows(sub.answers))
     added = []
 
     def one():
-        added.append(Store(db.path).add(model="m", answers_sha256=answers_digest(answers), files_sha256=upload.files_sha256,
-                                        files=upload.files, result=result, answers=answers)[1])
+        added.append(Store(db.path).add(model="m", answers_sha256=scored_digest(sub.answers),
+                                        files_sha256=upload.files_sha256, files=upload.files, result=result,
+                                        answers=answers)[1])
 
     threads = [threading.Thread(target=one) for _ in range(10)]
     for t in threads:
@@ -206,7 +210,7 @@ def test_rescore_updates_stale_rows_only(db, split, tmp_path):
     old = submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=3)], "old", split=split, bootstrap=0)
     new = submit(db, [write_submission(tmp_path / "b.jsonl", split, seed=4)], "new", split=split, bootstrap=0)
     # Pretend row `old` was scored by an earlier scorer that got recognition wrong.
-    stale = dict(old.row.result, scorer_version="0.0.1")
+    stale = dict(db.result(old.row.id), scorer_version="0.0.1")
     stale["protocols"] = json.loads(json.dumps(stale["protocols"]))
     stale["protocols"]["strict"]["tasks"]["crash_recognition"]["f1_macro"] = 0.123
     db.update_result(old.row.id, stale)
@@ -215,7 +219,7 @@ def test_rescore_updates_stale_rows_only(db, split, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"#{old.row.id} 'old': re-scored (scorer 0.0.1 -> ")
     fixed = db.get(old.row.id)
     assert fixed.scorer_version == SCORER_VERSION and fixed.rescored_at
-    assert fixed.result["protocols"] == old.row.result["protocols"]
+    assert db.result(fixed.id)["protocols"] == json.loads(json.dumps(old.result["protocols"]))
     assert db.get(new.row.id).rescored_at == ""  # current rows untouched
     assert len(rescore(db, split, force=True, bootstrap=0)) == 2
     assert rescore(db, split, bootstrap=0) == []
@@ -239,7 +243,7 @@ def test_admin_hide_and_delete(db, split, tmp_path, monkeypatch):
     assert len(db.rows(include_hidden=True)) == 1
     db.delete(out.row.id, admin_token="s3cret")
     assert db.rows(include_hidden=True) == []
-    with pytest.raises(KeyError):
+    with pytest.raises(RowNotFound, match=f"no leaderboard row #{out.row.id}"):
         db.delete(out.row.id, admin_token="s3cret")
 
 
@@ -265,17 +269,17 @@ def test_hub_sync_only_when_configured(db, monkeypatch):
 def test_cli_list_rescore_and_admin(db, split, split_dir, tmp_path, monkeypatch, capsys):
     out = submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=12, share=0.005)], XSS, split=split,
                  bootstrap=0)
-    assert store_mod.main(["--db", str(db.path), "list"]) == 0
+    assert cli(["list", "--db", str(db.path)]) == 0
     assert repr(XSS) in capsys.readouterr().out
-    assert store_mod.main(["--db", str(db.path), "rescore", "--split-dir", str(split_dir), "--bootstrap", "0"]) == 0
+    assert cli(["rescore", "--db", str(db.path), "--split-dir", str(split_dir), "--bootstrap", "0"]) == 0
     assert "every row is current" in capsys.readouterr().out
     monkeypatch.delenv("CRASHCHAT_ADMIN_TOKEN", raising=False)
-    assert store_mod.main(["--db", str(db.path), "hide", str(out.row.id)]) == 2
+    assert cli(["hide", "--db", str(db.path), str(out.row.id)]) == 2
     assert capsys.readouterr().err.strip() == "error: admin actions are disabled: CRASHCHAT_ADMIN_TOKEN is not set"
     monkeypatch.setenv("CRASHCHAT_ADMIN_TOKEN", "t")
-    assert store_mod.main(["--db", str(db.path), "hide", str(out.row.id)]) == 0
+    assert cli(["hide", "--db", str(db.path), str(out.row.id)]) == 0
     assert db.rows() == []
-    assert store_mod.main(["--db", str(db.path), "delete", "999"]) == 2
+    assert cli(["delete", "--db", str(db.path), "999"]) == 2
     assert "no leaderboard row #999" in capsys.readouterr().err
 
 
@@ -389,26 +393,25 @@ def test_hub_sync_only_when_configured_env(db, monkeypatch):
     assert sync.every_minutes == 0.5 and sync.scheduler is None  # nothing runs before start()
 
 
-def test_rescore_collision_keeps_old_scores(db, split, tmp_path):
-    """Re-scoring a row onto (answers, split, scorer) that another row already holds keeps it as it was."""
+def test_known_answers_under_an_older_scorer_are_already_on_the_board(db, split, tmp_path):
+    """Identity is the answers alone: the same answers scored by an older scorer (or on another
+    split) point at that row, and re-scoring brings it up to date (no second row, no collision)."""
     path = write_submission(tmp_path / "a.jsonl", split, seed=21, share=0.005)
-    current = submit(db, [path], "current", split=split, bootstrap=0)
-    old_result = dict(current.row.result, scorer_version="0.0.1")
-    stale, added = db.add(model="old", answers_sha256=current.row.answers_sha256, files_sha256="0" * 64, files=[],
-                          result=old_result, answers=db.answers(current.row.id))
-    assert added and stale.scorer_version == "0.0.1"
-    lines = rescore(db, split, bootstrap=0)
-    assert lines == [f"#{stale.id} 'old': kept old scores: the same answers were already scored under scorer "
-                     f"{SCORER_VERSION} on this split"]
-    assert db.get(stale.id).scorer_version == "0.0.1" and db.get(stale.id).rescored_at == ""
+    first = submit(db, [path], "first", split=split, bootstrap=0)
+    db.update_result(first.row.id, dict(first.result, scorer_version="0.0.1"))
+    again = submit(db, [path], "again", split=split, bootstrap=0)
+    assert not again.added and again.row.id == first.row.id and again.row.scorer_version == "0.0.1"
+    assert rescore(db, split, bootstrap=0)[0].startswith(f"#{first.row.id} 'first': re-scored (scorer 0.0.1")
+    assert db.get(first.row.id).scorer_version == SCORER_VERSION and len(db.rows()) == 1
 
 
 def test_rescore_keeps_rows_whose_answers_no_longer_read(db, split, tmp_path):
     out = submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=22, share=0.005)], "m", split=split,
                  bootstrap=0)
     with sqlite3.connect(db.path) as con:
-        con.execute("UPDATE submissions SET answers_zlib = ?, scorer_version = '0.0.1'",
-                    (zlib.compress(b'[{"video": "x.mp4", "task": "flying", "response": "Yes"}]'),))
+        con.execute("UPDATE answer_keys SET keys_zlib = ?", (zlib.compress(b'[["x.mp4", "flying"]]'),))
+        con.execute("UPDATE payloads SET answers_bz2 = ?", (bz2.compress(b'["Yes"]'),))
+        con.execute("UPDATE submissions SET scorer_version = '0.0.1'")
     db.clear_cache()
     (line,) = rescore(db, split, bootstrap=0)
     assert line.startswith(f"#{out.row.id} 'm': kept old scores: answers unreadable: row-{out.row.id}:1")
@@ -430,7 +433,7 @@ def test_rows_are_cached_until_any_process_writes(db, split, tmp_path, monkeypat
     loads.clear()
     rows = db.rows()
     assert [r.model for r in rows] == ["m", "n"] and rows[0] is first[0]
-    assert len(loads) == 2  # the new row's result JSON and its files list, nothing of the old row
+    assert len(loads) == 1  # the new row's files list: no scores, nothing of the old row
     monkeypatch.setenv("CRASHCHAT_ADMIN_TOKEN", "t")
     other.set_hidden(rows[1].id, True, admin_token="t")
     assert [r.model for r in db.rows()] == ["m"]
@@ -466,9 +469,9 @@ def test_schema_1_is_migrated_without_losing_rows(tmp_path, split):
     rows = store.rows(include_hidden=True)
     assert [(r.id, r.model, r.hidden) for r in rows] == [(1, "first", False), (2, "shuffled copy", False),
                                                          (3, "other", True)]
-    assert rows[0].answers_sha256 == answers_digest(canonical_rows(sub.answers))
+    assert rows[0].answers_sha256 == scored_digest(sub.answers)
     assert rows[1].answers_sha256.endswith(":same-answers-as-#1")  # kept, marked
-    assert rows[0].result == json.loads(json.dumps(result)) and rows[0].provenance is None
+    assert store.result(1) == json.loads(json.dumps(result)) and rows[0].provenance is None
     assert score(stored_submission(store, 1, split), split, bootstrap=0)["protocols"] == result["protocols"]
     # The same answers now point at the first row, and ids are never reused.
     again = submit(store, [write_submission(tmp_path / "b.jsonl", split, seed=25, share=0.005)], "new", split=split,
@@ -477,3 +480,140 @@ def test_schema_1_is_migrated_without_losing_rows(tmp_path, split):
     fresh = submit(store, [write_submission(tmp_path / "c.jsonl", split, seed=26, share=0.005)], "fresh",
                    split=split, bootstrap=0)
     assert fresh.added and fresh.row.id == 5
+
+
+def _v2_database(path: Path, split, tmp_path) -> tuple[list[dict], dict]:
+    """A schema-2 database as the previous release wrote it: four rows (one deleted), the second
+    a case copy of the first (`yes` for `Yes`), the third hidden, the fourth with a provenance."""
+    sub = read_submission([write_submission(tmp_path / "v2.jsonl", split, seed=27, share=0.005)], split)
+    result = score(sub, split, bootstrap=0)
+    plain = canonical_rows(sub.answers)
+    case_copy = [dict(r, response=r["response"].lower() if r["response"] in ("Yes", "No") else r["response"])
+                 for r in plain]
+    assert case_copy != plain
+    other = plain[:3]
+    with sqlite3.connect(path) as con:
+        con.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                          "INSERT INTO meta VALUES ('schema_version', '2'), ('generation', '7');")
+        con.execute(store_mod._SUBMISSIONS_V2)
+        for i, (model, answers, hidden, meta) in enumerate([
+                ("First", plain, 0, ""), ("case copy", case_copy, 0, ""), ("other", other, 1, ""),
+                ("deleted", plain[:2], 0, ""), ("with provenance", plain[:4], 0, json.dumps({"format": "x"}))],
+                start=1):
+            con.execute("INSERT INTO submissions (model, link, notes, submitted_at, answers_sha256, files_sha256, "
+                        "files_json, split_sha256, scorer_version, hidden, revision, provenance_json, result_json, "
+                        "answers_zlib) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (model, "https://x.org", "n", "2026-01-01T00:00:00Z", f"{i:064d}", "ab" * 32,
+                         json.dumps([[f"f{i}.jsonl", "cd" * 32]]), split.sha256, "1.0.0", hidden, 3, meta,
+                         json.dumps(result), zlib.compress(json.dumps(answers).encode())))
+        con.execute("DELETE FROM submissions WHERE model = 'deleted'")
+    return [plain, case_copy, other, None, plain[:4]], result
+
+
+def test_schema_2_is_migrated_without_losing_rows(tmp_path, split, split_dir):
+    path = tmp_path / "v2.sqlite3"
+    answers, result = _v2_database(path, split, tmp_path)
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    rows = store.rows(include_hidden=True)
+    assert [(r.id, r.model, r.hidden, r.submitter) for r in rows] == [
+        (1, "First", False, ""), (2, "case copy", False, ""), (3, "other", True, ""), (5, "with provenance", False, "")]
+    # Every row keeps its answers exactly, its scores, files, link, provenance and revision.
+    for row, given in zip(rows, [a for a in answers if a is not None], strict=True):
+        assert store.answers(row.id) == given
+        assert store.result(row.id) == json.loads(json.dumps(result))
+        assert row.files == [(f"f{row.id}.jsonl", "cd" * 32)] and row.link == "https://x.org" and row.revision == 3
+    assert rows[3].provenance == {"format": "x"}
+    # Identity is now what the scorer reads: the case copy reads as the first row, kept and marked.
+    assert rows[0].answers_sha256 == scored_digest(read_submission(
+        [write_submission(tmp_path / "again.jsonl", split, seed=27, share=0.005)], split).answers)
+    assert rows[1].answers_sha256 == f"{rows[0].answers_sha256}:same-answers-as-#1"
+    # Coverage and the overall score come from the stored scores; the interval waits for a re-score.
+    assert rows[0].overall == pytest.approx(sum(
+        result["protocols"]["strict"]["tasks"][t][m] for t, m in
+        [("crash_recognition", "f1_macro"), ("crash_localization", "miou"), ("pre_crash_localization", "miou"),
+         ("crash_description", "rouge_l_f"), ("causal_reasoning", "rouge_l_f"),
+         ("prevention_reasoning", "rouge_l_f")]) / 6)
+    assert store.summaries([1])[1]["overall"]["ci95"] is None and not rows[0].complete
+    # New submissions: the same answers in another case point at row 1; the names stay the old rows'.
+    again = submit(store, [write_submission(tmp_path / "again.jsonl", split, seed=27, share=0.005)], "x",
+                   split=split, bootstrap=0)
+    assert not again.added and again.row.id == 1
+    with pytest.raises(NameRefused, match="looks like, 'First' .*before sign-in"):
+        submit(store, [write_submission(tmp_path / "new.jsonl", split, seed=28, share=0.005)], "first ",
+               split=split, bootstrap=0)
+    # The old scorer version makes them stale: re-scoring adds the overall interval, keeps every row.
+    assert len(rescore(store, split, bootstrap=20)) == 4
+    assert all(store.result(r.id)["overall"]["ci95"] for r in store.rows(include_hidden=True))
+    fresh = submit(store, [write_submission(tmp_path / "fresh.jsonl", split, seed=29, share=0.005)], "fresh",
+                   split=split, bootstrap=0)
+    assert fresh.added and fresh.row.id == 6  # ids are never reused
+    assert cli(["list", "--db", str(path)]) == 0
+
+
+def test_a_full_disk_stores_nothing_and_says_so(db, split, tmp_path, monkeypatch):
+    """SQLite's own "database or disk is full" (a page limit just above the file's size) during a
+    submission: one line, and the transaction rolled back, nothing half stored."""
+    submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=30, share=0.005)], "a", split=split, bootstrap=0)
+    generation, pages = db.generation(), None
+    real = Store._connect
+
+    @contextlib.contextmanager
+    def tight(self):
+        with real(self) as con:
+            nonlocal pages
+            pages = pages or con.execute("PRAGMA page_count").fetchone()[0]
+            con.execute(f"PRAGMA max_page_count = {pages + 2}")
+            yield con
+
+    monkeypatch.setattr(Store, "_connect", tight)
+    big = write_submission(tmp_path / "b.jsonl", split, seed=31, share=1.0)
+    with pytest.raises(StoreError) as full:
+        submit(db, [big], "b", split=split, bootstrap=0)
+    assert str(full.value) == "the leaderboard's disk is full; nothing was stored"
+    monkeypatch.setattr(Store, "_connect", real)
+    assert [r.model for r in db.rows()] == ["a"] and db.generation() == generation
+    with sqlite3.connect(db.path) as con:  # the shared key list inserted first was rolled back too
+        assert con.execute("SELECT COUNT(*) FROM answer_keys").fetchone()[0] == 1
+    # An OSError for a full disk (ENOSPC) reads the same.
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "pack_json", no_space)
+    with pytest.raises(StoreError, match="disk is full"):
+        db.update_result(db.rows()[0].id, db.result(db.rows()[0].id))
+
+
+def test_a_failed_write_is_rolled_back(db, split, tmp_path):
+    """The mutant of issue 21: a write that fails half way must not commit what it did before."""
+    out = submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=32, share=0.005)], "a", split=split,
+                 bootstrap=0)
+    generation = db.generation()
+    with pytest.raises(RuntimeError), db._write() as con:
+        con.execute("UPDATE submissions SET model = 'changed' WHERE id = ?", (out.row.id,))
+        raise RuntimeError("fails after the first statement")
+    assert db.get(out.row.id).model == "a" and db.generation() == generation
+    # The same through `add`: the name check refuses after the key list and split were inserted.
+    sub = read_submission([write_submission(tmp_path / "b.jsonl", split, seed=33, share=1.0)], split)
+
+    def refuse(holders):
+        raise SubmitError("refused")
+
+    with pytest.raises(SubmitError):
+        db.add(model="b", answers_sha256=scored_digest(sub.answers), files_sha256="0" * 64, files=[],
+               result=score(sub, split, bootstrap=0), answers=pack_answers(canonical_rows(sub.answers)),
+               check_name=refuse)
+    assert len(db.rows()) == 1 and db.generation() == generation
+
+
+def test_a_write_reads_no_other_row(db, split, tmp_path, monkeypatch):
+    """Deduplication is one indexed lookup and `add` builds its own row: neither reads every row."""
+    submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=34, share=0.005)], "a", split=split, bootstrap=0)
+    monkeypatch.setattr(Store, "_all_rows", lambda self: pytest.fail("a submission read every row"))
+    path = write_submission(tmp_path / "b.jsonl", split, seed=35, share=0.005)
+    assert submit(db, [path], "b", split=split, bootstrap=0).added
+    assert not submit(db, [path], "c", split=split, bootstrap=0).added
+    with sqlite3.connect(db.path) as con:
+        plan = " ".join(str(r) for r in con.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE answers_sha256 = 'x'"))
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan

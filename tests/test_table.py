@@ -13,7 +13,8 @@ from leaderboard import table
 from leaderboard.table import REPORTED, VERIFIED
 
 
-def fake_result(scale: float, *, sha: str = "ab" * 32, version: str = "9.9.9", answered: int = 10) -> dict:
+def fake_result(scale: float, *, sha: str = "ab" * 32, version: str = "9.9.9", answered: int = 10,
+                unparseable: int = 0) -> dict:
     """A scorer JSON of issue 2's shape (hand-made values; real scores are tested in test_store)."""
     def task_metrics(task, s):
         keys = table.METRICS_BY_KIND[task.kind]
@@ -34,14 +35,15 @@ def fake_result(scale: float, *, sha: str = "ab" * 32, version: str = "9.9.9", a
                 p["tasks"][t.id]["bertscore_f1"] = None
     return {"scorer_version": version, "split": {"sha256": sha},
             "validation": {t.id: {"expected": 10, "matched": answered, "missing": 10 - answered, "unknown": 0,
-                                  "unparseable": 2} for t in TASKS},
-            "protocols": protocols}
+                                  "unparseable": unparseable} for t in TASKS},
+            "protocols": protocols,
+            "overall": {"protocol": "strict", "value": scale - 0.1, "ci95": [scale - 0.13, scale - 0.07]}}
 
 
-def record(row_id: int, model: str, scale: float, answered: int = 10, **extra) -> dict:
-    return {"id": row_id, "model": model, "link": "", "notes": "", "submitted_at": "2026-01-01T00:00:00Z",
-            "files_sha256": "cd" * 32, "answers_sha256": "ef" * 32,
-            "result": fake_result(scale, answered=answered), **extra}
+def record(row_id: int, model: str, scale: float, answered: int = 10, unparseable: int = 0, **extra) -> dict:
+    return {"id": row_id, "model": model, "submitter": f"user{row_id}", "link": "", "notes": "",
+            "submitted_at": "2026-01-01T00:00:00Z", "files_sha256": "cd" * 32, "answers_sha256": "ef" * 32,
+            "result": fake_result(scale, answered=answered, unparseable=unparseable), **extra}
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +78,22 @@ def test_reported_rows_only_under_the_paper_protocol(reported):
 
 def test_main_columns_come_from_the_task_table():
     cols = table.main_columns()
-    assert {c.task for c in cols} == {t.id for t in TASKS}
-    by_task = {t.id: [c.metric for c in cols if c.task == t.id] for t in TASKS}
-    assert by_task["crash_recognition"] == ["f1_macro"]
-    assert by_task["crash_localization"] == by_task["pre_crash_localization"] == ["miou"]
-    for t in TASKS:
-        if t.kind == "text":
-            assert by_task[t.id] == ["bleu", "rouge_l_f", "bertscore_f1"]
+    assert cols[0] == table.OVERALL_COLUMN and cols[0].key == "overall"
+    assert {c.task for c in cols[1:]} == {t.id for t in TASKS}
+    headlines = {c.task: c.metric for c in table.headline_columns()}
+    assert headlines == {"crash_recognition": "f1_macro", "crash_localization": "miou",
+                         "pre_crash_localization": "miou", "crash_description": "rouge_l_f",
+                         "causal_reasoning": "rouge_l_f", "prevention_reasoning": "rouge_l_f"}
+    assert {(c.task, c.metric) for c in table.extra_columns()} == {
+        (t.id, m) for t in TASKS if t.kind == "text" for m in ("bleu", "bertscore_f1")}
+    # The default table: model, submitter, overall, the six headlines, coverage; nothing else.
     frame = table.main_table([])
-    assert list(frame.columns[:2]) == ["Model", "Kind"]
-    assert [c.header for c in cols] == list(frame.columns[2:2 + len(cols)])
+    assert list(frame.columns) == ["Model", "Submitter", "Overall\n(6 tasks)",
+                                   *[c.header for c in table.headline_columns()], "Answered"]
+    picked = table.main_headers(["Crash description: BLEU", "Kind"])
+    assert picked[-2:] == ["Description\nBLEU", "Kind"]
     # Short headers: the task on one line, the metric under it, no word longer than a column.
-    for c in cols:
+    for c in cols[1:]:
         task, metric = c.header.split("\n")
         assert len(task) <= 12 and len(metric) <= 12, c.header
     assert table.column_by_label(cols[0].header) == table.column_by_label(cols[0].label) == cols[0]
@@ -95,19 +101,24 @@ def test_main_columns_come_from_the_task_table():
 
 def test_main_table_formats_ci_alias_and_missing(reported):
     rows = table.rows_for("paper", reported, [record(7, "<img src=x onerror=alert(1)>", 0.5)])
-    frame = table.main_table(rows)
+    extra = ["Crash description: BERTScore F1", "Kind", "Where in paper / split"]
+    frame = table.main_table(rows, extra=extra)
     mine = frame[frame["Kind"] == VERIFIED].iloc[0]
-    assert mine["Model"] == "<img src=x onerror=alert(1)>"  # stored and shown as given
+    assert mine["Model"] == "<img src=x onerror=alert(1)>" and mine["Submitter"] == "user7"  # shown as given
+    assert mine["Overall\n(6 tasks)"] == "0.4000 ± 0.0300"
     assert mine["Recognition\nF1 macro"] == "0.5000 ± 0.0200"
-    assert mine["Description\nBERTScore"] == "—"  # unavailable, not 0
+    assert mine["Description\nBERTScore"] == "not computed (needs roberta-large)"  # unavailable, not 0, and why
     assert mine["Description\nROUGE-L F"] == "0.5000 ± 0.0200"
     assert mine["Answered"] == "60/60"
     paper = frame[frame["Model"] == "VideoLLaMA3 7B"].iloc[0]
+    assert paper["Submitter"] == "(the paper)"
     assert paper["Description\nROUGE-L F"] == "0.3805 †"  # the paper's unnamed ROUGE
     assert paper["Recognition\nF1 macro"] == "0.5791"  # no ± on reported rows
+    assert paper["Overall\n(6 tasks)"] == f"{(0.5791 + 0.1636 + 0.2418 + 0.3805 + 0.3706 + 0.3712) / 6:.4f} ‡"
     assert paper["Where in paper / split"].startswith("Table:") and paper["Answered"] == "whole split"
     wsal = frame[frame["Model"] == "WSAL"].iloc[0]
-    assert wsal["Pre-crash\nmIoU"] == "—"
+    assert wsal["Pre-crash\nmIoU"] == "—" and wsal["Overall\n(6 tasks)"] == "—"  # the paper printed fewer
+    assert wsal["Description\nBERTScore"] == "—"
     assert all(isinstance(v, str) for v in frame.to_numpy().ravel())
 
 
@@ -116,8 +127,8 @@ def test_search_and_sort(reported):
     frame = table.main_table(rows, search="llama-vid 13b")
     assert frame["Model"].tolist() == ["LLaMA-VID 13B"]
     assert table.main_table(rows, search="verified")["Model"].tolist() == ["Alpha", "beta"]
-    default = table.main_table(rows)["Model"].tolist()  # default: recognition macro-F1, descending
-    assert default[0] == "Alpha" and default[-1] == "beta"
+    default = table.main_table(rows)["Model"].tolist()  # default: the overall score, descending
+    assert default[0] == "Alpha" and default[-3:] == ["beta", "SimpleTAD", "WSAL"]  # no overall: last
     assert table.main_table(rows, search="nothing matches this").empty
     label = "Pre-crash localization: mIoU"
     order = table.main_table(rows, sort_by=label)["Model"].tolist()
@@ -162,9 +173,14 @@ def test_task_view_bar_and_source_tables(reported):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mine (#4)", "WSAL (paper)"]
     colors = {p.get_label(): p.patches[0].get_facecolor() for p in ax.containers}
     assert colors["mine (#4)"] != colors["WSAL (paper)"]
-    src = table.source_table(rows[-1], "crash_recognition")
+    src = table.source_table(table.verified_row({**record(4, "mine", 0.5), "by_source": {
+        p: fake_result(0.5)["protocols"][p]["by_source"] for p in ("paper", "strict")}}, "paper"), "crash_recognition")
     assert src["Source"].tolist() == ["MM-AU-CAP", "D2City"]
-    assert src.iloc[0]["F1 (macro)"] == "0.5100"
+    assert list(src.columns) == ["Source", "n", "Accuracy"]  # one class per source: accuracy only
+    assert src.iloc[0]["Accuracy"] == "0.5100"
+    loc = table.source_table(table.verified_row({**record(4, "mine", 0.5), "by_source": {
+        p: fake_result(0.5)["protocols"][p]["by_source"] for p in ("paper", "strict")}}, "paper"), "crash_localization")
+    assert "mIoU" in loc.columns and "AP@50" in loc.columns
 
 
 def test_compare_and_failures_tables():
@@ -176,6 +192,7 @@ def test_compare_and_failures_tables():
     assert frame["Better"].tolist() == ["B model", "neither"]
     assert frame["Significant (95%)"].tolist() == ["yes", "no"]
     assert frame.iloc[0]["95% CI of B − A"] == "[0.0500, 0.1500]"
+    assert frame["p"].tolist() == ["< 0.001", "1.000"]
     items = [{"video": f"v{i}.mp4", "source": "Nexar", "truth": "No", "response": None if i == 2 else "Yes",
               "parsed": None if i == 2 else "Yes", "score": s} for i, s in enumerate([1.0, 0.0, 0.5])]
     worst = table.failures_table(items, limit=2)
@@ -190,14 +207,17 @@ def test_api_rows_carry_model_kind_and_headlines(reported):
     json.dumps(rows)  # plain JSON for gradio_client
     keys = {c.key for c in table.main_columns()}
     for r in rows:
-        assert {"model", "kind", "protocol"} <= set(r) and keys <= set(r)
-    mine = rows[-1]
-    assert mine["kind"] == "verified" and mine["id"] == 5
+        assert {"model", "submitter", "kind", "protocol", "overall", "complete", "answered"} <= set(r) and keys <= set(r)
+    mine = next(r for r in rows if r["kind"] == "verified")
+    assert mine["kind"] == "verified" and mine["id"] == 5 and mine["submitter"] == "user5"
+    assert mine["overall"] == pytest.approx(0.4) and mine["answered"]["crash_recognition"] == [10, 10]
     assert mine["coverage"] == {t.id: 1.0 for t in TASKS} and mine["complete"] and mine["how_produced"] is None
     assert "crash_recognition.f1_macro.ci95" not in mine and "metrics" not in mine  # asked for with details
     detailed = table.api_rows(table.rows_for("paper", reported, [record(5, "mine", 0.5)]), details=True)
-    assert detailed[-1]["crash_recognition.f1_macro.ci95"] == pytest.approx([0.48, 0.52])
-    assert detailed[-1]["provenance"] is None and detailed[-1]["files_sha256"] == "cd" * 32
+    mine = next(r for r in detailed if r["kind"] == "verified")
+    assert mine["crash_recognition.f1_macro.ci95"] == pytest.approx([0.48, 0.52])
+    assert mine["overall.ci95"] == pytest.approx([0.37, 0.43])
+    assert mine["provenance"] is None and mine["files_sha256"] == "cd" * 32
     paper = next(r for r in detailed if r["model"] == "VideoLLaMA3 7B")
     assert paper["crash_description.rouge_l_f"] == 0.3805 and paper["footnotes"]
     assert paper["metrics"]["crash_description"] == {"bleu": 0.0221, "rouge": 0.3805, "bertscore_f1": 0.9099}
@@ -243,10 +263,10 @@ def test_partial_rows_never_rank_above_complete_ones(reported):
         assert [r["model"] for r in api] == frame["Model"].tolist()
         mine = next(r for r in api if r["model"] == "partial perfect")
         assert mine["coverage"]["crash_recognition"] == 0.1 and mine["complete"] is False
-        task_order = [r.model for r in table.task_order(rows, "crash_localization")]
-        assert task_order[0] == "complete high" and task_order[-1] == "partial perfect"
+        ranked = [r.model for r in table.rank_for_task(rows, "crash_localization")]
+        assert ranked[0] == "complete high" and ranked[-1] == "partial perfect"
         per_task = table.task_table(rows, "crash_localization")
-        assert per_task["Model"].tolist() == task_order and per_task["Answered"].tolist()[-1] == "1/10 partial"
+        assert per_task["Model"].tolist() == ranked and per_task["Answered"].tolist()[-1] == "1/10 partial"
 
 
 def test_csv_cells_cannot_run_as_formulas(reported, tmp_path):
@@ -262,3 +282,46 @@ def test_csv_cells_cannot_run_as_formulas(reported, tmp_path):
         assert by_model[expected]["Notes"] == expected
     assert all(float(r["Crash recognition: F1 (macro)"]) == pytest.approx(0.4) for r in back)  # numbers stay numbers
     assert table.safe_cell(-0.25) == -0.25 and table.safe_cell("0.5") == "0.5"
+
+
+def test_one_missing_answer_makes_a_row_partial(reported):
+    """The mutant of issue 21: `Row.complete` off by one (a row missing one answer counted as complete)."""
+    one_short = table.rows_for("strict", reported, [record(1, "one short", 0.9, answered=9)])[0]
+    assert one_short.coverage["crash_recognition"] == (9, 10)
+    assert not one_short.complete("crash_recognition") and not one_short.complete_all
+    assert one_short.answered_text() == "54/60 partial"
+    full = table.rows_for("strict", reported, [record(2, "full", 0.2)])[0]
+    assert full.complete("crash_recognition") and full.complete_all and full.complete("")
+
+
+def test_unparseable_answers_are_not_answered(reported):
+    """Coverage counts parsed answers: a row whose every answer was matched but one unparseable is partial."""
+    row = table.rows_for("strict", reported, [record(1, "blanked", 0.99, unparseable=1)])[0]
+    assert row.coverage["crash_localization"] == (9, 10) and not row.complete_all
+    assert table.api_rows([row])[0]["answered"]["crash_localization"] == [9, 10]
+    assert table.export_frame([row]).loc[0, "Crash localization: answered"] == "9/10"
+
+
+def test_partial_rows_never_rank_above_complete_ones_overall(reported):
+    recs = [record(1, "complete low", 0.15), record(2, "blanked high", 0.99, unparseable=1),
+            record(3, "one task only", 0.95, answered=0), record(4, "complete high", 0.6)]
+    for protocol in ("paper", "strict"):
+        rows = table.rows_for(protocol, reported, recs)
+        order = [r.model for r in table.shown_rows(rows) if r.kind == VERIFIED]
+        assert order == ["complete high", "complete low", "blanked high", "one task only"], protocol
+        cells = table.main_table(rows).set_index("Model")
+        assert cells.loc["blanked high", "Overall\n(6 tasks)"].endswith(" partial")
+        assert not cells.loc["complete low", "Overall\n(6 tasks)"].endswith(" partial")
+    ascending = [r.model for r in table.shown_rows(table.rows_for("strict", reported, recs), descending=False)]
+    assert ascending[:2] == ["complete low", "complete high"]  # partial rows stay below either way
+
+
+def test_chart_draws_names_literally(reported, tmp_path):
+    """A name with mathtext (`$\\undefinedcmd$`) would make matplotlib fail for every visitor."""
+    name = r"atk $\undefinedcmd$ model"
+    rows = table.rows_for("paper", reported, [record(9, name, 0.5)])
+    fig = table.bar_figure(table.bar_frame(rows, "crash_recognition", ["verified:9", "paper:WSAL"]), "t $x$")
+    fig.savefig(tmp_path / "chart.png")  # draws: no ValueError from the mathtext parser
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts[0] == f"{name} (#9)"
+    assert all(not t.get_parse_math() for t in fig.axes[0].get_legend().get_texts())
