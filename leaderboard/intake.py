@@ -104,7 +104,7 @@ class Upload:
     """(name, SHA-256) of each prediction file."""
     files_sha256: str
     """Digest of the set of prediction files (any order gives the same digest)."""
-    provenance: dict | None
+    provenance: provenance_mod.Provenance | None
     """The validated provenance (`crashchat.provenance`), when a `.meta.json` came with them."""
 
 
@@ -116,11 +116,11 @@ def read_upload(paths: Sequence[str | os.PathLike], *, provenance_path: str | os
     A file named `*.meta.json` among `paths` is the provenance file (`crashchat.provenance`), as
     is `provenance_path`; at most one. Raises `SubmitError` (limits, unreadable) or `ProvenanceError`.
     """
-    paths = [Path(p) for p in paths or []]
-    metas = [p for p in paths if p.name.lower().endswith(provenance_mod.SUFFIX)]
+    given = [Path(p) for p in paths or []]
+    metas = [p for p in given if p.name.lower().endswith(provenance_mod.SUFFIX)]
     if provenance_path:
         metas.append(Path(provenance_path))
-    predictions = [p for p in paths if p not in metas]
+    predictions = [p for p in given if p not in metas]
     if len(metas) > 1:
         raise SubmitError(f"files: {len(metas)} provenance files ({', '.join(p.name for p in metas)}); at most one")
     if not predictions:
@@ -236,7 +236,7 @@ def submit(store: Store, paths: Sequence[str | os.PathLike], model: str, *, spli
     if row.hidden and not added:
         raise SubmitError("files: these answers are already on the board and that row was hidden by an admin; "
                           "no row added")
-    return Outcome(row, added, _with_row(result if added else store.result(row.id), row, added))
+    return Outcome(row, added, _with_row(result if added and result is not None else store.result(row.id), row, added))
 
 
 def stored_submission(store: Store, row_id: int, split: Split) -> Submission:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
@@ -106,45 +107,54 @@ def record_table(task: Task, split: Split, submission: Submission, protocol: str
     """Per-record statistics of `task` under `protocol`."""
     strict = protocol == "strict"
     answers = submission.answers[task.id]
-    rows, sources, items, pairs = [], [], [], []
+    rows: list[tuple[float, ...]] = []
+    sources: list[str] = []
+    items: list[dict] = []
+    pairs: list[tuple[str, str]] = []
     t_acc = crash_starts(split) if task.kind == "time" else {}
     cache = text_cache or _TextCache()
     for record in split.records[task.id]:
         answer = answers.get(record.video)
         parsed = answer.parsed if answer is not None else None
+        # `parsed` is what the task's parser returns (`crashchat.tasks`): a label, an interval, a
+        # time or a text, by the task's kind; the casts below say which.
+        row: tuple[float, ...]
         if task.kind == "yes_no":
-            truth = parse_yes_no(record.answer) == "Yes"
+            truth_yes = parse_yes_no(record.answer) == "Yes"
             if parsed is None and not strict:
                 continue
-            pred = (parsed == "Yes") if parsed is not None else not truth
-            row = metrics.recognition_row(truth, pred)
-            score = float(pred == truth)
+            pred = (parsed == "Yes") if parsed is not None else not truth_yes
+            row = metrics.recognition_row(truth_yes, pred)
+            score = float(pred == truth_yes)
         elif task.kind == "time_range":
-            truth = parse_time_range(record.answer)
+            interval = parse_time_range(record.answer)
+            assert interval is not None, f"{record.video}: the split's crash window does not parse"
             if answer is None and not strict:
                 continue
             if parsed is None:
-                iou = 0.0 if strict else metrics.interval_iou(task.paper_default, truth)
+                fallback = cast("tuple[float, float]", task.paper_default)
+                iou = 0.0 if strict else metrics.interval_iou(fallback, interval)
             else:
-                iou = metrics.interval_iou(parsed, truth)
+                iou = metrics.interval_iou(cast("tuple[float, float]", parsed), interval)
             row, score = metrics.localization_row(iou), iou
         elif task.kind == "time":
-            truth = parse_time(record.answer)
+            truth_time = parse_time(record.answer)
             start = t_acc.get(record.video)
-            if start is None or start - truth <= 0 or (parsed is None and not strict):
+            assert truth_time is not None, f"{record.video}: the split's pre-crash time does not parse"
+            if start is None or start - truth_time <= 0 or (parsed is None and not strict):
                 continue  # paper: the authors' `_parse_timestamp` gives None and `evaluate` skips it
             if parsed is None:
-                stats = (0.0, start - truth, 0.0, True, False)
+                stats = (0.0, start - truth_time, 0.0, True, False)
             else:
-                stats = metrics.tta_iou(parsed, truth, start)
+                stats = metrics.tta_iou(cast(float, parsed), truth_time, start)
             row, score = metrics.pre_crash_row(*stats), stats[0]
         else:
-            truth = record.answer
+            reference = record.answer
+            hyp = cast(str, parsed) if parsed is not None else ""
             if parsed is None and not strict:
                 continue
-            hyp = parsed if parsed is not None else ""
-            row = cache.row(hyp, truth)
-            pairs.append((hyp, truth))
+            row = cache.row(hyp, reference)
+            pairs.append((hyp, reference))
             score = row[-1]  # ROUGE-L F of this pair
         rows.append(row)
         sources.append(record.source)
@@ -166,6 +176,7 @@ def table_metrics(table: RecordTable, mask: np.ndarray | None = None) -> dict:
     if not len(rows):
         out = {k: (v if isinstance(v, int) else None) for k, v in out.items()}
     if table.task.kind == "text":
+        assert table.sacre is not None, "a text task's table carries sacreBLEU statistics"
         sacre = table.sacre if mask is None else table.sacre[mask]
         out["sacrebleu"] = _sacrebleu(sacre.sum(axis=0)) if len(sacre) else None
         out["bertscore_f1"] = None
@@ -293,8 +304,8 @@ def overall_score(tables: dict[str, RecordTable], resamples: int, seed: int) -> 
     tasks. Records that a task leaves out (pre-crash videos without a crash start) stay out.
     """
     value = overall_point({t: table_metrics(tables[t]) for t in tables}) if set(tables) == set(TASK_IDS) else None
-    out = {"protocol": "strict", "metrics": {t.id: OVERALL_METRIC[t.kind] for t in TASKS}, "value": value,
-           "ci95": None}
+    out: dict[str, object] = {"protocol": "strict", "metrics": {t.id: OVERALL_METRIC[t.kind] for t in TASKS},
+                              "value": value, "ci95": None}
     if value is None or resamples <= 0 or any(table.n == 0 for table in tables.values()):
         return out
     videos = sorted({item["video"] for table in tables.values() for item in table.items})

@@ -125,6 +125,9 @@ def _parse_records(path: Path, data: bytes, task: Task) -> list[SplitRecord]:
         if rec.name in seen:
             raise SplitError(f"{rec.where}: video {rec.name} appears twice")
         seen.add(rec.name)
+        # The truth of a closed-form task must parse: every score is computed against it.
+        if rec.answer is None or (task.kind != "text" and task.parse(rec.answer) is None):
+            raise SplitError(f"{rec.where}: answer {rec.answer!r} is not a {task.kind.replace('_', ' ')} answer"[:300])
         out.append(SplitRecord(video=rec.name, prompt=rec.question, answer=rec.answer, source=rec.source or ""))
     return out
 

@@ -42,7 +42,7 @@ import sqlite3
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -469,7 +469,7 @@ class Store:
 
     def add(self, *, model: str, answers_sha256: str, files_sha256: str, files: Sequence[tuple[str, str]],
             result: dict, answers: PackedAnswers, submitter: str = "", link: str = "", notes: str = "",
-            provenance: dict | None = None,
+            provenance: Mapping[str, object] | None = None,
             check_name: Callable[[list[identity.Holder]], None] | None = None) -> tuple[StoredRow, bool]:
         """Insert a scored submission; (row, True), or (the existing row, False) for known answers.
 

@@ -122,10 +122,10 @@ def canonical_rows(answers: dict[str, dict[str, Answer]]) -> list[dict]:
     not: an authors' record whose fields parse to what its `raw_response` parses to is the same
     answer as our row with that response, so the two layouts give one identity.
     """
-    rows = []
+    rows: list[dict[str, object]] = []
     for task in TASKS:
         for video, answer in answers.get(task.id, {}).items():
-            row = {"video": video, "task": task.id, "response": answer.response}
+            row: dict[str, object] = {"video": video, "task": task.id, "response": answer.response}
             if answer.from_fields and not (answer.response is not None and task.parse(answer.response) == answer.parsed):
                 row["fields"] = dict(answer.fields or {})
             rows.append(row)
@@ -286,6 +286,8 @@ def _records(name: str, data: bytes) -> Iterator[tuple[int, Task, str, Answer]]:
 class _NonFinite(float):
     """A NaN/Infinity token read from a file, kept until the record's field can be named."""
 
+    token: str
+
     def __new__(cls, token: str):
         value = super().__new__(cls, float(token.replace("Infinity", "inf")))
         value.token = token
@@ -299,6 +301,8 @@ would otherwise cost seconds to convert, or hit Python's 4,300-digit limit as a 
 
 class _HugeInt(float):
     """An integer literal with more than `MAX_DIGITS` digits, kept until its field can be named."""
+
+    token: str
 
     def __new__(cls, token: str):
         value = super().__new__(cls, float("nan"))

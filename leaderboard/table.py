@@ -36,6 +36,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -220,6 +221,12 @@ class Row:
         object.__setattr__(self, "_complete", all(self.complete(t.id) for t in TASKS))
 
     @property
+    def row_id(self) -> int:
+        """The store's id of a verified row (a reported row has none: asking is a bug)."""
+        assert self.id is not None, f"{self.model!r}: a reported row has no store id"
+        return self.id
+
+    @property
     def key(self) -> str:
         """A unique, stable handle for pickers (model names of different kinds may repeat)."""
         return f"paper:{self.model}" if self.kind == REPORTED else f"verified:{self.id}"
@@ -334,7 +341,8 @@ def _with_paper_overall(row: Row) -> Row:
     """A reported row with its overall score: the mean of the six headline numbers it printed
     (paper protocol; the unnamed ROUGE as ROUGE-L F), None when the paper printed fewer."""
     values = [row.value(c.task, c.metric)[0] for c in headline_columns()]
-    overall = None if any(v is None for v in values) else sum(values) / len(values)
+    printed = [v for v in values if v is not None]
+    overall = sum(printed) / len(printed) if len(printed) == len(values) else None
     return replace(row, overall=overall)
 
 
@@ -378,9 +386,9 @@ def verified_row(record: Mapping, protocol: str, *, full: bool = True) -> Row:
 def _describe(meta: Mapping | None) -> str:
     if not meta:
         return ""
-    from crashchat.provenance import describe  # imported here: the table module stays light
+    from crashchat.provenance import Provenance, describe  # imported here: the table module stays light
 
-    return describe(meta)
+    return describe(cast(Provenance, meta))  # validated by `crashchat.provenance` when it was stored
 
 
 def rows_for(protocol: str, reported: Iterable[Row], records: Iterable[Mapping]) -> list[Row]:
@@ -740,7 +748,7 @@ def compare_table(result: Mapping[str, Mapping], name_a: str, name_b: str) -> pd
         c = result.get(task.id)
         if c is None:
             continue
-        better = {"a": name_a, "b": name_b}.get(c.get("better"), "neither")
+        better = {"a": name_a, "b": name_b}.get(str(c.get("better")), "neither")
         lo, hi = (c.get("ci95") or [None, None])[:2]
         records.append([
             task.title, METRIC_LABELS.get(c["metric"], c["metric"]), fmt_value(_number(c.get("a"))),

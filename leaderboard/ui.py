@@ -39,11 +39,12 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import gradio as gr
 import pandas as pd
 
-from crashchat.provenance import ProvenanceError, describe
+from crashchat.provenance import Provenance, ProvenanceError, describe
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, identity, scoring, table
 from leaderboard.hubsync import HubSync
@@ -122,7 +123,7 @@ PARTIAL_STYLE = "color: #9a3412"
 # Widths (px): the default columns fit a 1280-px screen; picked columns add to the right.
 WIDTHS = {"Model": 188, "Submitter": 112, "Answered": 112}
 METRIC_WIDTH, OVERALL_WIDTH, INFO_WIDTH = 113, 124, 160
-FAILURE_WIDTHS = [170, 110, 300, 300, 140, 70]
+FAILURE_WIDTHS: list[str | int] = [170, 110, 300, 300, 140, 70]
 
 CSS = """
 #board-main th, #board-main th *, #board-task-table th, #board-task-table th * {
@@ -138,7 +139,7 @@ CSS = """
 """
 
 
-def column_widths(headers: list[str]) -> list[int]:
+def column_widths(headers: list[str]) -> list[str | int]:
     overall = table.OVERALL_COLUMN.header
     metric_headers = {c.header for c in table.main_columns()}
     return [WIDTHS.get(h, OVERALL_WIDTH if h == overall else METRIC_WIDTH if h in metric_headers else INFO_WIDTH)
@@ -285,21 +286,21 @@ class Board:
             if r.kind == table.VERIFIED:
                 need.append(r)
         stored = {s.id: s for s in self.store.rows()} if need else {}
-        missing = [r for r in need if (r.id, stored[r.id].revision, r.protocol) not in self._full]
+        missing = [r for r in need if (r.row_id, stored[r.row_id].revision, r.protocol) not in self._full]
         if missing:
-            summaries = self.store.summaries(r.id for r in missing)
+            summaries = self.store.summaries(r.row_id for r in missing)
             for r in missing:
-                s = stored[r.id]
-                by_source = self.store.result(r.id)["protocols"]
-                record = {**s.as_dict(), "summary": summaries[r.id],
+                s = stored[r.row_id]
+                by_source = self.store.result(r.row_id)["protocols"]
+                record = {**s.as_dict(), "summary": summaries[r.row_id],
                           "by_source": {p: v.get("by_source", {}) for p, v in by_source.items()}}
                 with self._compact_lock:
                     if len(self._full) > 512:
                         self._full.clear()
                     for p in table.PROTOCOLS:
-                        self._full[(r.id, s.revision, p)] = table.verified_row(record, p)
+                        self._full[(r.row_id, s.revision, p)] = table.verified_row(record, p)
         for r in rows:
-            out.append(r if r.kind == table.REPORTED else self._full[(r.id, stored[r.id].revision, r.protocol)])
+            out.append(r if r.kind == table.REPORTED else self._full[(r.row_id, stored[r.row_id].revision, r.protocol)])
         return out
 
     def resolve(self, key: str | None) -> str | None:
@@ -329,7 +330,7 @@ class Board:
         if not key or not str(key).startswith("verified:"):
             raise BoardError("pick a verified row")
         row = self._row(key)  # a hidden row's answers stay hidden, even for a page opened before
-        return _stored_submission(self.store, row.id, self.split())
+        return _stored_submission(self.store, row.row_id, self.split())
 
     # --- main table -----------------------------------------------------------------------------
 
@@ -430,7 +431,7 @@ class Board:
         if not key:
             return None
         row = self._row(key)
-        stored = self.store.get(row.id)
+        stored = self.store.get(row.row_id)
         if stored is None or stored.hidden:
             raise BoardError(f"no leaderboard row {key!r} (it may have been hidden); refresh the page")
         return {
@@ -451,7 +452,7 @@ class Board:
         """The Per-task table (the best `PAGE_SIZE` rows in the task's order) and the chart's data."""
         rows = self.rows(protocol)
         ranked = table.rank_for_task(rows, task_id)[:PAGE_SIZE]
-        wanted = {self.resolve(k) for k in keys or []}
+        wanted = {k for k in (self.resolve(k) for k in keys or []) if k is not None}
         picked = [r for r in rows if r.key in wanted]
         return table.task_table(self.full(ranked), task_id), table.bar_frame(self.full(picked), task_id, list(wanted))
 
@@ -557,7 +558,7 @@ def validation_frame(validation: dict) -> pd.DataFrame:
 
 def outcome_message(outcome: Outcome) -> str:
     row = outcome.row
-    produced = f" How produced: {describe(row.provenance)}." if row.provenance else ""
+    produced = f" How produced: {describe(cast(Provenance, row.provenance))}." if row.provenance else ""
     if outcome.added:
         return (f"Added as row #{row.id} by {row.submitter or 'an unrecorded submitter'} (answers "
                 f"{row.answers_sha256[:16]}, scorer {row.scorer_version}).{produced}")
@@ -630,10 +631,12 @@ def who_submits(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = N
 
 # --- the tab: one builder per section, wired together by `build` -------------------------------
 
-_PRIVATE = {"api_visibility": "private"}
+# Keyword arguments spread into event listeners (`**_PRIVATE`): typed `Any` as each listener
+# parameter has its own type.
+_PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
 
-def _queue(kind: str) -> dict:
+def _queue(kind: str) -> dict[str, Any]:
     name, limit = QUEUES[kind]
     return {"concurrency_id": name, "concurrency_limit": limit}
 
@@ -661,7 +664,8 @@ class _TableSection:
         return [self.main, self.note, self.page]
 
 
-def _view_outputs(board: Board, proto: str, query: str, sort: str, desc: bool, extra: list[str], page) -> tuple:
+def _view_outputs(board: Board, proto: str, query: str, sort: str | None, desc: bool, extra: list[str],
+                  page: float | int | None) -> tuple:
     shown = board.view(proto, query, sort, desc, extra, page)
     headers = shown["value"]["headers"]
     return (gr.update(value=shown["value"], column_widths=column_widths(headers)), shown["note"], shown["page"])

@@ -687,6 +687,9 @@ def test_browser_attacks_partial_dedup_errors_and_csv(live_app, tmp_path, split)
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
         try:
             page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1000})
+            # Generous waits: each step is a queued event, and a busy 2-core CI machine is slow.
+            page.set_default_timeout(60_000)
+            expect.set_options(timeout=30_000)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(live_app.url)
             page.get_by_role("tab", name="Leaderboard").click()
