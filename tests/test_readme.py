@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,7 @@ def test_readme_snippets_run_as_written(split_dir, tmp_path):
     """Every marked snippet, command by command, in a fresh clone-like folder (see the module docstring)."""
     clone = tmp_path / "crashchat"
     clone.mkdir()
+    shutil.copytree(REPO / "assets", clone / "assets")  # files a clone has that snippets name
     (tmp_path / "shared" / "data").mkdir(parents=True)
     (tmp_path / "shared" / "data" / "crashchat").symlink_to(split_dir.resolve(), target_is_directory=True)
     bin_dir = tmp_path / "bin"
