@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 from crashchat import provenance as provenance_mod
@@ -88,7 +89,7 @@ def check_worker_block(block: object) -> dict:
     return out
 
 
-def check_meta(meta: dict, request: EvaluationRequest, max_new_tokens: int | None = AUTHORS_MAX_NEW_TOKENS) -> None:
+def check_meta(meta: Mapping[str, Any], request: EvaluationRequest, max_new_tokens: int | None = AUTHORS_MAX_NEW_TOKENS) -> None:
     """The predict provenance describes the requested run; else `FinishRefused` naming the field.
     `max_new_tokens` is the answer limit evaluations run with (None: any)."""
     policy = request.policy
@@ -156,10 +157,11 @@ class EvaluationAPI:
     # --- public ---------------------------------------------------------------------------------
 
     def request_evaluation(self, model_id: str, revision: str = "main", frames: str = DEFAULT_FRAMES,
-                           submitter: str = "") -> dict:
-        """Queue a model id; `{"request_id", "status", "duplicate", "model", "revision", "commit", "frames"}`."""
+                           submitter: str = "", admit: Callable[[], None] | None = None) -> dict:
+        """Queue a model id; `{"request_id", "status", "duplicate", "model", "revision", "commit", "frames"}`.
+        `admit`: the caller's limit, checked only when a new request is stored (`EvaluationQueue.request`)."""
         found, added = self.queue.request(model_id, revision, frames, submitter=submitter, hub_info=self.hub_info,
-                                          config_loader=self.config_loader)
+                                          config_loader=self.config_loader, admit=admit)
         return {"request_id": found.id, "status": found.status, "duplicate": not added, "model": found.model,
                 "revision": found.revision, "commit": found.commit, "frames": found.frames}
 

@@ -138,8 +138,11 @@ def _request(rec: tuple) -> EvaluationRequest:
     return EvaluationRequest(*rec)
 
 
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime(ISO)
 
 
 def one_line(text: object, limit: int = MAX_REASON) -> str:
@@ -317,6 +320,13 @@ class EvaluationQueue:
         rec = con.execute(f"SELECT {_COLUMNS} FROM evaluation_requests WHERE id = ?", (int(request_id),)).fetchone()
         return None if rec is None else _request(rec)
 
+    def _stored(self, con: sqlite3.Connection, request_id: int | None) -> EvaluationRequest:
+        """A request this connection has just written (so it exists)."""
+        found = None if request_id is None else self._get(con, request_id)
+        if found is None:
+            raise LookupError(f"evaluation request #{request_id} vanished inside its own transaction")
+        return found
+
     def get(self, request_id: int) -> EvaluationRequest | None:
         with self._connect() as con:
             return self._get(con, request_id)
@@ -325,9 +335,13 @@ class EvaluationQueue:
 
     def request(self, model_id: object, revision: object = "main", frames: object = DEFAULT_FRAMES, *,
                 submitter: str = "", hub_info: Callable | None = None,
-                config_loader: Callable | None = None) -> tuple[EvaluationRequest, bool]:
+                config_loader: Callable | None = None,
+                admit: Callable[[], None] | None = None) -> tuple[EvaluationRequest, bool]:
         """Queue a checked request: (request, True), or (the live one for the same model, commit and
-        frame policy, False). Raises `RequestRefused` naming the failed check."""
+        frame policy, False). Raises `RequestRefused` naming the failed check. `admit` runs only
+        when a new request is about to be stored, inside the write transaction (the per-submitter
+        limit: asking again for a queued model costs nothing, and two racing requests are counted
+        one after the other); it refuses by raising."""
         frames = DEFAULT_FRAMES if frames is None or frames == "" else frames
         if not isinstance(frames, str) or frames.strip() not in FRAME_POLICIES:
             raise RequestRefused(f"frames: {one_line(frames, 40)!r} is not a frame policy; choose from "
@@ -344,10 +358,12 @@ class EvaluationQueue:
             known = self._live(model, commit, frames, con)
             if known is not None:
                 return known, False
+            if admit is not None:
+                admit()
             cur = con.execute("INSERT INTO evaluation_requests (model, revision, commit_sha, frames, submitter, "
                               "status, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
                               (model, revision, commit, frames, submitter, iso(now)))
-            return self._get(con, cur.lastrowid), True
+            return self._stored(con, cur.lastrowid), True
 
     def _live(self, model: str, commit: str, frames: str, con: sqlite3.Connection | None = None):
         query = (f"SELECT {_COLUMNS} FROM evaluation_requests WHERE model = ? COLLATE NOCASE AND commit_sha = ? "
@@ -358,6 +374,13 @@ class EvaluationQueue:
             with self._connect() as own:
                 rec = own.execute(query, (model, commit, frames)).fetchone()
         return None if rec is None else _request(rec)
+
+    def request_times(self, submitter: str, since: datetime) -> list[datetime]:
+        """When `submitter` made requests, from `since` on (timezone-aware; for `identity.check_rate`)."""
+        with self._connect() as con:
+            found = con.execute("SELECT created_at FROM evaluation_requests WHERE submitter = ? AND created_at >= ?",
+                                (one_line(submitter, MAX_SUBMITTER), iso(since.timestamp()))).fetchall()
+        return [datetime.strptime(t, ISO).replace(tzinfo=timezone.utc) for (t,) in found]
 
     def submitted_since(self, submitter: str, seconds: float) -> int:
         """How many requests `submitter` made in the last `seconds` (for per-submitter limits)."""
@@ -397,20 +420,24 @@ class EvaluationQueue:
             con.execute("UPDATE evaluation_requests SET status = 'running', worker = ?, lease = ?, lease_expires = ?, "
                         "attempts = attempts + 1, started_at = ?, reason = '' WHERE id = ?",
                         (worker, lease, now + self.lease_seconds, iso(now), rec[0]))
-            return self._get(con, rec[0]), lease
+            return self._stored(con, rec[0]), lease
 
     def _held(self, con: sqlite3.Connection, request_id: object, lease: object) -> EvaluationRequest:
+        # API clients send numbers as JSON: an int, a whole float or a digit string.
+        if isinstance(request_id, bool) or not isinstance(request_id, (int, float, str)) or (
+                isinstance(request_id, float) and not request_id.is_integer()):
+            raise LeaseError(f"request id: expected a number, got {one_line(request_id, 40)!r}")
         try:
-            request_id = int(request_id)
-        except (TypeError, ValueError):
+            number = int(request_id)
+        except ValueError:
             raise LeaseError(f"request id: expected a number, got {one_line(request_id, 40)!r}") from None
-        found = self._get(con, request_id)
+        found = self._get(con, number)
         if found is None:
-            raise LeaseError(f"request #{request_id}: no such request")
-        held = con.execute("SELECT lease FROM evaluation_requests WHERE id = ?", (request_id,)).fetchone()[0]
+            raise LeaseError(f"request #{number}: no such request")
+        held = con.execute("SELECT lease FROM evaluation_requests WHERE id = ?", (number,)).fetchone()[0]
         if (found.status != "running" or not isinstance(lease, str) or not held
                 or not hmac.compare_digest(held.encode(), lease.encode())):
-            raise LeaseError(f"request #{request_id}: not held by this lease (it is {found.status}; a lease that "
+            raise LeaseError(f"request #{number}: not held by this lease (it is {found.status}; a lease that "
                              "ran out is handed to another worker)")
         return found
 
@@ -426,7 +453,7 @@ class EvaluationQueue:
             found = self._held(con, request_id, lease)
             con.execute("UPDATE evaluation_requests SET lease_expires = ? WHERE id = ?",
                         (now + self.lease_seconds, found.id))
-            return self._get(con, found.id)
+            return self._stored(con, found.id)
 
     def finish(self, request_id: object, lease: object, row_id: int) -> EvaluationRequest:
         """Mark a held request finished with the leaderboard row it produced."""
@@ -435,7 +462,7 @@ class EvaluationQueue:
             found = self._held(con, request_id, lease)
             con.execute("UPDATE evaluation_requests SET status = 'finished', lease = '', finished_at = ?, row_id = ?, "
                         "reason = '' WHERE id = ?", (iso(now), int(row_id), found.id))
-            return self._get(con, found.id)
+            return self._stored(con, found.id)
 
     def fail(self, request_id: object, lease: object, reason: object) -> EvaluationRequest:
         """Mark a held request failed, with a one-line reason (bounded, control characters removed)."""
@@ -445,7 +472,7 @@ class EvaluationQueue:
             found = self._held(con, request_id, lease)
             con.execute("UPDATE evaluation_requests SET status = 'failed', lease = '', finished_at = ?, reason = ? "
                         "WHERE id = ?", (iso(now), text, found.id))
-            return self._get(con, found.id)
+            return self._stored(con, found.id)
 
     # --- showing --------------------------------------------------------------------------------
 

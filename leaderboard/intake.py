@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -202,7 +202,8 @@ _FROM_ENV = object()
 def submit(store: Store, paths: Sequence[str | os.PathLike], model: str, *, split: Split,
            submitter: identity.Submitter | None = None, link: str = "", notes: str = "",
            provenance_path: str | os.PathLike | None = None, bootstrap: int = 1000, seed: int = 0,
-           max_bytes: int = MAX_BYTES, limit=_FROM_ENV, reserved: Iterable[str] | None = None) -> Outcome:
+           max_bytes: int = MAX_BYTES, limit=_FROM_ENV, reserved: Iterable[str] | None = None,
+           evaluation: Mapping[str, object] | None = None) -> Outcome:
     """Validate, score and store one submission; answers already on the board point at their row.
 
     `submitter`: who sends it (default `identity.submitter()`: the local user, and on a Space a
@@ -210,6 +211,11 @@ def submit(store: Store, paths: Sequence[str | os.PathLike], model: str, *, spli
     per submitter in 24 hours (default `identity.submit_limit()`). `reserved`: names nobody may use
     (default the paper's rows). Nothing is stored unless every check passes. Answers that match a
     row an admin hid are refused, so that nothing of the hidden row comes back.
+
+    `evaluation`: the answers come from the leaderboard's own worker (`leaderboard.evaluation_api`
+    passes the request, worker, GPU and code version); the row is `evaluated`. Its name is the Hub
+    id that was evaluated, so the name and rate checks of self-reported rows do not apply (the
+    request passed the rate check when it was made).
     """
     who = submitter if submitter is not None else identity.submitter()  # on a Space: sign-in required
     check_entry(model, link, notes)
@@ -222,15 +228,17 @@ def submit(store: Store, paths: Sequence[str | os.PathLike], model: str, *, spli
         def check_name(holders: list[identity.Holder]) -> None:
             identity.check_name(model, who, reserved=names, holders=holders)
 
-        check_name(store.name_holders(identity.name_keys(model)))
-        now = identity.utc_now()
-        identity.check_rate(store.submission_times(who.name, now - identity.WINDOW), who, now=now,
-                            limit=identity.submit_limit() if limit is _FROM_ENV else limit)
+        if evaluation is None:
+            check_name(store.name_holders(identity.name_keys(model)))
+            now = identity.utc_now()
+            identity.check_rate(store.submission_times(who.name, now - identity.WINDOW), who, now=now,
+                                limit=identity.submit_limit() if limit is _FROM_ENV else limit)
         result = score(submission, split, bootstrap=bootstrap, seed=seed)
         row, added = store.add(model=model, submitter=who.name, link=link or "", notes=notes or "",
                                answers_sha256=digest, files_sha256=upload.files_sha256, files=upload.files,
                                result=result, answers=pack_answers(canonical_rows(submission.answers)),
-                               provenance=upload.provenance, check_name=check_name)
+                               provenance=upload.provenance, evaluation=evaluation,
+                               check_name=None if evaluation is not None else check_name)
     else:
         row, added, result = existing, False, None
     if row.hidden and not added:

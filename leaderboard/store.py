@@ -8,7 +8,11 @@ Schema, migrations, reading and writing rows live here; what may be stored (form
 identity, scoring, re-scoring) is `leaderboard.intake`, the Hub mirror `leaderboard.hubsync`, the
 maintenance commands `python -m leaderboard {list,rescore,hide,unhide,delete}`.
 
-What a row costs (schema 3), each part stored once:
+Rows are of two kinds: `verified` (answers a submitter uploaded, scored here) and `evaluated`
+(answers the leaderboard's own worker produced for an evaluation request: the row's `evaluation`
+column says which request, worker, GPU and code version; schema 4).
+
+What a row costs (schema 4), each part stored once:
 - light columns (table `submissions`): model, submitter, link, notes, time, digests, flags,
   `overall`, `complete`; everything else of a row is in `payloads`, so scanning every row's light
   columns reads small records only;
@@ -51,8 +55,10 @@ from leaderboard import identity
 from leaderboard.submission import SubmissionError, answers_digest, parse_canonical, scored_digest
 from leaderboard.summary import is_complete, join_result, split_result
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "leaderboard.sqlite3"
+VERIFIED = "verified"
+EVALUATED = "evaluated"
 
 # Columns in this order: SQLite reads a row's leading columns without touching the large ones.
 _SUBMISSIONS = """
@@ -75,7 +81,8 @@ CREATE TABLE submissions (
     complete INTEGER NOT NULL DEFAULT 0,
     overall REAL,
     name_key TEXT NOT NULL DEFAULT '',
-    name_key2 TEXT NOT NULL DEFAULT ''
+    name_key2 TEXT NOT NULL DEFAULT '',
+    evaluation_json TEXT NOT NULL DEFAULT ''
 )"""
 # The large parts apart from the light columns: a scan of every row's light columns (after each
 # write) reads small records only, each on one page.
@@ -195,22 +202,31 @@ class StoredRow:
     """Every question of every task answered (parsed)."""
     overall: float | None
     """The overall score (strict protocol), None when a task has no value."""
+    evaluation: dict | None = None
+    """Set only when the leaderboard's own worker produced the answers (an evaluation request):
+    the request, worker, GPU and code version. None for self-reported (`verified`) rows."""
+
+    @property
+    def kind(self) -> str:
+        """`evaluated` (answers made by a leaderboard worker) or `verified` (self-reported, scored here)."""
+        return EVALUATED if self.evaluation else VERIFIED
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "kind": self.kind}
 
 
 _LIGHT = ("id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, "
-          "split_sha256, scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall")
+          "split_sha256, scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall, "
+          "evaluation_json")
 
 
 def _row(rec: tuple) -> StoredRow:
     (id_, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
-     scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall) = rec
+     scorer_version, hidden, rescored_at, revision, provenance_json, complete, overall, evaluation_json) = rec
     return StoredRow(id_, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256,
                      [tuple(f) for f in json.loads(files_json)], split_sha256, scorer_version, bool(hidden),
                      rescored_at, revision, json.loads(provenance_json) if provenance_json else None,
-                     bool(complete), overall)
+                     bool(complete), overall, json.loads(evaluation_json) if evaluation_json else None)
 
 
 # --- how answers and results are packed -----------------------------------------------------------
@@ -310,6 +326,8 @@ class Store:
                 if version in (1, 2):
                     _migrate_v2(con)
                     migrated = True
+                if version == 3:  # schema 4: the evaluation column (rows of schema 3 are self-reported)
+                    con.execute("ALTER TABLE submissions ADD COLUMN evaluation_json TEXT NOT NULL DEFAULT ''")
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
                 con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
@@ -469,9 +487,12 @@ class Store:
 
     def add(self, *, model: str, answers_sha256: str, files_sha256: str, files: Sequence[tuple[str, str]],
             result: dict, answers: PackedAnswers, submitter: str = "", link: str = "", notes: str = "",
-            provenance: Mapping[str, object] | None = None,
+            provenance: Mapping[str, object] | None = None, evaluation: Mapping[str, object] | None = None,
             check_name: Callable[[list[identity.Holder]], None] | None = None) -> tuple[StoredRow, bool]:
         """Insert a scored submission; (row, True), or (the existing row, False) for known answers.
+
+        `evaluation`: only for answers a leaderboard worker produced (`leaderboard.evaluation_api`);
+        it makes the row `evaluated`. No user-sent field can set it.
 
         In the same transaction as the insert, `check_name` sees the rows whose model name clashes
         with this one (`name_holders`) and may refuse by raising: two submissions racing for a
@@ -483,7 +504,8 @@ class Store:
         cover = {t: tuple(c) for t, c in summary["coverage"].items()}
         values = (model, submitter, link, notes, now_utc(), answers_sha256, files_sha256,
                   json.dumps([list(f) for f in files]), split_info.get("sha256", ""), str(result["scorer_version"]),
-                  json.dumps(provenance) if provenance else "", int(is_complete(cover)), overall, keys[0], keys[1])
+                  json.dumps(provenance) if provenance else "", int(is_complete(cover)), overall, keys[0], keys[1],
+                  json.dumps(evaluation) if evaluation else "")
         payload = (pack_json(summary), pack_detail(detail), answers.values_bz2)
         with self._write() as con:
             known = con.execute(f"SELECT {_LIGHT} FROM submissions WHERE answers_sha256 = ?",
@@ -499,15 +521,15 @@ class Store:
             keys_id = con.execute("SELECT id FROM answer_keys WHERE sha256 = ?", (answers.keys_sha256,)).fetchone()[0]
             cur = con.execute(
                 "INSERT INTO submissions (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, "
-                "files_json, split_sha256, scorer_version, provenance_json, complete, overall, name_key, name_key2) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
+                "files_json, split_sha256, scorer_version, provenance_json, complete, overall, name_key, name_key2, "
+                "evaluation_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
             row_id = cur.lastrowid
             con.execute("INSERT INTO payloads (id, summary_zlib, detail_xz, answers_bz2, keys_id) VALUES (?,?,?,?,?)",
                         (row_id, *payload, keys_id))
         (model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json, split_sha256,
-         version, provenance_json, complete, overall, *_rest) = values
+         version, provenance_json, complete, overall, _key, _key2, evaluation_json) = values
         return _row((row_id, model, submitter, link, notes, submitted_at, answers_sha256, files_sha256, files_json,
-                     split_sha256, version, 0, "", 0, provenance_json, complete, overall)), True
+                     split_sha256, version, 0, "", 0, provenance_json, complete, overall, evaluation_json)), True
 
     def update_result(self, row_id: int, result: dict) -> None:
         """Replace a row's scores after re-scoring (its split and scorer version follow the result)."""

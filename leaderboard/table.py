@@ -6,7 +6,9 @@ directly. Two kinds of row never mix:
 - *reported*: a system the paper reports, exactly the numbers it printed
   (`assets/paper_results.csv`), only under the paper protocol, with where in the paper;
 - *verified*: a submission scored here, with its submitter, split fingerprint, protocol, scorer
-  version, time and answers hash, and 95% bootstrap intervals.
+  version, time and answers hash, and 95% bootstrap intervals;
+- *evaluated*: the same, for answers the leaderboard's own worker produced from a Hub model id
+  (an evaluation request), with the worker, GPU and code version that produced them.
 
 Columns are derived from `crashchat.tasks.TASKS`: one headline metric per task (the same six
 that make the overall score, `scoring.OVERALL_METRIC`), plus BLEU and BERTScore for the text tasks
@@ -47,6 +49,10 @@ from leaderboard.summary import split_result
 
 REPORTED = "reported"
 VERIFIED = "verified"
+EVALUATED = "evaluated"
+KINDS = (REPORTED, VERIFIED, EVALUATED)
+"""What a row is: printed by the paper; self-reported answers scored here; answers the
+leaderboard's own worker produced for a Hub model id and scored here."""
 PROTOCOLS = ("paper", "strict")
 
 PAPER_RESULTS = Path(__file__).resolve().parents[1] / "assets" / "paper_results.csv"
@@ -183,7 +189,7 @@ class Row:
 
     model: str
     kind: str
-    """`reported` or `verified`."""
+    """`reported`, `verified` or `evaluated` (`KINDS`); the last two are *scored here*."""
     protocol: str
     tasks: Mapping[str, Mapping[str, float | None]]
     """task -> metric -> value, exactly as printed (reported) or scored (verified; a compact row
@@ -211,6 +217,8 @@ class Row:
     """Verified rows: how the predictions were produced (`crashchat.provenance`), when sent."""
     how_produced: str = ""
     """`crashchat.provenance.describe` of the provenance, or empty."""
+    evaluation: Mapping | None = None
+    """Evaluated rows: the request, worker, GPU and code version that produced the answers."""
     overall: float | None = None
     """The overall score: strict protocol (verified), the paper's printed numbers (reported)."""
     overall_ci: tuple[float, float] | None = None
@@ -219,6 +227,11 @@ class Row:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_complete", all(self.complete(t.id) for t in TASKS))
+
+    @property
+    def scored(self) -> bool:
+        """Scored here from stored answers (verified or evaluated), not printed by the paper."""
+        return self.kind != REPORTED
 
     @property
     def row_id(self) -> int:
@@ -369,7 +382,7 @@ def verified_row(record: Mapping, protocol: str, *, full: bool = True) -> Row:
     meta = record.get("provenance")
     by_source = record.get("by_source") or {}
     return Row(
-        model=record["model"], kind=VERIFIED, protocol=protocol, tasks=tasks, ci95=ci95,
+        model=record["model"], kind=record.get("kind") or VERIFIED, protocol=protocol, tasks=tasks, ci95=ci95,
         by_source=by_source.get(protocol, {}), id=record["id"], submitter=record.get("submitter") or "",
         link=record.get("link") or "", notes=record.get("notes") or "",
         split_sha256=record.get("split_sha256", ""),
@@ -378,9 +391,24 @@ def verified_row(record: Mapping, protocol: str, *, full: bool = True) -> Row:
         answers_sha256=record.get("answers_sha256", ""),
         coverage={t.id: (int(c[0]), int(c[1])) for t in TASKS
                   if (c := summary.get("coverage", {}).get(t.id)) is not None},
-        provenance=meta, how_produced=_describe(meta), overall=_number(overall.get("value")),
+        provenance=meta, how_produced=_how_produced(meta, record.get("evaluation")), evaluation=record.get("evaluation"),
+        overall=_number(overall.get("value")),
         overall_ci=(float(ci[0]), float(ci[1])) if ci else None,
     )
+
+
+def evaluated_by(evaluation: Mapping) -> str:
+    """One line on who produced an evaluated row: `evaluated here (request #3, worker gpu-1, NVIDIA H200, crashchat 0.4 abc1234)`."""
+    parts = [f"request #{evaluation.get('request_id', '?')}", str(evaluation.get("worker") or "a worker"),
+             str(evaluation.get("gpu") or "unknown GPU"), str(evaluation.get("code_version") or "unknown code")]
+    return f"evaluated here ({', '.join(parts)})"
+
+
+def _how_produced(meta: Mapping | None, evaluation: Mapping | None) -> str:
+    described = _describe(meta)
+    if not evaluation:
+        return described
+    return f"{evaluated_by(evaluation)}; {described}" if described else evaluated_by(evaluation)
 
 
 def _describe(meta: Mapping | None) -> str:
@@ -424,7 +452,7 @@ def cell(row: Row, column: Column) -> str:
     """One main-table cell of `row`: the value with its ±, marked partial, alias or paper overall."""
     value, alias = row.value(column.task, column.metric)
     if value is None:
-        if row.kind == VERIFIED and column.metric == "bertscore_f1":
+        if row.scored and column.metric == "bertscore_f1":
             return BERTSCORE_MISSING
         return "—"
     text = fmt_value(value, row.interval(column.task, column.metric), column.metric, alias)
@@ -438,15 +466,29 @@ def _haystack(row: Row) -> str:
                      str(row.id or "")]).casefold()
 
 
+KIND_TERM = "kind:"
+"""A search term `kind:evaluated` (or `kind:reported`, `kind:verified`) keeps rows of that kind only."""
+
+
 def _matches(row: Row, terms: Sequence[str]) -> bool:
-    # Every whitespace-separated term must occur somewhere in the row's descriptive text.
+    # Every whitespace-separated term must occur somewhere in the row's descriptive text; a
+    # `kind:` term must name the row's kind exactly (so `kind:verified` is not any row noting "verified").
     haystack = _haystack(row)
-    return all(term in haystack for term in terms)
+    return all(row.kind == term[len(KIND_TERM):] if term.startswith(KIND_TERM) else term in haystack
+               for term in terms)
 
 
 def filter_rows(rows: Iterable[Row], search: str = "") -> list[Row]:
     terms = (search or "").casefold().split()
     return list(rows) if not terms else [r for r in rows if _matches(r, terms)]
+
+
+def with_kind(search: str, kind: str) -> str:
+    """`search` with its `kind:` term replaced by `kind` (`all` or empty: removed)."""
+    terms = [t for t in (search or "").split() if not t.casefold().startswith(KIND_TERM)]
+    if kind and kind != "all":
+        terms.append(KIND_TERM + kind)
+    return " ".join(terms)
 
 
 def sort_rows(rows: Iterable[Row], column: Column | None, descending: bool = True) -> list[Row]:
@@ -602,7 +644,7 @@ def task_metrics(rows: Iterable[Row], task_id: str) -> tuple[str, ...]:
     order = METRICS_BY_KIND[get_task(task_id).kind]
     present = {m for r in rows for m, v in r.tasks.get(task_id, {}).items() if _number(v) is not None}
     extra = sorted(present - set(order))
-    if get_task(task_id).kind == "text" and any(r.kind == VERIFIED for r in rows):
+    if get_task(task_id).kind == "text" and any(r.scored for r in rows):
         present.add("bertscore_f1")  # said "not computed" rather than left out
     return tuple(m for m in order if m in present) + tuple(extra)
 
@@ -632,7 +674,7 @@ def task_table(rows: Iterable[Row], task_id: str) -> pd.DataFrame:
         cells = [r.model, r.shown_submitter, shown]
         for m in metrics:
             value = _number(values.get(m))
-            if value is None and m == "bertscore_f1" and r.kind == VERIFIED:
+            if value is None and m == "bertscore_f1" and r.scored:
                 cells.append(BERTSCORE_MISSING)
             else:
                 cells.append(fmt_value(value, r.interval(task_id, m), m))
@@ -812,9 +854,11 @@ def api_rows(rows: Iterable[Row], *, details: bool = False) -> list[dict]:
             rec.update(id=r.id, link=r.link, notes=r.notes, split_sha256=r.split_sha256,
                        scorer_version=r.scorer_version, submitted_at=r.submitted_at,
                        answers_sha256=r.answers_sha256, how_produced=r.how_produced or None)
+            if r.kind == EVALUATED:
+                rec["evaluation"] = dict(r.evaluation or {})
         rec["overall_from"] = "paper" if r.kind == REPORTED else "strict"
         rec["complete"] = r.complete_all
-        rec["answered"] = {t.id: (list(r.coverage.get(t.id, (0, 0))) if r.kind == VERIFIED else None) for t in TASKS}
+        rec["answered"] = {t.id: (list(r.coverage.get(t.id, (0, 0))) if r.scored else None) for t in TASKS}
         rec["coverage"] = {t.id: r.fraction(t.id) for t in TASKS}
         footnotes = []
         for c in main_columns():
@@ -831,7 +875,7 @@ def api_rows(rows: Iterable[Row], *, details: bool = False) -> list[dict]:
             rec["footnotes"] = footnotes
         if details:
             rec["metrics"] = {t: {m: v for m, v in ms.items()} for t, ms in r.tasks.items()}
-            if r.kind == VERIFIED:
+            if r.scored:
                 rec.update(files_sha256=r.files_sha256, provenance=r.provenance)
         out.append(rec)
     return out

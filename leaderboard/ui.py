@@ -44,12 +44,16 @@ from typing import Any, cast
 import gradio as gr
 import pandas as pd
 
+from crashchat.cli import AUTHORS_MAX_NEW_TOKENS
 from crashchat.provenance import Provenance, ProvenanceError, describe
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, identity, scoring, table
+from leaderboard.evaluation_api import API_ERRORS, EvaluationAPI
+from leaderboard.evaluations import DEFAULT_FRAMES, FRAME_POLICIES, EvaluationQueue, EvaluationRequest
 from leaderboard.hubsync import HubSync
 from leaderboard.intake import (
     MAX_FILES,
+    MAX_NAME,
     MAX_REQUEST_BYTES,
     Outcome,
     SubmitError,
@@ -70,7 +74,7 @@ class BoardError(ValueError):
 
 
 USER_ERRORS = (SubmitError, SubmissionError, ProvenanceError, SplitError, PermissionError, StoreError, RowNotFound,
-               BoardError, identity.IdentityError)
+               BoardError, identity.IdentityError, *API_ERRORS)
 """What a user can cause; anything else (a KeyError included) is a bug and surfaces as one."""
 
 # Concurrency groups: (id, how many at once). Reads are cached and cheap; scoring is CPU-bound.
@@ -79,7 +83,8 @@ QUEUES = {
     "api": ("board-api", 2),          # /leaderboard, /export_csv
     "heavy": ("board-heavy", 1),      # compare, failures, admin (rebuild and re-score answers)
     "validate": ("board-validate", 1),  # reading uploads for the validation report
-    "submit": ("board-submit", 1),    # scoring a submission
+    "submit": ("board-submit", 1),    # scoring a submission (a worker's finished evaluation too)
+    "worker": ("board-worker", 2),    # requests, the queue, workers' claims and lease renewals
 }
 
 PAGE_SIZE = 100
@@ -118,6 +123,7 @@ VALIDATION_COLUMNS = ["Task", "Expected", "Matched", "Answered", "Missing", "Unk
 ADMIN_ACTIONS = ("hide", "unhide", "delete", "re-score stale rows")
 
 VERIFIED_STYLE = "background-color: rgba(37, 99, 235, 0.10)"
+EVALUATED_STYLE = "background-color: rgba(22, 163, 74, 0.12)"
 PARTIAL_STYLE = "color: #9a3412"
 
 # Widths (px): the default columns fit a 1280-px screen; picked columns add to the right.
@@ -166,7 +172,8 @@ class Board:
     """The tab's state: the store, the optional Hub mirror, the lazily loaded split, view caches."""
 
     def __init__(self, store: Store | None = None, *, split_dir: str | os.PathLike | None = None,
-                 sync: HubSync | None = None, bootstrap: int = 1000) -> None:
+                 sync: HubSync | None = None, bootstrap: int = 1000,
+                 evaluations: EvaluationAPI | None = None) -> None:
         self.store = store if store is not None else Store()
         self.split_dir = split_dir
         self.sync = sync
@@ -187,6 +194,10 @@ class Board:
         self._full: dict[tuple, table.Row] = {}
         """(id, revision, protocol) -> full Row (every metric, per source), for the few rows shown."""
         identity.submit_limit()  # a bad CRASHCHAT_SUBMIT_LIMIT stops the app at start, not at the first submission
+        self.evaluations = evaluations if evaluations is not None else EvaluationAPI(
+            EvaluationQueue(self.store.path, lease_seconds=_env_number(LEASE_ENV, float, LEASE_DEFAULT)),
+            self._file_evaluation, max_new_tokens=_env_number(EVAL_TOKENS_ENV, int, EVAL_TOKENS_DEFAULT))
+        """The evaluation queue (its table sits in the store's file) and its endpoints' server side."""
 
     @classmethod
     def from_env(cls) -> Board:
@@ -277,13 +288,13 @@ class Board:
                             + self._verified(protocol))
 
     def verified(self, protocol: str = "strict") -> list[table.Row]:
-        return [r for r in self.rows(protocol) if r.kind == table.VERIFIED]
+        return [r for r in self.rows(protocol) if r.scored]
 
     def full(self, rows: list[table.Row]) -> list[table.Row]:
         """The same rows with every metric and their per-source breakdown (read for these rows only)."""
         out, need = [], []
         for r in rows:
-            if r.kind == table.VERIFIED:
+            if r.scored:
                 need.append(r)
         stored = {s.id: s for s in self.store.rows()} if need else {}
         missing = [r for r in need if (r.row_id, stored[r.row_id].revision, r.protocol) not in self._full]
@@ -395,11 +406,14 @@ class Board:
         return {"value": shown, "note": note, "page": number, "pages": pages}
 
     def api_rows(self, protocol: str = "paper", details: bool = False, limit: int | float | None = PAGE_SIZE,
-                 offset: int | float | None = 0) -> dict:
-        """`/leaderboard`: a page of the rows shown under `protocol`, in the table's default order,
-        with the total."""
+                 offset: int | float | None = 0, kind: str | None = "") -> dict:
+        """`/leaderboard`: a page of the rows shown under `protocol` (of one `kind` if given: reported,
+        verified or evaluated), in the table's default order, with the total."""
         if protocol not in table.PROTOCOLS:
             raise BoardError(f"protocol must be one of {', '.join(table.PROTOCOLS)}")
+        kind = (kind or "").strip() if isinstance(kind, str) else kind
+        if kind and kind not in table.KINDS:
+            raise BoardError(f"kind must be empty (every row) or one of {', '.join(table.KINDS)}")
         limit = _whole(limit, PAGE_SIZE)
         offset = _whole(offset, 0)
         if not 1 <= limit <= MAX_LIMIT:
@@ -408,12 +422,12 @@ class Board:
             raise BoardError("offset: a whole number, 0 or more")
 
         def build() -> dict:
-            rows = self.ordered(protocol)
+            rows = self.ordered(protocol, table.with_kind("", kind) if kind else "")
             page = rows[offset:offset + limit]
             return {"total": len(rows), "offset": offset, "limit": limit,
                     "rows": table.api_rows(self.full(page) if details else page, details=bool(details))}
 
-        return self._cached(("api", protocol, bool(details), limit, offset), build)
+        return self._cached(("api", protocol, bool(details), limit, offset, kind), build)
 
     def choices(self, protocol: str = "paper") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(rows, verified rows) as (label, key) pairs for pickers: the best `PICKER_ROWS` of each, in
@@ -501,6 +515,51 @@ class Board:
             self.sync.push_soon()
         return outcome
 
+    # --- evaluation requests --------------------------------------------------------------------
+
+    def request_evaluation(self, model_id: str, revision: str | None = "main", frames: str | None = None,
+                           *, who: identity.Submitter | None = None) -> dict:
+        """Queue a Hub model id for the leaderboard's workers (`EvaluationAPI.request_evaluation`),
+        as `who` (default: the local user; on a Space a sign-in is required), within the same
+        per-submitter limit as file submissions; a model already queued or evaluated at that commit
+        answers with its request and costs nothing."""
+        who = who if who is not None else identity.submitter()
+        limit = identity.submit_limit()
+
+        def admit() -> None:
+            now = identity.utc_now()
+            identity.check_rate(self.evaluations.queue.request_times(who.name, now - identity.WINDOW), who,
+                                now=now, limit=limit)
+
+        reply = self.evaluations.request_evaluation(model_id, revision or "main", frames or "", submitter=who.name,
+                                                    admit=admit)
+        if not reply["duplicate"] and self.sync is not None:
+            self.sync.push_soon()
+        return reply
+
+    def evaluation_frame(self) -> pd.DataFrame:
+        """The queue as the Submit tab shows it (newest first; plain text cells)."""
+        rows = [[str(r["request_id"]), r["model"], r["revision"], (r["commit"] or "")[:12], r["frames"], r["status"],
+                 "" if r["position"] is None else str(r["position"]), r["reason"], r["created_at"], r["started_at"],
+                 r["finished_at"], r["worker"], "" if r["row_id"] is None else f"#{r['row_id']}"]
+                for r in self.evaluations.evaluation_queue()]
+        return pd.DataFrame(rows, columns=QUEUE_COLUMNS)
+
+    def _file_evaluation(self, request: EvaluationRequest, files: list[Path], blocks: dict) -> int:
+        """`EvaluationAPI`'s submit: a worker's answers, checked against the request already, scored
+        and stored as an `evaluated` row under the Hub id, for the submitter who asked."""
+        evaluation = {"request_id": request.id, "model": request.model, "revision": request.revision,
+                      "commit": request.commit, "frames": request.frames, **blocks["worker"]}
+        who = identity.Submitter(request.submitter or identity.UNRECORDED, "evaluation")
+        link = f"https://huggingface.co/{request.model}/tree/{request.commit}" if request.commit else ""
+        notes = f"evaluated by the leaderboard (request #{request.id}, frames {request.frames})"
+        outcome = submit(self.store, [str(files[0])], evaluated_name(request.model), split=self.split(), submitter=who,
+                         link=link,
+                         notes=notes, provenance_path=files[1], bootstrap=self.bootstrap, evaluation=evaluation)
+        if outcome.added and self.sync is not None:
+            self.sync.push_soon()
+        return outcome.row.id
+
     # --- admin ----------------------------------------------------------------------------------
 
     def admin(self, token: str | None, action: str | None, row_id: float | int | None) -> str:
@@ -524,6 +583,35 @@ class Board:
         return message
 
 
+LEASE_ENV, LEASE_DEFAULT = "CRASHCHAT_LEASE_SECONDS", 600.0
+"""How long a worker's claim lasts without a renewal (tests shorten it)."""
+EVAL_TOKENS_ENV, EVAL_TOKENS_DEFAULT = "CRASHCHAT_EVAL_MAX_NEW_TOKENS", AUTHORS_MAX_NEW_TOKENS
+"""The answer limit an evaluation must run with: the authors' 2048 (tests on tiny models use fewer)."""
+QUEUE_COLUMNS = ["#", "Model", "Revision", "Commit", "Frames", "Status", "Place", "Reason", "Requested (UTC)",
+                 "Started", "Finished", "Worker", "Row"]
+
+
+def evaluated_name(model: str) -> str:
+    """An evaluated row's model name: the Hub id (a local folder, allowed in tests: `local/<folder>`),
+    cut to the names' limit."""
+    name = model if not Path(model).is_absolute() else f"local/{Path(model).name}"
+    return name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
+
+
+def _env_number(name: str, kind: type, default):
+    """A positive number from the environment (unset: `default`); anything else stops the app at start."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or not math.isfinite(value):
+        raise SystemExit(f"error: {name}={raw!r}: expected a positive number")
+    return value
+
+
 def _whole(value, default: int) -> int:
     """A whole number from a form or API value (None: `default`); anything else is a `BoardError`."""
     if value is None:
@@ -544,7 +632,7 @@ def display_value(headers: list[str], data: list[list[str]], kinds: list[str]) -
     cells marked, built directly (a pandas Styler takes ~1 s for 1000 rows)."""
     styling = []
     for cells, kind in zip(data, kinds, strict=True):
-        base = VERIFIED_STYLE if kind == table.VERIFIED else ""
+        base = VERIFIED_STYLE if kind == table.VERIFIED else EVALUATED_STYLE if kind == table.EVALUATED else ""
         styling.append([f"{base}; {PARTIAL_STYLE}" if isinstance(c, str) and c.endswith(f" {table.PARTIAL}")
                         else base for c in cells])
     return {"headers": headers, "data": data, "metadata": {"display_value": data, "styling": styling}}
@@ -683,6 +771,7 @@ def _main_table_section(board: Board) -> _TableSection:
             sort_by = gr.Dropdown([c.label for c in table.main_columns()], value=table.DEFAULT_SORT.label,
                                   label="Sort by", scale=2)
             descending = gr.Checkbox(value=True, label="Descending", scale=1)
+            show = gr.Radio(["all", *table.KINDS], value="all", label="Show", scale=2, elem_id="board-show")
         with gr.Accordion("More columns (BLEU, BERTScore, kind, how produced, split, scorer, time, hash, "
                           "link, notes)", open=False):
             extra = gr.CheckboxGroup(list(table.EXTRA_CHOICES), value=[], show_label=False,
@@ -727,6 +816,8 @@ def _main_table_section(board: Board) -> _TableSection:
         gr.on(trigger, _user_errors(fn), inputs=view_inputs, outputs=section.outputs, **read).then(
             _user_errors(csv), inputs=csv_inputs, outputs=download, **read)
     details_row.change(_user_errors(board.details), inputs=details_row, outputs=details, **read)
+    # "Show" writes a `kind:` term into the search (which then refreshes the view as any search does).
+    show.change(table.with_kind, inputs=[search, show], outputs=search, **read)
     return section
 
 
@@ -812,7 +903,7 @@ class _Pickers:
         every, verified = self.board.choices(proto)
         # Chart defaults: the best verified rows complete on the first task, then the paper's rows; six at most.
         ranked = table.rank_for_task(self.board.rows(proto), TASKS[0].id)[:PICKER_ROWS]
-        keys = [r.key for r in ranked if r.kind == table.VERIFIED and r.complete(TASKS[0].id)][:3]
+        keys = [r.key for r in ranked if r.scored and r.complete(TASKS[0].id)][:3]
         keys += [r.key for r in ranked if r.kind == table.REPORTED]
         first = verified[0][1] if verified else None
         second = verified[1][1] if len(verified) > 1 else None
@@ -848,6 +939,7 @@ def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> Non
         provenance_file = gr.File(file_types=[".json"], type="filepath", visible=False,
                                   label="Provenance (.meta.json)")
         api_submit_btn = gr.Button(visible=False)
+        _evaluate_section(board)
 
     # Every message stays in the Status box (toasts fade, and would render HTML). A new upload
     # clears the last result; a refused one keeps the files in the box (nothing is deleted).
@@ -911,16 +1003,138 @@ def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> Non
                          api_name="submit", **_queue("submit"))
 
 
+EVALUATE_HELP = """### Evaluate a model
+
+Instead of uploading answers, ask the leaderboard to run a model itself: give a Hub model id (an
+image-text-to-text model with safetensors weights that transformers runs without remote code), a
+revision (a branch, tag or commit; resolved to a commit now, so the row says exactly what ran) and
+the frame policy. A leaderboard worker on a GPU machine runs `crashchat predict` on every clip of
+the test split and sends the answers back; the row appears with kind **evaluated** (highlighted
+green; *Show: evaluated* in the Table tab lists only those), apart from self-reported **verified**
+rows. The same model, commit and frame policy asked again points at the existing request. Each
+request counts towards your daily limit as a submission does.
+"""
+
+
+def _request_message(reply: dict) -> str:
+    at = f"commit {reply['commit'][:12]}" if reply.get("commit") else "a local folder"
+    what = f"{reply['model']} at {at} (revision {reply['revision']}), frames {reply['frames']}"
+    if reply["duplicate"]:
+        return f"Already asked: request #{reply['request_id']} for {what} is {reply['status']}. Nothing new was queued."
+    return (f"Queued as request #{reply['request_id']}: {what}. A worker will evaluate it; the queue below shows "
+            "its progress and, once finished, its row.")
+
+
+def _evaluate_section(board: Board) -> None:
+    """*Evaluate a model* (inside the Submit tab): the request form, the queue, and the endpoints
+    `/request_evaluation` and `/evaluation_queue` (public) and the workers' four (token-checked)."""
+    gr.Markdown(EVALUATE_HELP)
+    with gr.Row():
+        model_id = gr.Textbox(label="Hub model id (owner/name)", max_lines=1, scale=3, elem_id="board-eval-model",
+                              placeholder="e.g. Qwen/Qwen2.5-VL-7B-Instruct")
+        revision = gr.Textbox(label="Revision", value="main", max_lines=1, scale=1, elem_id="board-eval-revision")
+        frames = gr.Dropdown([(f"{name}: {policy.about}", name) for name, policy in FRAME_POLICIES.items()],
+                             value=DEFAULT_FRAMES, label="Frame policy", scale=3, elem_id="board-eval-frames")
+    ask = gr.Button("Request evaluation", variant="primary", elem_id="board-eval-btn")
+    status = gr.Textbox(label="Request status", interactive=False, lines=2, elem_id="board-eval-status")
+    with gr.Row():
+        gr.Markdown("**Evaluation queue** (newest first; *Place*: position among pending requests)")
+        refresh = gr.Button("Refresh the queue", size="sm", scale=0, min_width=160)
+    queue_df = gr.Dataframe(headers=QUEUE_COLUMNS, datatype="str", interactive=False, wrap=True,
+                            max_height=420, elem_id="board-eval-queue", show_label=False)
+    # API-only inputs: plain text, so a bad frame policy gets our one-line refusal, not a choices error.
+    api_model, api_revision, api_frames = (gr.Textbox(visible=False) for _ in range(3))
+    api_request_btn, api_finish_btn = gr.Button(visible=False), gr.Button(visible=False)
+    reply_json = gr.JSON(visible=False)
+    worker_token, request_id, lease = gr.Textbox(visible=False), gr.Number(visible=False), gr.Textbox(visible=False)
+    answers = gr.File(file_count="multiple", type="filepath", visible=False)
+    worker_block = gr.JSON(visible=False)
+
+    def ui_request(model: str, rev: str, policy: str, profile: gr.OAuthProfile | None):
+        try:
+            reply = board.request_evaluation(model, rev, policy, who=who_submits(profile))
+        except USER_ERRORS as exc:
+            return f"Error: {error_line(exc)}", gr.update()
+        return _request_message(reply), board.evaluation_frame()
+
+    ask.click(ui_request, inputs=[model_id, revision, frames], outputs=[status, queue_df], **_queue("worker"),
+              **_PRIVATE)
+    for trigger in (refresh.click, None):  # None: on page load
+        gr.on(trigger, _user_errors(board.evaluation_frame), outputs=queue_df, **_queue("read"), **_PRIVATE)
+
+    def request_evaluation(model_id: str, revision: str | None = "main", frames: str | None = DEFAULT_FRAMES,
+                           profile: gr.OAuthProfile | None = None,
+                           oauth_token: gr.OAuthToken | None = None) -> dict:
+        """Queue a Hub model id for evaluation: `{"request_id", "status", "duplicate", "model",
+        "revision", "commit", "frames"}`. On a Space, as the signed-in user or the owner of
+        `Client(..., oauth_token=...)`."""
+        return board.request_evaluation(model_id, revision, frames, who=who_submits(profile, oauth_token))
+
+    api_request_btn.click(_api_errors(request_evaluation), inputs=[api_model, api_revision, api_frames],
+                          outputs=reply_json, api_name="request_evaluation", **_queue("worker"))
+
+    def evaluation_queue() -> list[dict]:
+        """The requests, newest first: `request_id`, `model`, `revision`, `commit`, `frames`,
+        `status` (pending, running, finished, failed), `reason`, times, `worker`, `attempts`,
+        `row_id` and, for pending ones, `position`."""
+        return board.evaluations.evaluation_queue()
+
+    gr.api(_api_errors(evaluation_queue), api_name="evaluation_queue", **_queue("worker"))
+    api = board.evaluations
+
+    def claim_evaluation(token: str, worker: str) -> dict:
+        """(worker token) The oldest pending request, now held by `worker` with a lease; `{}` when none."""
+        return api.claim_evaluation(token, worker)
+
+    def renew_evaluation(token: str, request_id: float, lease: str) -> dict:
+        """(worker token) Extend a held request's lease."""
+        return api.renew_evaluation(token, request_id, lease)
+
+    def fail_evaluation(token: str, request_id: float, lease: str, reason: str) -> dict:
+        """(worker token) Mark a held request failed with a one-line reason."""
+        return api.fail_evaluation(token, request_id, lease, reason)
+
+    for fn in (claim_evaluation, renew_evaluation, fail_evaluation):
+        gr.api(_api_errors(fn), api_name=fn.__name__, **_queue("worker"))
+
+    def finish_evaluation(token: str, number: float, held: str, files, block: dict) -> dict:
+        """(worker token) The answers and their `.meta.json` for a held request, and the worker's
+        block: stored as an `evaluated` row; the request is finished with that row."""
+        outcome = api.finish_evaluation(token, number, held, _paths(files), block)
+        if board.sync is not None:
+            board.sync.push_soon()
+        return outcome
+
+    api_finish_btn.click(_api_errors(finish_evaluation), inputs=[worker_token, request_id, lease, answers,
+                                                                 worker_block],
+                         outputs=reply_json, api_name="finish_evaluation", **_queue("submit"))
+
+
+def _api_errors(fn):
+    """An API endpoint's user mistakes as one-line `gr.Error`s (the client shows the text as is)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise gr.Error(error_line(exc), print_exception=False) from None
+
+    return wrapper
+
+
 def _api_section(board: Board, protocol: gr.Radio) -> None:
     """`/leaderboard` and `/export_csv`: the board for programs."""
     def leaderboard(protocol: str = "paper", details: bool = False, limit: float = PAGE_SIZE,
-                    offset: float = 0) -> dict:
-        """A page of the rows shown under `protocol` (paper: reported + verified; strict: verified
-        only), in the table's default order (the overall score): `{"total", "offset", "limit",
-        "rows"}`. Each row has `overall`, `submitter`, `complete`, `answered` and `coverage`;
-        `details=True` adds the 95% intervals, every known metric and the provenance."""
+                    offset: float = 0, kind: str = "") -> dict:
+        """A page of the rows shown under `protocol` (paper: reported + scored here; strict: scored
+        here only), in the table's default order (the overall score): `{"total", "offset", "limit",
+        "rows"}`. `kind`: only `reported`, `verified` (self-reported answers) or `evaluated` (answers
+        the leaderboard's worker produced; each such row has `evaluation`: request, worker, GPU,
+        code version). Each row has `overall`, `submitter`, `kind`, `complete`, `answered` and
+        `coverage`; `details=True` adds the 95% intervals, every known metric and the provenance."""
         try:
-            return board.api_rows(protocol, bool(details), limit, offset)
+            return board.api_rows(protocol, bool(details), limit, offset, kind)
         except BoardError as exc:
             raise gr.Error(error_line(exc), print_exception=False) from None
 

@@ -514,7 +514,7 @@ def test_schema_2_is_migrated_without_losing_rows(tmp_path, split, split_dir):
     path = tmp_path / "v2.sqlite3"
     answers, result = _v2_database(path, split, tmp_path)
     store = Store(path)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     rows = store.rows(include_hidden=True)
     assert [(r.id, r.model, r.hidden, r.submitter) for r in rows] == [
         (1, "First", False, ""), (2, "case copy", False, ""), (3, "other", True, ""), (5, "with provenance", False, "")]
