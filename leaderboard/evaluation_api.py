@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from crashchat import provenance as provenance_mod
 from crashchat.cli import AUTHORS_MAX_NEW_TOKENS
@@ -184,12 +184,12 @@ class EvaluationAPI:
                            "max_pixels": policy.max_pixels},
                 "attempt": request.attempts}
 
-    def renew_evaluation(self, token: str, request_id: int, lease: str) -> dict:
+    def renew_evaluation(self, token: str, request_id: object, lease: str) -> dict:
         check_worker_token(token)
         request = self.queue.renew(request_id, lease)
         return {"request_id": request.id, "lease_expires": request.lease_expires}
 
-    def finish_evaluation(self, token: str, request_id: int, lease: str, files: object, provenance: object) -> dict:
+    def finish_evaluation(self, token: str, request_id: object, lease: str, files: object, provenance: object) -> dict:
         """Check the files and provenance against the request, file the row, mark it finished."""
         check_worker_token(token)
         request = self.queue.holding(request_id, lease)
@@ -201,7 +201,7 @@ class EvaluationAPI:
         done = self.queue.finish(request.id, lease, int(row_id))
         return {"request_id": done.id, "status": done.status, "row_id": done.row_id}
 
-    def fail_evaluation(self, token: str, request_id: int, lease: str, reason: str) -> dict:
+    def fail_evaluation(self, token: str, request_id: object, lease: str, reason: str) -> dict:
         check_worker_token(token)
         done = self.queue.fail(request_id, lease, reason)
         return {"request_id": done.id, "status": done.status, "reason": done.reason}

@@ -10,11 +10,16 @@ Named API endpoints (usable from `gradio_client`):
 - `/submit` (files, model, link, notes, provenance=None) -> the scorer's JSON plus a
   `leaderboard` block; on a Space the caller is the signed-in user, or the owner of the token
   given as `Client(..., oauth_token=...)`;
-- `/leaderboard` (protocol = "paper", details = False, limit = 100, offset = 0) -> `{"total",
+- `/leaderboard` (protocol = "paper", details = False, limit = 100, offset = 0, kind = "") -> `{"total",
   "offset", "limit", "rows"}`: a page of row dicts (model, submitter, kind, overall, complete,
   coverage, headline metrics; with `details` also intervals, every metric and the provenance),
   in the table's default order (the overall score);
-- `/export_csv` (protocol = "paper") -> the CSV file of the table's default view.
+- `/export_csv` (protocol = "paper") -> the CSV file of the table's default view;
+- `/request_evaluation` (model_id, revision = "main", frames = "paper") -> `{"request_id", "status",
+  "duplicate", ...}` and `/evaluation_queue` () -> the requests, newest first (public; a request
+  counts as a submission towards the caller's limit);
+- workers only (`CRASHCHAT_WORKER_TOKEN`): `/claim_evaluation`, `/renew_evaluation`,
+  `/finish_evaluation`, `/fail_evaluation` (the contract: `crashchat/worker.py`).
 
 User text (model names, notes, links, file contents) is only ever shown in components that
 render plain text (Dataframe `str` cells, Textbox, JSON, Dropdown labels), never Markdown/HTML;
@@ -96,7 +101,9 @@ PICKER_ROWS = 200
 
 INTRO = """\
 **Verified** rows were scored here from submitted answers on the CrashChat test split (each shows
-who submitted it, its split fingerprint, scorer version, time and answers hash). **Reported** rows
+who submitted it, its split fingerprint, scorer version, time and answers hash). **Evaluated** rows
+(green) were scored the same way from answers the leaderboard's own workers produced for a Hub model
+id (*Evaluate a model* in the Submit tab); each names the worker, GPU and code version. **Reported** rows
 are the numbers printed in the paper, unchanged, shown only under the paper protocol. The *strict*
 protocol counts every split record once (a missing or unparseable answer counts as wrong); the
 *paper* protocol reproduces the published scoring (it drops unparseable Yes/No and empty texts).

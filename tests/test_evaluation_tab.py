@@ -21,6 +21,8 @@ from hf_families import write_family
 from live_app import REPO, LiveApp
 from mini_split import VIDEOS, write_mini_split
 
+from crashchat.tasks import TASK_IDS
+
 TOKEN = "e2e-worker-token"
 LEASE_S = 2.0
 READABLE = [v for v in VIDEOS if v[2] == "ok"]
@@ -92,6 +94,9 @@ def test_requests_go_through_a_worker_to_an_evaluated_row(evaluating_app):
     assert all(c == "evaluated" for c in [r["kind"] for r in client.predict(
         "paper", False, 100, 0, "evaluated", api_name="/leaderboard")["rows"]])
     assert client.predict("strict", False, 100, 0, "verified", api_name="/leaderboard")["total"] == 0
+    meta = client.predict("strict", True, 100, 0, "evaluated", api_name="/leaderboard")["rows"][0]["provenance"]
+    assert meta["model"]["id"] == f"hf:{tiny.resolve()}" and meta["frames"]["max_frames"] == 96
+    assert meta["generation"]["max_new_tokens"] == 3 and sorted(meta["run"]["tasks"]) == sorted(TASK_IDS)
     with pytest.raises(Exception, match="kind must be empty"):
         client.predict("strict", False, 100, 0, "made-up", api_name="/leaderboard")
 

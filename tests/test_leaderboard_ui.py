@@ -825,3 +825,60 @@ def test_restart_keeps_rows_and_dedupes(live_app, tmp_path, split):
     again = client.predict(files=[handle_file(str(path))], model="after restart", api_name="/submit")
     assert not again["leaderboard"]["added"] and again["leaderboard"]["row_id"] == first["leaderboard"]["row_id"]
     assert client.predict("strict", api_name="/leaderboard")["total"] == before["total"]
+
+
+def test_evaluation_requests_share_the_submit_limit_and_duplicates_are_free(tmp_path, split_dir, monkeypatch):
+    from transformers import Qwen2VLConfig
+
+    from leaderboard.evaluations import RequestRefused
+    from leaderboard.identity import RateLimited, Submitter
+    from leaderboard.ui import QUEUE_COLUMNS
+
+    monkeypatch.setenv("CRASHCHAT_ALLOW_LOCAL_MODELS", "1")
+    monkeypatch.setenv("CRASHCHAT_SUBMIT_LIMIT", "2")
+    folders = []
+    for name in ("a", "b", "c"):
+        Qwen2VLConfig().save_pretrained(tmp_path / name)
+        folders.append(str(tmp_path / name))
+    board = Board(Store(tmp_path / "board.sqlite3"), split_dir=split_dir, bootstrap=20)
+    alice, bob = Submitter("alice", "local"), Submitter("bob", "local")
+    first = board.request_evaluation(folders[0], who=alice)
+    assert not first["duplicate"] and first["status"] == "pending"
+    for _ in range(3):  # asking again for a queued model costs nothing
+        assert board.request_evaluation(folders[0], "main", "paper", who=alice)["request_id"] == first["request_id"]
+    board.request_evaluation(folders[1], who=alice)
+    with pytest.raises(RateLimited, match="2 submissions in 24 hours"):
+        board.request_evaluation(folders[2], who=alice)
+    board.request_evaluation(folders[2], who=bob)
+    with pytest.raises(RequestRefused, match="frames: 'all' is not a frame policy"):
+        board.request_evaluation(folders[2], "main", "all", who=bob)
+    shown = board.evaluation_frame()
+    assert list(shown.columns) == QUEUE_COLUMNS and shown["Status"].tolist() == ["pending"] * 3
+    assert shown["Place"].tolist() == ["3", "2", "1"] and "alice" not in shown.to_string()
+
+
+def test_evaluated_rows_are_shown_and_filtered_apart(tmp_path, split, split_dir):
+    from leaderboard.identity import Submitter
+    from leaderboard.intake import submit
+    from leaderboard.ui import EVALUATED_STYLE, VERIFIED_STYLE
+
+    board = Board(Store(tmp_path / "board.sqlite3"), split_dir=split_dir, bootstrap=20)
+    board.submit([str(write_full(tmp_path / "v.jsonl", split, seed=31))], "self-reported", who=Submitter("a", "local"))
+    block = {"request_id": 4, "model": "org/vlm", "worker": "gpu-box", "gpu": "NVIDIA H200", "gpus": 1,
+             "code_version": "crashchat 0.1 (abc1234)", "seconds": 10.0}
+    submit(board.store, [write_full(tmp_path / "e.jsonl", split, seed=32)], "org/vlm", split=split,
+           submitter=Submitter("b", "evaluation"), bootstrap=20, evaluation=block)
+    assert [r.model for r in board.ordered("strict", "kind:evaluated")] == ["org/vlm"]
+    assert [r.model for r in board.ordered("paper", table.with_kind("kind:evaluated", "verified"))] == ["self-reported"]
+    assert {r.kind for r in board.ordered("paper", "kind:reported")} == {"reported"}
+    assert table.with_kind("qwen kind:verified", "all") == "qwen"
+    page = board.api_rows("strict", kind="evaluated")
+    [row] = page["rows"]
+    assert page["total"] == 1 and row["evaluation"] == block
+    assert row["how_produced"] == "evaluated here (request #4, gpu-box, NVIDIA H200, crashchat 0.1 (abc1234))"
+    assert "evaluation" not in board.api_rows("strict", kind="verified")["rows"][0]
+    with pytest.raises(BoardError, match="kind must be empty"):
+        board.api_rows("strict", kind="everything")
+    shown = board.view("strict")["value"]
+    first_cells = {cells[0]: styles[0] for cells, styles in zip(shown["data"], shown["metadata"]["styling"])}
+    assert first_cells == {"self-reported": VERIFIED_STYLE, "org/vlm": EVALUATED_STYLE}

@@ -617,3 +617,37 @@ def test_a_write_reads_no_other_row(db, split, tmp_path, monkeypatch):
         plan = " ".join(str(r) for r in con.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE answers_sha256 = 'x'"))
     assert "USING INDEX" in plan or "USING COVERING INDEX" in plan
+
+
+def test_only_the_evaluation_path_makes_an_evaluated_row(db, split, tmp_path):
+    """`evaluation` (passed by the worker path only) makes the row `evaluated` under the Hub id,
+    which a paper row's name or another submitter's name does not block; file submissions stay
+    `verified`, whatever their provenance says."""
+    from leaderboard.identity import Submitter
+
+    mine = submit(db, [write_submission(tmp_path / "a.jsonl", split, seed=21)], "Qwen/Qwen2-VL-7B-Instruct",
+                  split=split, submitter=Submitter("alice", "local"), bootstrap=20)
+    block = {"request_id": 7, "worker": "gpu-1", "gpu": "NVIDIA H200", "gpus": 1, "code_version": "crashchat 0.1"}
+    made = submit(db, [write_submission(tmp_path / "b.jsonl", split, seed=22)], "Qwen/Qwen2-VL-7B-Instruct",
+                  split=split, submitter=Submitter("bob", "evaluation"), bootstrap=20, evaluation=block, reserved=[])
+    assert mine.row.kind == "verified" and mine.row.evaluation is None
+    assert made.added and made.row.kind == "evaluated" and made.row.evaluation == block
+    assert {r.id: r.kind for r in Store(db.path).rows()} == {mine.row.id: "verified", made.row.id: "evaluated"}
+    assert Store(db.path).get(made.row.id).as_dict()["kind"] == "evaluated"
+    with pytest.raises(NameRefused):  # a self-reported row still cannot take bob's name from him
+        submit(db, [write_submission(tmp_path / "c.jsonl", split, seed=23)], "Qwen/Qwen2-VL-7B-Instruct",
+               split=split, submitter=Submitter("carol", "local"), bootstrap=20)
+
+
+def test_schema_3_gains_the_evaluation_column_and_keeps_its_rows(tmp_path, split):
+    path = tmp_path / "v3.sqlite3"
+    old = Store(path)
+    row = submit(old, [write_submission(tmp_path / "a.jsonl", split, seed=24)], "m", split=split, bootstrap=20).row
+    with contextlib.closing(sqlite3.connect(path)) as con, con:
+        con.execute("ALTER TABLE submissions DROP COLUMN evaluation_json")
+        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    [again] = store.rows()
+    assert again.id == row.id and again.kind == "verified" and again.answers_sha256 == row.answers_sha256
+    assert store.result(row.id)["protocols"] == old.result(row.id)["protocols"]
