@@ -692,15 +692,16 @@ def _item_scores(store: Store, sub: Submission, split: Split, key: str | None, p
     return _items_cache[cache_key]
 
 
-def _user_errors(fn):
-    """Turn a user mistake into one line in a toast (gr.Error), HTML-escaped, never a traceback."""
+def _user_errors(fn, *, shown=html.escape):
+    """Turn a user mistake into one line in a toast (gr.Error), HTML-escaped (`shown`), never a
+    traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
-            raise gr.Error(html.escape(error_line(exc)), print_exception=False) from None
+            raise gr.Error(shown(error_line(exc)), print_exception=False) from None
 
     return wrapper
 
@@ -1089,9 +1090,15 @@ def _evaluate_section(board: Board) -> None:
     gr.api(_api_errors(evaluation_queue), api_name="evaluation_queue", **_queue("worker"))
     api = board.evaluations
 
+    def synced(reply: dict) -> dict:
+        """A change of a request's status goes to the Hub mirror with the rows (renewals do not)."""
+        if reply and board.sync is not None:
+            board.sync.push_soon()
+        return reply
+
     def claim_evaluation(token: str, worker: str) -> dict:
         """(worker token) The oldest pending request, now held by `worker` with a lease; `{}` when none."""
-        return api.claim_evaluation(token, worker)
+        return synced(api.claim_evaluation(token, worker))
 
     def renew_evaluation(token: str, request_id: float, lease: str) -> dict:
         """(worker token) Extend a held request's lease."""
@@ -1099,7 +1106,7 @@ def _evaluate_section(board: Board) -> None:
 
     def fail_evaluation(token: str, request_id: float, lease: str, reason: str) -> dict:
         """(worker token) Mark a held request failed with a one-line reason."""
-        return api.fail_evaluation(token, request_id, lease, reason)
+        return synced(api.fail_evaluation(token, request_id, lease, reason))
 
     for fn in (claim_evaluation, renew_evaluation, fail_evaluation):
         gr.api(_api_errors(fn), api_name=fn.__name__, **_queue("worker"))
@@ -1107,10 +1114,7 @@ def _evaluate_section(board: Board) -> None:
     def finish_evaluation(token: str, number: float, held: str, files, block: dict) -> dict:
         """(worker token) The answers and their `.meta.json` for a held request, and the worker's
         block: stored as an `evaluated` row; the request is finished with that row."""
-        outcome = api.finish_evaluation(token, number, held, _paths(files), block)
-        if board.sync is not None:
-            board.sync.push_soon()
-        return outcome
+        return synced(api.finish_evaluation(token, number, held, _paths(files), block))
 
     api_finish_btn.click(_api_errors(finish_evaluation), inputs=[worker_token, request_id, lease, answers,
                                                                  worker_block],
@@ -1118,16 +1122,9 @@ def _evaluate_section(board: Board) -> None:
 
 
 def _api_errors(fn):
-    """An API endpoint's user mistakes as one-line `gr.Error`s (the client shows the text as is)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise gr.Error(error_line(exc), print_exception=False) from None
-
-    return wrapper
+    """An API endpoint's user mistakes as one-line `gr.Error`s, not escaped: an API client shows
+    the text as is (no toast renders it)."""
+    return _user_errors(fn, shown=str)
 
 
 def _api_section(board: Board, protocol: gr.Radio) -> None:

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from mini_split import ANSWERS
 
 from crashchat import clips
 from crashchat.tasks import TASKS
@@ -33,12 +34,14 @@ PRESENT = ["p0.mp4", "p1.mp4", "z0.mp4", "t0.mp4", "i0.mp4"]
 
 
 def write_split(folder: Path, names: list[str]) -> Path:
-    """Six test files in the authors' layout asking about `names` (answers do not matter here)."""
+    """Six test files in the authors' layout asking about `names` (answers do not matter here,
+    but must read as their task's kind: a split whose truth does not parse is refused)."""
     folder.mkdir(parents=True)
     for task in TASKS:
+        answer = ANSWERS[task.kind] or "Yes"
         records = [{"video": [f"videos/{n}"], "source": "MM-AU-CAP",
                     "conversations": [{"from": "human", "value": f"<video>\n{task.prompt}"},
-                                      {"from": "gpt", "value": "Yes"}]} for n in names]
+                                      {"from": "gpt", "value": answer}]} for n in names]
         (folder / task.split_file()).write_text(json.dumps(records))
     return folder
 
