@@ -220,8 +220,10 @@ def check_model(model_id: object, revision: object = "main", *, hub_info: Callab
         if (len(model_id) > 200 or len(parts) != 2 or not all(_ID_PART.fullmatch(p) for p in parts)
                 or "--" in model_id or ".." in model_id):
             shown = one_line(model_id, 80)
+            paths = ("or an absolute path to a local folder (allowed here: " + ALLOW_LOCAL_ENV + "=1)"
+                     if os.environ.get(ALLOW_LOCAL_ENV) == "1" else "local paths are not accepted")
             raise RequestRefused(f"model id: {shown!r} is not a Hub model id (owner/name: letters, digits, "
-                                 "'-', '_', '.'; local paths are not accepted)")
+                                 f"'-', '_', '.'; {paths})")
         if not _REVISION.fullmatch(revision) or ".." in revision:
             raise RequestRefused(f"revision: {one_line(revision, 80)!r} is not a branch, tag or commit name")
         info = _checked_info(hub_info, model_id, revision)

@@ -401,7 +401,10 @@ class Board:
             shown = rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
             headers = table.main_headers(extra)
             if not shown:
-                note = table.EMPTY_NOTE["strict" if protocol == "strict" and not search else "paper"]
+                kinds = [t[len(table.KIND_TERM):] for t in (search or "").casefold().split()
+                         if t.startswith(table.KIND_TERM)]
+                note = (f"no {kinds[0]} rows" + (" match the search" if len((search or "").split()) > 1 else " yet")
+                        if kinds else table.EMPTY_NOTE["strict" if protocol == "strict" and not search else "paper"])
                 return display_value(headers, [[note] + [""] * (len(headers) - 1)], [""])
             return display_value(headers, table.main_records(shown, extra), [r.kind for r in shown])
 
@@ -546,7 +549,8 @@ class Board:
 
     def evaluation_frame(self) -> pd.DataFrame:
         """The queue as the Submit tab shows it (newest first; plain text cells)."""
-        rows = [[str(r["request_id"]), r["model"], r["revision"], (r["commit"] or "")[:12], r["frames"], r["status"],
+        rows = [[str(r["request_id"]), r["model"], r["revision"], (r["commit"] or "local folder")[:12], r["frames"],
+                 r["status"],
                  "" if r["position"] is None else str(r["position"]), r["reason"], r["created_at"], r["started_at"],
                  r["finished_at"], r["worker"], "" if r["row_id"] is None else f"#{r['row_id']}"]
                 for r in self.evaluations.evaluation_queue()]
@@ -930,7 +934,8 @@ def _submit_section(board: Board, view: _TableSection, pickers: _Pickers) -> Non
             gr.Markdown("Submitting from this page needs *Sign in with Hugging Face*, which this Space has not "
                         "turned on (`hf_oauth: true` in its README front matter). API clients can still "
                         "submit with their token: `Client(..., oauth_token=...)`.")
-        gr.Markdown(SUBMIT_HELP)
+        gr.Markdown(SUBMIT_HELP + "\nOr let the leaderboard run a Hub model itself: **Evaluate a model**, "
+                    "below the file form.")
         with gr.Row():
             model = gr.Textbox(label="Model name (1–80 printable characters)", max_lines=1,
                                elem_id="board-model")
@@ -1025,8 +1030,9 @@ request counts towards your daily limit as a submission does.
 
 
 def _request_message(reply: dict) -> str:
-    at = f"commit {reply['commit'][:12]}" if reply.get("commit") else "a local folder"
-    what = f"{reply['model']} at {at} (revision {reply['revision']}), frames {reply['frames']}"
+    at = (f" at commit {reply['commit'][:12]} (revision {reply['revision']})" if reply.get("commit")
+          else " (a local folder)")
+    what = f"{reply['model']}{at}, frames {reply['frames']}"
     if reply["duplicate"]:
         return f"Already asked: request #{reply['request_id']} for {what} is {reply['status']}. Nothing new was queued."
     return (f"Queued as request #{reply['request_id']}: {what}. A worker will evaluate it; the queue below shows "
@@ -1044,7 +1050,7 @@ def _evaluate_section(board: Board) -> None:
         frames = gr.Dropdown([(f"{name}: {policy.about}", name) for name, policy in FRAME_POLICIES.items()],
                              value=DEFAULT_FRAMES, label="Frame policy", scale=3, elem_id="board-eval-frames")
     ask = gr.Button("Request evaluation", variant="primary", elem_id="board-eval-btn")
-    status = gr.Textbox(label="Request status", interactive=False, lines=2, elem_id="board-eval-status")
+    status = gr.Textbox(label="Request status", interactive=False, lines=1, elem_id="board-eval-status")
     with gr.Row():
         gr.Markdown("**Evaluation queue** (newest first; *Place*: position among pending requests)")
         refresh = gr.Button("Refresh the queue", size="sm", scale=0, min_width=160)

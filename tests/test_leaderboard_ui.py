@@ -880,5 +880,18 @@ def test_evaluated_rows_are_shown_and_filtered_apart(tmp_path, split, split_dir)
     with pytest.raises(BoardError, match="kind must be empty"):
         board.api_rows("strict", kind="everything")
     shown = board.view("strict")["value"]
-    first_cells = {cells[0]: styles[0] for cells, styles in zip(shown["data"], shown["metadata"]["styling"])}
+    first_cells = {cells[0]: styles[0]
+                   for cells, styles in zip(shown["data"], shown["metadata"]["styling"], strict=True)}
     assert first_cells == {"self-reported": VERIFIED_STYLE, "org/vlm": EVALUATED_STYLE}
+
+
+def test_request_messages_say_what_was_queued():
+    from leaderboard.ui import _request_message
+
+    hub = {"request_id": 3, "status": "pending", "duplicate": False, "model": "org/vlm", "revision": "main",
+           "commit": "a" * 40, "frames": "paper"}
+    assert _request_message(hub).startswith("Queued as request #3: org/vlm at commit aaaaaaaaaaaa (revision main), "
+                                            "frames paper.")
+    local = {**hub, "commit": "", "model": "/m", "duplicate": True, "status": "running"}
+    assert _request_message(local) == ("Already asked: request #3 for /m (a local folder), frames paper is running. "
+                                       "Nothing new was queued.")
