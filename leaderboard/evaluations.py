@@ -384,13 +384,6 @@ class EvaluationQueue:
                                 (one_line(submitter, MAX_SUBMITTER), iso(since.timestamp()))).fetchall()
         return [datetime.strptime(t, ISO).replace(tzinfo=timezone.utc) for (t,) in found]
 
-    def submitted_since(self, submitter: str, seconds: float) -> int:
-        """How many requests `submitter` made in the last `seconds` (for per-submitter limits)."""
-        since = iso(self.clock() - seconds)
-        with self._connect() as con:
-            return int(con.execute("SELECT COUNT(*) FROM evaluation_requests WHERE submitter = ? AND created_at >= ?",
-                                   (one_line(submitter, MAX_SUBMITTER), since)).fetchone()[0])
-
     # --- working --------------------------------------------------------------------------------
 
     def _expire(self, con: sqlite3.Connection, now: float) -> None:

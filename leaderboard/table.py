@@ -483,6 +483,15 @@ def filter_rows(rows: Iterable[Row], search: str = "") -> list[Row]:
     return list(rows) if not terms else [r for r in rows if _matches(r, terms)]
 
 
+def empty_note(protocol: str, search: str = "") -> str:
+    """What an empty view says: no rows of a `kind:` asked for, none matching, or none yet."""
+    terms = (search or "").casefold().split()
+    kinds = [t[len(KIND_TERM):] for t in terms if t.startswith(KIND_TERM)]
+    if kinds:
+        return f"no {kinds[0]} rows" + (" match the search" if len(terms) > 1 else " yet")
+    return EMPTY_NOTE["strict" if protocol == "strict" and not terms else "paper"]
+
+
 def with_kind(search: str, kind: str) -> str:
     """`search` with its `kind:` term replaced by `kind` (`all` or empty: removed)."""
     terms = [t for t in (search or "").split() if not t.casefold().startswith(KIND_TERM)]

@@ -401,10 +401,7 @@ class Board:
             shown = rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
             headers = table.main_headers(extra)
             if not shown:
-                kinds = [t[len(table.KIND_TERM):] for t in (search or "").casefold().split()
-                         if t.startswith(table.KIND_TERM)]
-                note = (f"no {kinds[0]} rows" + (" match the search" if len((search or "").split()) > 1 else " yet")
-                        if kinds else table.EMPTY_NOTE["strict" if protocol == "strict" and not search else "paper"])
+                note = table.empty_note(protocol, search)
                 return display_value(headers, [[note] + [""] * (len(headers) - 1)], [""])
             return display_value(headers, table.main_records(shown, extra), [r.kind for r in shown])
 
@@ -550,9 +547,8 @@ class Board:
     def evaluation_frame(self) -> pd.DataFrame:
         """The queue as the Submit tab shows it (newest first; plain text cells)."""
         rows = [[str(r["request_id"]), r["model"], r["revision"], (r["commit"] or "local folder")[:12], r["frames"],
-                 r["status"],
-                 "" if r["position"] is None else str(r["position"]), r["reason"], r["created_at"], r["started_at"],
-                 r["finished_at"], r["worker"], "" if r["row_id"] is None else f"#{r['row_id']}"]
+                 r["status"], "" if r["position"] is None else str(r["position"]), r["reason"], r["created_at"],
+                 r["started_at"], r["finished_at"], r["worker"], "" if r["row_id"] is None else f"#{r['row_id']}"]
                 for r in self.evaluations.evaluation_queue()]
         return pd.DataFrame(rows, columns=QUEUE_COLUMNS)
 
@@ -564,9 +560,9 @@ class Board:
         who = identity.Submitter(request.submitter or identity.UNRECORDED, "evaluation")
         link = f"https://huggingface.co/{request.model}/tree/{request.commit}" if request.commit else ""
         notes = f"evaluated by the leaderboard (request #{request.id}, frames {request.frames})"
-        outcome = submit(self.store, [str(files[0])], evaluated_name(request.model), split=self.split(), submitter=who,
-                         link=link,
-                         notes=notes, provenance_path=files[1], bootstrap=self.bootstrap, evaluation=evaluation)
+        outcome = submit(self.store, [files[0]], evaluated_name(request.model), split=self.split(), submitter=who,
+                         link=link, notes=notes, provenance_path=files[1], bootstrap=self.bootstrap,
+                         evaluation=evaluation)
         if outcome.added and self.sync is not None:
             self.sync.push_soon()
         return outcome.row.id

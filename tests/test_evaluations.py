@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,8 +222,11 @@ def test_the_list_is_newest_first_without_the_submitter(queue, hub, clock):
     assert "submitter" not in rows[0] and "lease" not in json.dumps(rows).replace("lease_", "")
     assert set(rows[0]) >= {"model", "revision", "commit", "frames", "status", "reason", "created_at", "started_at",
                             "finished_at", "worker", "attempts", "row_id"}
-    assert queue.submitted_since("alice", 60) == 1 and queue.submitted_since("bob", 1) == 1
-    assert queue.submitted_since("alice", 2) == 0
+    def since(seconds: float) -> datetime:
+        return datetime.fromtimestamp(clock() - seconds, timezone.utc)
+
+    assert len(queue.request_times("alice", since(60))) == 1 and len(queue.request_times("bob", since(1))) == 1
+    assert len(queue.request_times("alice", since(2))) == 0
 
 
 def _fill(queue: EvaluationQueue, n: int) -> list[int]:
