@@ -816,13 +816,20 @@ def _main_table_section(board: Board) -> _TableSection:
             return _view_outputs(board, proto, query, sort, desc, cols, _whole(number, 1) + by)
         return go
 
-    view_inputs, csv_inputs = section.view, section.view[:4]
+    def with_csv(fn):
+        # The CSV file is made in the same event as the page it belongs to: two views in flight
+        # at once (a protocol switch, then a search) can finish in either order, and a file set
+        # by a separate follow-up event could then belong to the other view.
+        def both(proto, query, sort, desc, cols, number):
+            return (*fn(proto, query, sort, desc, cols, number), csv(proto, query, sort, desc))
+        return both
+
     # A new search, order, protocol or column set starts at page 1; the CSV follows each view.
     for trigger, fn in (([protocol.change, search.change, sort_by.change, descending.change, extra.change],
                          first_page), ([page.submit], this_page), ([previous.click], step(-1)),
                         ([following.click], step(1))):
-        gr.on(trigger, _user_errors(fn), inputs=view_inputs, outputs=section.outputs, **read).then(
-            _user_errors(csv), inputs=csv_inputs, outputs=download, **read)
+        gr.on(trigger, _user_errors(with_csv(fn)), inputs=section.view, outputs=[*section.outputs, download],
+              **read)
     details_row.change(_user_errors(board.details), inputs=details_row, outputs=details, **read)
     # "Show" writes a `kind:` term into the search (which then refreshes the view as any search does).
     show.change(table.with_kind, inputs=[search, show], outputs=search, **read)
