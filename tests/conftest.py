@@ -218,14 +218,16 @@ def example_clips_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def live_board(tmp_path_factory, split_dir, example_clips_dir):
-    """One `python app.py` for the whole session (starting Gradio costs seconds): the real test
-    split, the tiny model in the chat tab, its own fresh database, offline. Tests share its
-    leaderboard, so each submits under its own model name and looks only at its own rows; one that
-    must restart or empty the app starts its own `live_app.LiveApp`."""
+    """One `python app.py` per test process (starting Gradio costs seconds of CPU), as the README
+    starts it: the real test split, the tiny model in the chat tab (24 new tokens at most), its own
+    fresh database, offline. The chat, leaderboard and end-to-end tests share it: each submits
+    under its own model name and looks only at its own rows. Restarting it (`stop()`, `start()`)
+    keeps its database; a test that must empty the app starts its own `live_app.LiveApp`."""
     from live_app import LiveApp
 
     app = LiveApp(tmp_path_factory.mktemp("live_board") / "board.sqlite3", split_dir,
-                  env={"CRASHCHAT_MODEL": "tiny-random", "CRASHCHAT_EXAMPLES_DIR": str(example_clips_dir)})
+                  env={"CRASHCHAT_MODEL": "tiny-random", "CRASHCHAT_MAX_NEW_TOKENS": "24",
+                       "CRASHCHAT_EXAMPLES_DIR": str(example_clips_dir)})
     app.start()
     yield app
     app.stop()

@@ -228,29 +228,27 @@ def _offline_env() -> dict:
     return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
 
 
-def test_tiny_random_analyze_of_a_5_second_clip_shows_a_verdict_and_a_window(tmp_path):
-    """`python -m crashchat analyze CLIP --model tiny-random` as a user types it, output piped (not a
-    terminal): the tiny model's defaults make the report show a Yes/No verdict and a crash window;
-    one line says which defaults were used; no progress bar when piped."""
-    import subprocess
-    import sys
-
+def test_tiny_random_analyze_of_a_5_second_clip_shows_a_verdict_and_a_window(tmp_path, capsys):
+    """`crashchat analyze CLIP --model tiny-random` as a user types it, through the command's own
+    entry point (`crashchat.__main__.main`), output captured (not a terminal): the tiny model's
+    defaults make the report show a Yes/No verdict and a crash window; one line says which defaults
+    were used; no progress bar when not on a terminal. (In this process, not a child: the README
+    test runs the same command as a child process, and the next test the terminal's.)"""
+    from crashchat.__main__ import main
     from crashchat.synthetic import write_clip
 
     clip = write_clip(tmp_path / "crash5.mp4", seconds=5.0, scene="crash")
     out = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "crashchat", "analyze", str(clip), "--model", "tiny-random",
-                           "--json", str(out)], cwd=tmp_path, env=_offline_env(), capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr
+    assert main(["analyze", str(clip), "--model", "tiny-random", "--json", str(out)]) == 0
+    done = capsys.readouterr()
     assert ("tiny-random: RANDOM WEIGHTS, the answers are meaningless; guided answers and max 48 new tokens by "
-            "default (--no-guided / --max-new-tokens to change)") in done.stderr
-    assert "analyze:" not in done.stderr and "\r" not in done.stderr  # no bar when piped
+            "default (--no-guided / --max-new-tokens to change)") in done.err
+    assert "analyze:" not in done.err and "\r" not in done.err  # no bar when not on a terminal
     report = json.loads(out.read_text())
     assert report["input"]["guided"] is True and report["input"]["max_new_tokens"] == 48
-    assert report["crash_detected"] is True and "- Verdict: **crash detected**" in done.stdout
+    assert report["crash_detected"] is True and "- Verdict: **crash detected**" in done.out
     start, end = report["tasks"]["crash_localization"]["parsed"]
-    assert 0 <= start < end <= 5.0 and "Parsed: [" in done.stdout
+    assert 0 <= start < end <= 5.0 and "Parsed: [" in done.out
 
 
 def test_analyze_draws_a_progress_bar_on_a_terminal(tmp_path, crash_clip):

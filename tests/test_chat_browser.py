@@ -7,67 +7,23 @@ without it; run them alone with `pytest -m browser tests/test_chat_browser.py`.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from crashchat.tasks import TASK_IDS
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """`python app.py --port PORT` with CRASHCHAT_MODEL=tiny-random, as the README starts it."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    from crashchat.synthetic import EXAMPLES, write_clip
-
-    examples = tmp_path_factory.mktemp("examples")
-    for name, scene, _seconds, seed in EXAMPLES:  # small stand-ins, quicker than the app's 640x360 ones
-        write_clip(examples / name, seconds=1.0, scene=scene, seed=seed)
-    env = dict(os.environ, CRASHCHAT_MODEL="tiny-random", CRASHCHAT_MAX_NEW_TOKENS="24",
-               CRASHCHAT_EXAMPLES_DIR=str(examples), GRADIO_ANALYTICS_ENABLED="False")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not answer on {url} within 120 s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    assert proc.returncode is not None
+def app_url(live_board) -> str:
+    """The session's `python app.py` (conftest's `live_board`): CRASHCHAT_MODEL=tiny-random, as the
+    README starts it, with up to 24 new tokens."""
+    return live_board.url.rstrip("/")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import pytest
-from live_app import LiveApp
 
 from crashchat import provenance
 from crashchat.provenance import ProvenanceError
@@ -475,21 +474,12 @@ def test_the_tab_says_when_the_split_is_missing(tmp_path, monkeypatch):
 # --- the real app: API and browser -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def live_app(tmp_path_factory, split_dir):
-    """One app for the API and browser tests (starting Gradio costs seconds); the restart test restarts it."""
-    app = LiveApp(tmp_path_factory.mktemp("live") / "board.sqlite3", split_dir)
-    app.start()
-    yield app
-    app.stop()
-
-
-def test_api_submit_and_leaderboard(live_app, tmp_path, split):
+def test_api_submit_and_leaderboard(live_board, tmp_path, split):
     from gradio_client import Client, handle_file
 
     path = write_submission(tmp_path / "api.jsonl", split, seed=11)
     expected = score(read_submission([path], split), split, bootstrap=0)["protocols"]
-    client = Client(live_app.url, verbose=False)
+    client = Client(live_board.url, verbose=False)
     result = client.predict(files=[handle_file(str(path))], model=XSS, link="https://example.org/m",
                             notes="8 frames", api_name="/submit")
     assert result["leaderboard"]["added"] and result["split"]["sha256"] == split.sha256
@@ -510,7 +500,7 @@ def test_api_submit_and_leaderboard(live_app, tmp_path, split):
     assert all(r["kind"] == "verified" for r in client.predict("strict", api_name="/leaderboard")["rows"])
     assert client.predict("paper", False, 2, 1, api_name="/leaderboard")["rows"] == rows[1:3]
     # The upload is Gradio's: the app read it and left it where it was.
-    assert [p for p in live_app.uploads.rglob("api.jsonl")]
+    assert [p for p in live_board.uploads.rglob("api.jsonl")]
     # The same answers shuffled, with the provenance passed explicitly: no new row.
     again = client.predict(files=[handle_file(str(shuffled_copy(path, tmp_path / "again.jsonl")))], model="again",
                            provenance=handle_file(str(write_meta(tmp_path / "p.meta.json"))), api_name="/submit")
@@ -528,12 +518,12 @@ def test_api_submit_and_leaderboard(live_app, tmp_path, split):
     assert detailed["provenance"] == provenance.loads(meta.read_bytes()) and "crash_recognition" in detailed["metrics"]
 
 
-def test_api_partial_rows_rank_last_and_csv_export(live_app, tmp_path, split):
+def test_api_partial_rows_rank_last_and_csv_export(live_board, tmp_path, split):
     """The check of issue 9: a one-answer-per-task file and a full file; the partial row is marked and
     ranked after complete rows in /leaderboard and /export_csv; formula names come back neutralised."""
     from gradio_client import Client, handle_file
 
-    client = Client(live_app.url, verbose=False)
+    client = Client(live_board.url, verbose=False)
     one = client.predict(files=[handle_file(str(write_one_per_task(tmp_path / "one.jsonl", split)))],
                          model="one answer per task", api_name="/submit")
     full_path = write_full(tmp_path / "full.jsonl", split, seed=13)
@@ -574,7 +564,7 @@ def test_api_partial_rows_rank_last_and_csv_export(live_app, tmp_path, split):
     assert client.predict("strict", api_name="/leaderboard")["total"] == count
 
 
-def test_api_same_file_from_several_clients_at_once(live_app, tmp_path, split):
+def test_api_same_file_from_several_clients_at_once(live_board, tmp_path, split):
     """Gradio keeps byte-identical uploads at one path; the app never deletes it, so every client
     either adds the row or is told it is already on the board, none fails on a vanished file."""
     import threading
@@ -587,7 +577,7 @@ def test_api_same_file_from_several_clients_at_once(live_app, tmp_path, split):
 
     def one(i: int) -> None:
         try:
-            client = Client(live_app.url, verbose=False)
+            client = Client(live_board.url, verbose=False)
             start.wait()
             results.append(client.predict(files=[handle_file(str(path))], model=f"same file {i}", api_name="/submit"))
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
@@ -601,16 +591,16 @@ def test_api_same_file_from_several_clients_at_once(live_app, tmp_path, split):
     assert errors == []
     assert sorted(r["leaderboard"]["added"] for r in results) == [False] * 5 + [True]
     assert len({r["leaderboard"]["row_id"] for r in results}) == 1
-    assert "No such file" not in live_app.log.read_text()
+    assert "No such file" not in live_board.log.read_text()
 
 
-def test_api_attacks_of_issue_18(live_app, tmp_path, split):
+def test_api_attacks_of_issue_18(live_board, tmp_path, split):
     """Through the running app: a blanked copy and a one-task file rank below the honest file they
     came from; a look-alike of a paper row's name and a case copy add no row."""
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    client = Client(live_app.url, verbose=False)
+    client = Client(live_board.url, verbose=False)
     honest = write_full(tmp_path / "api_honest.jsonl", split, seed=17)
     one_task = tmp_path / "api_one_task.jsonl"
     one_task.write_text("\n".join(json.dumps({"video": r.video, "task": "crash_recognition", "response": r.answer})
@@ -643,7 +633,7 @@ def test_api_attacks_of_issue_18(live_app, tmp_path, split):
      "big.jsonl:1: response: number with 5,000 digits (at most 30)"),
     ("quote.csv", 'video,task,response\nV,crash_recognition,"Yes\nW,crash_recognition,No\n', "quote.csv:2: unclosed quote"),
 ])
-def test_api_hostile_files_fail_in_one_line(live_app, tmp_path, split, name, content, expected):
+def test_api_hostile_files_fail_in_one_line(live_board, tmp_path, split, name, content, expected):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
@@ -651,18 +641,18 @@ def test_api_hostile_files_fail_in_one_line(live_app, tmp_path, split, name, con
     videos = split.records["crash_recognition"]
     content = content.replace('"V"', json.dumps(videos[0].video)).replace("\nV,", f"\n{videos[0].video},")
     path.write_text(content.replace("\nW,", f"\n{videos[1].video},"), encoding="utf-8")
-    client = Client(live_app.url, verbose=False)
+    client = Client(live_board.url, verbose=False)
     with pytest.raises(AppError) as info:
         client.predict(files=[handle_file(str(path))], model="hostile", api_name="/submit")
     message = str(info.value)
     assert message.startswith(expected) and "\n" not in message and "Traceback" not in message
-    log = live_app.log.read_text()
+    log = live_board.log.read_text()
     assert "RecursionError" not in log and "UnicodeEncodeError" not in log and "Exceeds the limit" not in log
 
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_browser_attacks_partial_dedup_errors_and_csv(live_app, tmp_path, split):
+def test_browser_attacks_partial_dedup_errors_and_csv(live_board, tmp_path, split):
     """As a researcher (and an attacker) would: a complete file and a one-answer-per-task file, a
     shuffled, a case and a blanked copy, a look-alike of a paper row's name, a name with mathtext,
     the hostile files; the strict table, the chart and the CSV. Screenshots of the table and of the
@@ -691,7 +681,7 @@ def test_browser_attacks_partial_dedup_errors_and_csv(live_app, tmp_path, split)
             page.set_default_timeout(60_000)
             expect.set_options(timeout=30_000)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(live_app.url)
+            page.goto(live_board.url)
             page.get_by_role("tab", name="Leaderboard").click()
             main = page.locator("#board-main")
             expect(main.get_by_text("VideoLLaMA3 7B", exact=True).first).to_be_visible(timeout=30_000)
@@ -797,7 +787,7 @@ def test_browser_attacks_partial_dedup_errors_and_csv(live_app, tmp_path, split)
                            '<a href=https://evil.example>click</a></form>", "response": "Yes"}\n', encoding="utf-8")
             page.locator("#board-files input[type=file]").set_input_files(str(bad))
             expect(status).to_have_value(re.compile(r"^Error: .*:1: task: unknown task '<form"), timeout=30_000)
-            page.wait_for_timeout(12_000)
+            page.wait_for_timeout(2_000)  # time for anything the file's name or text could inject to render
             # (Gradio drops `<` and `>` from uploaded file names; the file's text is shown as it is.)
             assert re.match(r"Error: img src=x onerror=alert\(2\)\.jsonl:1: task: unknown task '<form action=",
                             status.input_value())
@@ -811,16 +801,16 @@ def test_browser_attacks_partial_dedup_errors_and_csv(live_app, tmp_path, split)
     assert dialogs == []
 
 
-def test_restart_keeps_rows_and_dedupes(live_app, tmp_path, split):
+def test_restart_keeps_rows_and_dedupes(live_board, tmp_path, split):
     from gradio_client import Client, handle_file
 
     path = write_submission(tmp_path / "restart.jsonl", split, seed=15)
-    client = Client(live_app.url, verbose=False)
+    client = Client(live_board.url, verbose=False)
     first = client.predict(files=[handle_file(str(path))], model="before restart", api_name="/submit")
     before = client.predict("strict", api_name="/leaderboard")
-    live_app.stop()
-    live_app.start()
-    client = Client(live_app.url, verbose=False)
+    live_board.stop()
+    live_board.start()
+    client = Client(live_board.url, verbose=False)
     assert client.predict("strict", api_name="/leaderboard") == before
     again = client.predict(files=[handle_file(str(path))], model="after restart", api_name="/submit")
     assert not again["leaderboard"]["added"] and again["leaderboard"]["row_id"] == first["leaderboard"]["row_id"]
