@@ -1,18 +1,18 @@
 """CrashChat app: `python app.py [--model NAME] [--host HOST] [--port PORT]`.
 
 Two tabs assembled from library code: the chat tab (`crashchat/chat/`) and the leaderboard tab
-(`leaderboard/ui.py`). Nothing heavy happens at import: the model loads on first use.
+(`leaderboard/ui.py`). Nothing heavy happens at import: Gradio and the tabs load when the app is
+built (so `--help` answers at once), the model on first use.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-import gradio as gr
-
-from crashchat.chat import layout as chat_ui
-from leaderboard import ui as board_ui
+if TYPE_CHECKING:
+    import gradio as gr
 
 # Gradio's cache (uploads, files sent to pages) is Gradio's: the app deletes nothing in it. Its
 # files go an hour after they were written (or last handed out), checked every 15 minutes, so an
@@ -24,6 +24,11 @@ event is refused at once ("queue is full") instead of waiting behind minutes of 
 
 
 def build_app(model: str | None = None) -> gr.Blocks:
+    import gradio as gr
+
+    from crashchat.chat import layout as chat_ui
+    from leaderboard import ui as board_ui
+
     with gr.Blocks(title="CrashChat", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# CrashChat\nMultitask traffic-crash video analysis "
@@ -43,6 +48,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
+    from crashchat.chat import layout as chat_ui
+
     demo = build_app(model=args.model)
     demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("CRASHCHAT_QUEUE_SIZE") or QUEUE_SIZE))
     # uploads over the video size limit are refused by Gradio before they are stored

@@ -127,6 +127,24 @@ def pytest_terminal_summary(terminalreporter):
 WORKERS = 2
 """Processes for the whole suite: the machines are 2-core, and most tests use one core at a time."""
 
+SHARE_LIVE_BOARD = ("tests/test_chat_browser.py", "tests/test_end_to_end.py", "tests/test_leaderboard_ui.py")
+"""Test files that use the session's app (`live_board`): sent to one process together, so the app
+starts once (seconds of CPU each start), not once per process that runs one of them."""
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """One test file per process at a time (`--dist loadfile`), the files of `SHARE_LIVE_BOARD` as one."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Files(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "live_board" if path in SHARE_LIVE_BOARD else path
+
+    return Files(config, log)
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
