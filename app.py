@@ -21,6 +21,11 @@ DELETE_CACHE = (900, 3600)
 QUEUE_SIZE = 100
 """Events waiting in the queue, all users together (`CRASHCHAT_QUEUE_SIZE`); beyond it a new
 event is refused at once ("queue is full") instead of waiting behind minutes of work."""
+QUEUE_POLL_S = {"sleep_when_free": 0.02, "progress_update_sleep_when_free": 0.05}
+"""How often Gradio's queue looks for new events, and for progress to send, while it waits. Gradio
+6 looks every 1 ms and 10 ms off Windows (0.05 s and 0.1 s on it), which keeps a tenth of a core
+busy in an app nobody is using (a Space's shared CPU; every app the tests start). Every 20 ms is
+still instant to a person. Gradio has no setting for these: `quiet_queue` sets its attributes."""
 
 
 def build_app(model: str | None = None) -> gr.Blocks:
@@ -41,6 +46,15 @@ def build_app(model: str | None = None) -> gr.Blocks:
     return demo
 
 
+def quiet_queue(demo: gr.Blocks) -> None:
+    """`QUEUE_POLL_S` on the app's queue (after `demo.queue()`); an attribute this Gradio lacks is
+    left alone (`tests/test_ui.py` checks that the pinned Gradio has both)."""
+    queue = demo._queue  # the queue `demo.queue()` made (private: Gradio offers no setting)
+    for name, seconds in QUEUE_POLL_S.items():
+        if hasattr(queue, name):
+            setattr(queue, name, seconds)
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("CRASHCHAT_MODEL"),
@@ -52,6 +66,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
     demo = build_app(model=args.model)
     demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("CRASHCHAT_QUEUE_SIZE") or QUEUE_SIZE))
+    quiet_queue(demo)
     # uploads over the video size limit are refused by Gradio before they are stored
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=chat_ui.max_upload_bytes())
 

@@ -132,6 +132,7 @@ SHARE_LIVE_BOARD = ("tests/test_chat_browser.py", "tests/test_end_to_end.py", "t
 starts once (seconds of CPU each start), not once per process that runs one of them."""
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown under `-p no:xdist`
 def pytest_xdist_make_scheduler(config, log):
     """One test file per process at a time (`--dist loadfile`), the files of `SHARE_LIVE_BOARD` as one."""
     if config.getoption("dist") != "loadfile":

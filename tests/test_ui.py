@@ -570,6 +570,22 @@ def test_no_import_circle_in_the_chat_package():
     list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle
 
 
+def test_the_queue_waits_quietly_and_the_pinned_gradio_has_what_it_sets():
+    """`app.quiet_queue` sets Gradio's private polling intervals; if this Gradio renamed them, the
+    app would keep polling every millisecond without a word, so the test says so instead."""
+    import gradio as gr
+
+    import app
+
+    with gr.Blocks() as demo:
+        gr.Markdown("x")
+    demo.queue()
+    for name in app.QUEUE_POLL_S:
+        assert hasattr(demo._queue, name), f"Gradio {gr.__version__}'s queue has no {name}: see app.QUEUE_POLL_S"
+    app.quiet_queue(demo)
+    assert {name: getattr(demo._queue, name) for name in app.QUEUE_POLL_S} == app.QUEUE_POLL_S
+
+
 def test_gradios_queue_admits_one_running_and_one_waiting_job_per_session(monkeypatch):
     """`layout.admission` against Gradio's real queue: one client (one session) sends three jobs at
     once to a slow function in the model queue; two run one after the other, the third is refused
