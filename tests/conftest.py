@@ -129,7 +129,8 @@ WORKERS = 2
 
 SHARE_LIVE_BOARD = ("tests/test_chat_browser.py", "tests/test_end_to_end.py", "tests/test_leaderboard_ui.py")
 """Test files that use the session's app (`live_board`): sent to one process together, so the app
-starts once (seconds of CPU each start), not once per process that runs one of them."""
+starts once (seconds of CPU each start), not once per process that runs one of them.
+`tests/test_ci_policy.py` fails when a file requests `live_board` and is not listed here."""
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown under `-p no:xdist`

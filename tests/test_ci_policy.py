@@ -1,8 +1,10 @@
-"""The skip policy of `tests/conftest.py`: locally a skip shows its reason in the summary; under
-`CI=true` it is a failure, so CI cannot pass green without the test split or Chromium."""
+"""The run policy of `tests/conftest.py`: locally a skip shows its reason in the summary; under
+`CI=true` it is a failure, so CI cannot pass green without the test split or Chromium; the files
+that share the session's app run in one process."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -67,3 +69,19 @@ def test_the_session_is_offline():
         else:
             raise AssertionError("a connection to 8.8.8.8 went through")
     assert socket.getaddrinfo("127.0.0.1", 80)  # this machine stays reachable (the live apps)
+
+
+def test_every_file_that_uses_the_shared_app_is_scheduled_with_it():
+    """`SHARE_LIVE_BOARD` is the scheduler's list; a file that requests `live_board` outside it would
+    still pass, but start a second app in the other process (seconds of CPU on every run)."""
+    from tests.conftest import SHARE_LIVE_BOARD
+
+    users = set()
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            asks = (isinstance(node, ast.FunctionDef) and "live_board" in {a.arg for a in node.args.args}
+                    or isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "usefixtures"
+                    and any(getattr(a, "value", None) == "live_board" for a in node.args))
+            if asks:
+                users.add(path.relative_to(REPO).as_posix())
+    assert users == set(SHARE_LIVE_BOARD)
