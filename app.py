@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -55,21 +56,30 @@ def quiet_queue(demo: gr.Blocks) -> None:
             setattr(queue, name, seconds)
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("CRASHCHAT_MODEL"),
                         help="crashchat (default), videollama3 or tiny-random; env CRASHCHAT_MODEL")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--port", type=int, help="default: env GRADIO_SERVER_PORT, else 7860")
     args = parser.parse_args(argv)
-    from crashchat.chat import layout as chat_ui
+    from crashchat.settings import SettingError, from_env, whole
 
-    demo = build_app(model=args.model)
-    demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("CRASHCHAT_QUEUE_SIZE") or QUEUE_SIZE))
+    try:  # every setting is read here, before the first user: a bad one is one line, not a traceback
+        # the port before Gradio's import, which reads GRADIO_SERVER_PORT itself (and fails with a traceback)
+        env_port = from_env("GRADIO_SERVER_PORT", 7860, whole(1, 65535), "a port number (1 to 65535)")
+        queue_size = from_env("CRASHCHAT_QUEUE_SIZE", QUEUE_SIZE, whole(1), "a whole number of events (1 or more)")
+        demo = build_app(model=args.model)
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from crashchat.chat import layout as chat_ui
+    demo.queue(default_concurrency_limit=1, max_size=queue_size)
     quiet_queue(demo)
     # uploads over the video size limit are refused by Gradio before they are stored
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=chat_ui.max_upload_bytes())
+    demo.launch(server_name=args.host, server_port=args.port or env_port, max_file_size=chat_ui.max_upload_bytes())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

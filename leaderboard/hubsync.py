@@ -17,6 +17,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitScheduler
 
+from crashchat.settings import from_env, positive
 from leaderboard.store import DB_NAME, Store
 
 
@@ -45,7 +46,7 @@ class HubSync:
     def from_env(cls, store: Store) -> HubSync | None:
         repo = os.environ.get("CRASHCHAT_RESULTS_REPO")
         token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-        every = float(os.environ.get("CRASHCHAT_SYNC_MINUTES") or 2)
+        every = from_env("CRASHCHAT_SYNC_MINUTES", 2.0, positive, "a positive number of minutes")
         return cls(store, repo, token, every_minutes=every) if repo and token else None
 
     def _api(self):

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
+from crashchat.settings import from_env, whole
+
 DEFAULT_SPACE_LIMIT = 5
 WINDOW = timedelta(days=1)
 UNRECORDED = ""
@@ -230,13 +232,9 @@ def check_name(name: str, who: Submitter, *, reserved: Iterable[str], holders: S
 
 def submit_limit() -> int | None:
     """Submissions per submitter in any 24 hours: `CRASHCHAT_SUBMIT_LIMIT`, else 5 on a Space and
-    no limit locally. Raises `ValueError` for a value that is not a whole number >= 0."""
-    raw = os.environ.get("CRASHCHAT_SUBMIT_LIMIT", "").strip()
-    if not raw:
-        return DEFAULT_SPACE_LIMIT if on_space() else None
-    if not raw.isdigit():
-        raise ValueError(f"CRASHCHAT_SUBMIT_LIMIT={raw!r}: expected a whole number of submissions (0 or more)")
-    return int(raw)
+    no limit locally. Raises `SettingError` (a `ValueError`) for a value that is not a whole number >= 0."""
+    return from_env("CRASHCHAT_SUBMIT_LIMIT", DEFAULT_SPACE_LIMIT if on_space() else None, whole(0),
+                    "a whole number of submissions (0 or more)")
 
 
 def utc_now() -> datetime:

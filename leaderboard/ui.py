@@ -51,6 +51,7 @@ import pandas as pd
 
 from crashchat.cli import AUTHORS_MAX_NEW_TOKENS
 from crashchat.provenance import Provenance, ProvenanceError, describe
+from crashchat.settings import from_env, positive, whole
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, identity, scoring, table
 from leaderboard.evaluation_api import API_ERRORS, EvaluationAPI
@@ -175,12 +176,35 @@ def split_notice(split_dir: str | os.PathLike | None = None) -> str:
             "crashchat_dada_video_total_<task>_test.json files and restart.")
 
 
+LEASE_ENV, LEASE_DEFAULT = "CRASHCHAT_LEASE_SECONDS", 600.0
+"""How long a worker's claim lasts without a renewal (tests shorten it)."""
+EVAL_TOKENS_ENV, EVAL_TOKENS_DEFAULT = "CRASHCHAT_EVAL_MAX_NEW_TOKENS", AUTHORS_MAX_NEW_TOKENS
+"""The answer limit an evaluation must run with: the authors' 2048 (tests on tiny models use fewer)."""
+
+
+@dataclass(frozen=True)
+class BoardSettings:
+    """The tab's settings from the environment, read when the app starts (before the Hub is
+    contacted), so a bad value stops it with one line instead of failing a user later."""
+
+    lease_seconds: float = LEASE_DEFAULT
+    eval_max_new_tokens: int = EVAL_TOKENS_DEFAULT
+
+    @classmethod
+    def from_env(cls) -> BoardSettings:
+        identity.submit_limit()  # read again at each submission (tests change it); checked here
+        return cls(lease_seconds=from_env(LEASE_ENV, LEASE_DEFAULT, positive, "a positive number of seconds"),
+                   eval_max_new_tokens=from_env(EVAL_TOKENS_ENV, EVAL_TOKENS_DEFAULT, whole(1),
+                                                "a whole number of tokens (1 or more)"))
+
+
 class Board:
     """The tab's state: the store, the optional Hub mirror, the lazily loaded split, view caches."""
 
     def __init__(self, store: Store | None = None, *, split_dir: str | os.PathLike | None = None,
                  sync: HubSync | None = None, bootstrap: int = 1000,
-                 evaluations: EvaluationAPI | None = None) -> None:
+                 evaluations: EvaluationAPI | None = None, settings: BoardSettings | None = None) -> None:
+        settings = settings if settings is not None else BoardSettings.from_env()
         self.store = store if store is not None else Store()
         self.split_dir = split_dir
         self.sync = sync
@@ -200,21 +224,21 @@ class Board:
         self._build_lock = threading.Lock()
         self._full: dict[tuple, table.Row] = {}
         """(id, revision, protocol) -> full Row (every metric, per source), for the few rows shown."""
-        identity.submit_limit()  # a bad CRASHCHAT_SUBMIT_LIMIT stops the app at start, not at the first submission
         self.evaluations = evaluations if evaluations is not None else EvaluationAPI(
-            EvaluationQueue(self.store.path, lease_seconds=_env_number(LEASE_ENV, float, LEASE_DEFAULT)),
-            self._file_evaluation, max_new_tokens=_env_number(EVAL_TOKENS_ENV, int, EVAL_TOKENS_DEFAULT))
+            EvaluationQueue(self.store.path, lease_seconds=settings.lease_seconds),
+            self._file_evaluation, max_new_tokens=settings.eval_max_new_tokens)
         """The evaluation queue (its table sits in the store's file) and its endpoints' server side."""
 
     @classmethod
     def from_env(cls) -> Board:
         """The store at `CRASHCHAT_DB` (or the user data dir), mirrored to the Hub when configured."""
+        settings = BoardSettings.from_env()
         store = Store()
         sync = HubSync.from_env(store)
         if sync is not None:
             print(f"leaderboard: {sync.pull()}", file=sys.stderr)
             print(f"leaderboard: {sync.start()}", file=sys.stderr)
-        return cls(store, sync=sync)
+        return cls(store, sync=sync, settings=settings)
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -590,10 +614,6 @@ class Board:
         return message
 
 
-LEASE_ENV, LEASE_DEFAULT = "CRASHCHAT_LEASE_SECONDS", 600.0
-"""How long a worker's claim lasts without a renewal (tests shorten it)."""
-EVAL_TOKENS_ENV, EVAL_TOKENS_DEFAULT = "CRASHCHAT_EVAL_MAX_NEW_TOKENS", AUTHORS_MAX_NEW_TOKENS
-"""The answer limit an evaluation must run with: the authors' 2048 (tests on tiny models use fewer)."""
 QUEUE_COLUMNS = ["#", "Model", "Revision", "Commit", "Frames", "Status", "Place", "Reason", "Requested (UTC)",
                  "Started", "Finished", "Worker", "Row"]
 
@@ -603,20 +623,6 @@ def evaluated_name(model: str) -> str:
     cut to the names' limit."""
     name = model if not Path(model).is_absolute() else f"local/{Path(model).name}"
     return name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
-
-
-def _env_number(name: str, kind: type, default):
-    """A positive number from the environment (unset: `default`); anything else stops the app at start."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not value > 0 or not math.isfinite(value):
-        raise SystemExit(f"error: {name}={raw!r}: expected a positive number")
-    return value
 
 
 def _whole(value, default: int) -> int:

@@ -68,7 +68,7 @@ def test_guided_decoding_is_on_for_the_tiny_model_only_unless_the_environment_sa
     monkeypatch.setenv("CRASHCHAT_GUIDED", "1")
     assert config.TabConfig.from_env("videollama3").guided is True
     monkeypatch.setenv("CRASHCHAT_GUIDED", "maybe")
-    with pytest.raises(ValueError, match="CRASHCHAT_GUIDED='maybe': use 1"):
+    with pytest.raises(ValueError, match=r"CRASHCHAT_GUIDED='maybe': expected 1 \(on\) or 0 \(off\)"):
         config.TabConfig.from_env("tiny-random")
 
 
@@ -584,6 +584,32 @@ def test_the_queue_waits_quietly_and_the_pinned_gradio_has_what_it_sets():
         assert hasattr(demo._queue, name), f"Gradio {gr.__version__}'s queue has no {name}: see app.QUEUE_POLL_S"
     app.quiet_queue(demo)
     assert {name: getattr(demo._queue, name) for name in app.QUEUE_POLL_S} == app.QUEUE_POLL_S
+
+
+@pytest.mark.parametrize(("name", "value", "expect"), [
+    ("GRADIO_SERVER_PORT", "http", "a port number (1 to 65535)"),
+    ("CRASHCHAT_QUEUE_SIZE", "0", "a whole number of events (1 or more)"),
+    ("CRASHCHAT_TIME_LIMIT_S", "soon", "a positive number of seconds"),
+    ("CRASHCHAT_MAX_NEW_TOKENS", "-3", "a whole number of tokens (1 or more)"),
+    ("CRASHCHAT_GUIDED", "maybe", "1 (on) or 0 (off)"),
+    ("CRASHCHAT_SUBMIT_LIMIT", "many", "a whole number of submissions (0 or more)"),
+    ("CRASHCHAT_LEASE_SECONDS", "nan", "a positive number of seconds"),
+    ("CRASHCHAT_EVAL_MAX_NEW_TOKENS", "2k", "a whole number of tokens (1 or more)"),
+    ("CRASHCHAT_SYNC_MINUTES", "often", "a positive number of minutes"),
+])
+def test_a_bad_setting_stops_the_app_with_one_line_before_it_serves(monkeypatch, tmp_path, capsys, name, value,
+                                                                   expect):
+    """`python app.py` reads every setting at start: one `error:` line naming it, exit 2, nothing
+    served and no traceback (Gradio itself would crash on a bad GRADIO_SERVER_PORT at import)."""
+    import app
+
+    monkeypatch.setenv("CRASHCHAT_DB", str(tmp_path / "board.sqlite3"))
+    monkeypatch.setenv("CRASHCHAT_RESULTS_REPO", "someone/results")  # so that the sync interval is read
+    monkeypatch.setenv("HF_TOKEN", "hf_not_used")
+    monkeypatch.setenv(name, value)
+    monkeypatch.setattr("gradio.Blocks.launch", lambda *a, **k: pytest.fail("the app launched"))
+    assert app.main(["--model", "tiny-random"]) == 2
+    assert capsys.readouterr().err == f"error: {name}={value!r}: expected {expect}\n"
 
 
 def test_gradios_queue_admits_one_running_and_one_waiting_job_per_session(monkeypatch):

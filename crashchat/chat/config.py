@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crashchat.settings import SettingError, flag, from_env, positive, whole
+
 if TYPE_CHECKING:
     from crashchat.video import VideoLimits
 
@@ -18,22 +20,6 @@ EXAMPLES_ENV = "CRASHCHAT_EXAMPLES_DIR"
 
 APP_MAX_NEW_TOKENS = 256
 """The app's answer length for real models: lower than the authors' 2048 so that it answers in seconds."""
-
-
-def _flag(name: str, text: str | None) -> bool | None:
-    """An on/off environment variable: None when unset or empty.
-
-    >>> _flag("X", "1"), _flag("X", "off"), _flag("X", "")
-    (True, False, None)
-    """
-    if not text:
-        return None
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}={text!r}: use 1 (on) or 0 (off)")
 
 
 @dataclass(frozen=True)
@@ -65,10 +51,10 @@ class TabConfig:
         from crashchat.loading import MODEL_NAMES
 
         if self.model not in MODEL_NAMES:
-            raise ValueError(f"--model / {MODEL_ENV}: unknown model {self.model!r}; "
+            raise SettingError(f"--model / {MODEL_ENV}: unknown model {self.model!r}; "
                              f"choose from {', '.join(MODEL_NAMES)}")
         if not self.time_limit_s > 0:
-            raise ValueError(f"{TIME_LIMIT_ENV} must be a positive number of seconds, got {self.time_limit_s!r}")
+            raise SettingError(f"{TIME_LIMIT_ENV} must be a positive number of seconds, got {self.time_limit_s!r}")
         from crashchat.tiny import generation_defaults
 
         defaults = {"max_new_tokens": APP_MAX_NEW_TOKENS, "guided": False, **generation_defaults(self.model)}
@@ -76,23 +62,18 @@ class TabConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         if not self.max_new_tokens >= 1:
-            raise ValueError(f"{MAX_TOKENS_ENV} must be at least 1, got {self.max_new_tokens!r}")
+            raise SettingError(f"{MAX_TOKENS_ENV} must be at least 1, got {self.max_new_tokens!r}")
 
     @classmethod
     def from_env(cls, model: str | None = None) -> TabConfig:
-        limit = os.environ.get(TIME_LIMIT_ENV)
-        try:
-            time_limit = float(limit) if limit else cls.time_limit_s
-        except ValueError:
-            raise ValueError(f"{TIME_LIMIT_ENV}={limit!r} is not a number of seconds") from None
-        tokens = os.environ.get(MAX_TOKENS_ENV)
-        try:
-            max_new_tokens = int(tokens) if tokens else cls.max_new_tokens
-        except ValueError:
-            raise ValueError(f"{MAX_TOKENS_ENV}={tokens!r} is not a whole number") from None
+        """The settings from the environment (`model`: the `--model` flag, which wins); a bad value
+        is a `SettingError` naming the variable."""
         examples = os.environ.get(EXAMPLES_ENV)
-        return cls(model=model or os.environ.get(MODEL_ENV) or "crashchat", time_limit_s=time_limit,
-                   max_new_tokens=max_new_tokens, guided=_flag(GUIDED_ENV, os.environ.get(GUIDED_ENV)),
+        return cls(model=model or os.environ.get(MODEL_ENV) or "crashchat",
+                   time_limit_s=from_env(TIME_LIMIT_ENV, cls.time_limit_s, positive, "a positive number of seconds"),
+                   max_new_tokens=from_env(MAX_TOKENS_ENV, cls.max_new_tokens, whole(1),
+                                           "a whole number of tokens (1 or more)"),
+                   guided=from_env(GUIDED_ENV, None, flag, "1 (on) or 0 (off)"),
                    examples_dir=Path(examples) if examples else None)
 
     def generation(self) -> dict:
