@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crashchat.cli import (
+    add_frames_arg,
     add_generation_args,
     add_model_args,
     add_video_args,
@@ -42,6 +43,7 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat analyze") -> int:
     add_model_args(parser)
     add_generation_args(parser, repetition_stop=True)  # a report for a person, as the app's
     add_video_args(parser)
+    add_frames_arg(parser)
     args = parser.parse_args(list(argv))
 
     from crashchat.convert import ConvertError
@@ -51,7 +53,8 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat analyze") -> int:
     try:
         cfg = model_config(args)
         generation = generation_options(args)
-        clip = load_video(args.video, **video_options(args))  # bad videos fail before the model loads
+        options = video_options(args)
+        clip = load_video(args.video, **options)  # bad videos fail before the model loads
     except (ValueError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -60,6 +63,9 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat analyze") -> int:
     except (ModelLoadError, ConvertError) as exc:  # one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    policy = getattr(model, "frames", None)  # --frames model-card: decoded again at the family's own rate and count
+    if policy is not None:
+        clip = load_video(args.video, **{**options, "fps": policy.fps, "max_frames": policy.max_frames})
     if model.random_weights:
         from crashchat.tiny import random_weights_note
 

@@ -101,7 +101,7 @@ def add_video_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_frames_arg(parser: argparse.ArgumentParser) -> None:
-    """`--frames`: which frame policy an `hf:` baseline gets (`predict`)."""
+    """`--frames`: which frame policy an `hf:` baseline gets (`predict`, `analyze`, `inspect`)."""
     from crashchat.generic import FRAME_POLICIES
 
     parser.add_argument("--frames", choices=FRAME_POLICIES, default="benchmark",
@@ -126,7 +126,7 @@ def video_options(args) -> dict:
 
 def model_config(args):
     """A `GenericConfig` for `hf:` models, else a CrashChat `ModelConfig`; `ValueError` for bad combinations."""
-    from crashchat.generic import PREFIX, GenericConfig
+    from crashchat.generic import MODEL_CARD_HF_ONLY, PREFIX, GenericConfig
     from crashchat.loading import ModelConfig
 
     if args.model.startswith(PREFIX):
@@ -140,8 +140,7 @@ def model_config(args):
     if args.trust_remote_code or args.max_pixels:
         raise ValueError("--trust-remote-code and --max-pixels apply to hf: models only")
     if getattr(args, "frames", "benchmark") != "benchmark":
-        raise ValueError("--frames model-card applies to hf: models only (CrashChat is evaluated on the "
-                         "benchmark's frames, as the authors)")
+        raise ValueError(MODEL_CARD_HF_ONLY)
     return ModelConfig(name=args.model, base=args.base, linguistic=args.linguistic, perception=args.perception,
                        device=args.device, cache_dir=args.cache_dir)
 

@@ -27,6 +27,8 @@ PREFIX = "hf:"
 FRAME_POLICIES = ("benchmark", "model-card")
 """`benchmark`: every model sees the paper's frames (`--fps`, `--max-frames`: 10 fps, at most 96);
 `model-card`: each family's documented video defaults (`MODEL_CARD_VIDEO`, `model_card_frames`)."""
+MODEL_CARD_HF_ONLY = ("--frames model-card applies to hf: models only (CrashChat is evaluated on the "
+                      "benchmark's frames, as the authors)")
 BENCHMARK_DECODE_FPS = 10.0
 """Families documented by a frame count are decoded at the benchmark's rate, then thinned uniformly."""
 

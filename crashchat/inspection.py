@@ -97,19 +97,40 @@ def generic_view(model_or_processor, clip, tasks: Sequence[str], max_pixels: int
 
 
 def inspect(clip, tasks: Sequence[str], *, model: str = "crashchat", base: str | None = None,
-            max_pixels: int | None = None, trust_remote_code: bool = False) -> dict:
-    """The whole view as a JSON-ready dict (see the module docstring)."""
-    out = {"model": model, "video": video_facts(clip)}
+            max_pixels: int | None = None, trust_remote_code: bool = False, frames: str = "benchmark",
+            video_options: dict | None = None) -> dict:
+    """The whole view as a JSON-ready dict (see the module docstring).
+
+    `frames="model-card"` (hf: models, as `predict --frames model-card`): the clip is decoded again
+    (`load_video(clip.path, **video_options)`) at the family's documented rate and frame count, as
+    the model would see it in a run, and `frame_policy` says where each value came from.
+    """
     if model.startswith("hf:"):
-        from transformers import AutoProcessor
+        from transformers import AutoConfig, AutoProcessor
 
-        from crashchat.generic import GenericConfig, _fetch
+        from crashchat.generic import GenericConfig, _fetch, check_video_support, model_card_frames
 
-        folder, revision = _fetch(GenericConfig(model[3:], trust_remote_code=trust_remote_code, max_pixels=max_pixels))
+        cfg = GenericConfig(model[3:], trust_remote_code=trust_remote_code, max_pixels=max_pixels, frames=frames)
+        folder, revision = _fetch(cfg)
         processor = AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        policy = {"name": "benchmark"}
+        if frames == "model-card":
+            from crashchat.video import load_video
+
+            family = check_video_support(AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code),
+                                         processor, cfg.source)
+            card = model_card_frames(family, processor)
+            clip = load_video(clip.path, **{**(video_options or {}), "fps": card.fps, "max_frames": card.max_frames})
+            policy = {"name": card.name, "fps": card.fps, "max_frames": card.max_frames, "sources": card.sources}
+        out = {"model": model, "video": video_facts(clip), "frame_policy": policy}
         out.update(prompt_format="chat-template", tokenizer=str(folder), revision=revision)
         out.update(generic_view(processor, clip, tasks, max_pixels))
         return out
+    if frames != "benchmark":
+        from crashchat.generic import MODEL_CARD_HF_ONLY
+
+        raise ValueError(MODEL_CARD_HF_ONLY)
+    out = {"model": model, "video": video_facts(clip)}
     processor, tokenizer_note, base_info, settings = _videollama3_processor(model, base)
     out.update(prompt_format="authors-eval", tokenizer=tokenizer_note, base=base_info, settings=settings.to_json())
     out.update(crashchat_view(processor, clip, tasks))
@@ -181,6 +202,10 @@ def render(view: dict) -> str:
     if len(video["frames"]) > 5:
         lines.insert(-2, f"  ... ({len(video['frames']) - 5} more)")
     lines += [f"  note: {n}" for n in video["notes"]]
+    policy = view.get("frame_policy", {})
+    if policy.get("name") == "model-card":
+        lines.append(f"frame policy: model-card, {policy['fps']:g} fps, at most {policy['max_frames']} frames")
+        lines += [f"  {key.replace('_', ' ')}: from {where}" for key, where in policy["sources"].items()]
     resized, tokens = view["resized"], view["visual_tokens"]
     lines.append(f"resized to {resized['width']}x{resized['height']} per frame; visual tokens: "
                  + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in tokens.items() if not isinstance(v, list)))
@@ -197,7 +222,7 @@ def render(view: dict) -> str:
 
 
 def main(argv: Sequence[str], prog: str = "python -m crashchat inspect") -> int:
-    from crashchat.cli import add_video_args, model_name, tasks_arg, video_options
+    from crashchat.cli import add_frames_arg, add_video_args, model_name, tasks_arg, video_options
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("video", type=Path, help="mp4/mov/avi/mkv/webm file")
@@ -212,21 +237,28 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat inspect") -> int:
     parser.add_argument("--trust-remote-code", action="store_true", help="hf: models: allow the checkpoint's code")
     parser.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="write the whole view here")
     add_video_args(parser)
+    add_frames_arg(parser)
     args = parser.parse_args(list(argv))
 
     from crashchat.convert import ConvertError
+    from crashchat.generic import MODEL_CARD_HF_ONLY, GenericConfig
     from crashchat.video import VideoError, load_video
     from crashchat.weights import ModelLoadError
 
     try:
-        clip = load_video(args.video, **video_options(args))
+        if args.model.startswith("hf:"):  # bad combinations (--frames model-card with --max-pixels) first
+            GenericConfig(args.model[3:], max_pixels=args.max_pixels, frames=args.frames)
+        elif args.frames != "benchmark":
+            raise ValueError(MODEL_CARD_HF_ONLY)
+        options = video_options(args)
+        clip = load_video(args.video, **options)  # a bad video fails before anything is read
     except (ValueError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         view = inspect(clip, args.tasks, model=args.model, base=args.base, max_pixels=args.max_pixels,
-                       trust_remote_code=args.trust_remote_code)
-    except (ModelLoadError, ConvertError, OSError, ValueError) as exc:
+                       trust_remote_code=args.trust_remote_code, frames=args.frames, video_options=options)
+    except (ModelLoadError, ConvertError, OSError, ValueError, VideoError) as exc:
         print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
         return 1
     print(render(view))

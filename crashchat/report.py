@@ -34,7 +34,7 @@ def build_report(clip, model: CrashChat, results: dict, generation: dict | None 
                   **({"processor": settings.to_json()} if settings is not None else {})},
         "input": {"prompt_format": getattr(model, "prompt_format", "authors-eval"),
                   "sample_fps": float(getattr(clip, "sample_fps", 10.0)), "frames": int(len(clip.frames)),
-                  **(generation or {})},
+                  **_frame_policy(model), **(generation or {})},
         "crash_detected": crash,
         "wall_s": wall_seconds(results.values()),
         "tasks": {t: results[t] for t in TASK_IDS if t in results},
@@ -42,6 +42,14 @@ def build_report(clip, model: CrashChat, results: dict, generation: dict | None 
     if model.random_weights:
         report["warning"] = "RANDOM WEIGHTS: the tiny random model's answers are meaningless"
     return report
+
+
+def _frame_policy(model) -> dict:
+    """`hf:` models: which frame policy (`--frames`), and for `model-card` where each value came from."""
+    if not hasattr(model, "frame_policy"):
+        return {}  # CrashChat: always the benchmark's frames
+    policy = getattr(model, "frames", None)
+    return {"frame_policy": model.frame_policy, **({"frame_sources": dict(policy.sources)} if policy else {})}
 
 
 def _asked(given: dict) -> str:
@@ -53,6 +61,8 @@ def _asked(given: dict) -> str:
         parts.append(f"up to {given['max_new_tokens']} new tokens")
     if given.get("guided"):
         parts.append("format-guided answers")
+    if given.get("frame_policy") == "model-card":
+        parts.append(f"the model card's frames ({given['sample_fps']:g} fps)")
     return ", ".join(parts)
 
 

@@ -14,6 +14,7 @@ from hf_families import FAMILIES, write_family
 from mini_split import VIDEOS, expected_rows, write_mini_split
 
 from crashchat import predict, provenance
+from crashchat.generic import MODEL_CARD_HF_ONLY
 from crashchat.synthetic import write_broken
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,10 +184,43 @@ def test_predict_with_model_card_frames_records_the_policy(checkpoints, mini, tm
     assert (meta["frames"]["policy"], meta["frames"]["max_frames"]) == ("benchmark", 96)
 
 
-def test_model_card_frames_are_refused_where_they_do_not_apply(mini, tmp_path, capsys):
+def test_inspect_and_analyze_see_the_model_card_frames_as_predict_does(checkpoints, crash_clip, tmp_path, capsys,
+                                                                       one_thread):
+    from crashchat import analysis, inspection
+
+    model, view_json, report_json = f"hf:{checkpoints['qwen2_vl']}", tmp_path / "view.json", tmp_path / "report.json"
+    card = ["--model", model, "--frames", "model-card", "--json"]
+    assert inspection.main([str(crash_clip), "--task", "crash_recognition", *card, str(view_json)]) == 0
+    view = json.loads(view_json.read_text())
+    assert (view["frame_policy"]["name"], view["frame_policy"]["fps"], view["frame_policy"]["max_frames"]) == \
+        ("model-card", 2.0, 768)
+    assert view["frame_policy"]["sources"]["fps"].startswith("Qwen2-VL's model card")
+    assert (view["video"]["sample_fps"], len(view["video"]["frames"])) == (2.0, 6)  # the 3 s clip at 2 fps
+    assert "frame policy: model-card, 2 fps, at most 768 frames" in capsys.readouterr().out
+    assert analysis.main([str(crash_clip), "--tasks", "crash_recognition", "--max-new-tokens", "2", *card,
+                          str(report_json)]) == 0
+    given = json.loads(report_json.read_text())["input"]
+    assert (given["frame_policy"], given["sample_fps"], given["frames"]) == ("model-card", 2.0, 6)
+    assert given["frame_sources"]["fps"].startswith("Qwen2-VL's model card")
+    assert "the model card's frames (2 fps)" in capsys.readouterr().out
+    assert inspection.main([str(crash_clip), "--task", "crash_recognition", "--model", model, "--json",
+                            str(view_json)]) == 0  # the default: the benchmark's frames
+    view = json.loads(view_json.read_text())
+    assert (view["frame_policy"], view["video"]["sample_fps"]) == ({"name": "benchmark"}, 10.0)
+
+
+def test_model_card_frames_are_refused_where_they_do_not_apply(mini, crash_clip, tmp_path, capsys):
+    from crashchat import analysis, inspection
+
     split, videos = mini
     assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", "tiny-random", "--frames", "model-card")) == 2
     assert "--frames model-card applies to hf: models only" in capsys.readouterr().err
     assert predict.main(_argv(split, videos, tmp_path / "o.jsonl", "hf:x/y", "--frames", "model-card",
                               "--max-pixels", "200704")) == 2
     assert "--max-pixels and --frames model-card" in capsys.readouterr().err
+    for command in (analysis.main, inspection.main):  # refused before any model or file is read
+        assert command([str(crash_clip), "--model", "tiny-random", "--frames", "model-card"]) == 2
+        assert capsys.readouterr().err == f"error: {MODEL_CARD_HF_ONLY}\n"
+        assert command([str(crash_clip), "--model", "hf:x/y", "--frames", "model-card", "--max-pixels", "200704"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --max-pixels and --frames model-card") and err.count("\n") == 1
