@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crashchat.bases import BaseInfo, HubBase, ProcessorSettings, parse_base, processor_settings
+from crashchat.settings import flag, from_env
 from crashchat.tasks import GROUPS
 from crashchat.weights import ADAPTER_REPO, ADAPTER_SUBFOLDERS, ModelLoadError, cache_root, revision_of, snapshot
 
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
 
 MODEL_NAMES = ("crashchat", "videollama3", "tiny-random")
 TINY_BASE = "tiny-random (built offline)"
+STATIC_CACHE_ENV = "CRASHCHAT_STATIC_CACHE"
+
+
+def static_cache_allowed() -> bool:
+    """`CRASHCHAT_STATIC_CACHE=0` turns the static-cache decode off (`CrashChat.static_cache`);
+    unset or 1: used where it helps. Anything else is a `SettingError` (checked with the flags,
+    `ModelConfig`, and at the app's start, `TabConfig`; read again at each decode)."""
+    return from_env(STATIC_CACHE_ENV, True, flag, "1 (where it helps, the default) or 0 (off)")
 
 
 @dataclass
@@ -53,6 +62,7 @@ class ModelConfig:
             raise ValueError(f"--model: unknown model {self.name!r}; choose from {', '.join(MODEL_NAMES)}")
         if self.name == "videollama3" and (self.linguistic or self.perception):
             raise ValueError("--model videollama3 runs the base alone; drop --linguistic/--perception")
+        static_cache_allowed()
 
 
 def default_device() -> str:

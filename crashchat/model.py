@@ -136,9 +136,11 @@ class CrashChat:
     def uses_static_cache(self) -> bool:
         import os
 
+        from crashchat.loading import static_cache_allowed
+
         if self.static_cache is not None:
             return self.static_cache
-        if os.environ.get("CRASHCHAT_STATIC_CACHE", "").strip() in ("0", "false", "no"):
+        if not static_cache_allowed():
             return False
         zero_gpu = "SPACES_ZERO_GPU" in os.environ  # ZeroGPU forbids torch.compile (spaces.md)
         return str(self.device).startswith("cuda") and not zero_gpu

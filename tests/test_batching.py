@@ -86,3 +86,7 @@ def test_static_cache_is_off_on_cpu_and_zero_gpu(tiny_crashchat, monkeypatch):
     monkeypatch.delenv("SPACES_ZERO_GPU")
     monkeypatch.setenv("CRASHCHAT_STATIC_CACHE", "0")
     assert not tiny_crashchat.uses_static_cache()
+    monkeypatch.setenv("CRASHCHAT_STATIC_CACHE", "off")  # the usual words work; before, only 0/false/no did
+    assert not tiny_crashchat.uses_static_cache()
+    monkeypatch.setenv("CRASHCHAT_STATIC_CACHE", "1")
+    assert tiny_crashchat.uses_static_cache()

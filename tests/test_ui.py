@@ -592,6 +592,7 @@ def test_the_queue_waits_quietly_and_the_pinned_gradio_has_what_it_sets():
     ("CRASHCHAT_TIME_LIMIT_S", "soon", "a positive number of seconds"),
     ("CRASHCHAT_MAX_NEW_TOKENS", "-3", "a whole number of tokens (1 or more)"),
     ("CRASHCHAT_GUIDED", "maybe", "1 (on) or 0 (off)"),
+    ("CRASHCHAT_STATIC_CACHE", "auto", "1 (where it helps, the default) or 0 (off)"),
     ("CRASHCHAT_SUBMIT_LIMIT", "many", "a whole number of submissions (0 or more)"),
     ("CRASHCHAT_LEASE_SECONDS", "nan", "a positive number of seconds"),
     ("CRASHCHAT_EVAL_MAX_NEW_TOKENS", "2k", "a whole number of tokens (1 or more)"),

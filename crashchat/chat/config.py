@@ -48,11 +48,12 @@ class TabConfig:
     """Where the synthetic example clips are written; None: `$CRASHCHAT_EXAMPLES_DIR` or the cache."""
 
     def __post_init__(self):
-        from crashchat.loading import MODEL_NAMES
+        from crashchat.loading import MODEL_NAMES, static_cache_allowed
 
         if self.model not in MODEL_NAMES:
             raise SettingError(f"--model / {MODEL_ENV}: unknown model {self.model!r}; "
-                             f"choose from {', '.join(MODEL_NAMES)}")
+                               f"choose from {', '.join(MODEL_NAMES)}")
+        static_cache_allowed()  # read when the model decodes; a bad value stops the app at start
         if not self.time_limit_s > 0:
             raise SettingError(f"{TIME_LIMIT_ENV} must be a positive number of seconds, got {self.time_limit_s!r}")
         from crashchat.tiny import generation_defaults
