@@ -276,6 +276,7 @@ def test_only_lora_and_projector_weights_change(overfit):
     assert changed_projector == 4  # readout.{0,2}.{weight,bias}
 
 
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")  # peft's call, as loading.py
 def test_saved_adapter_reloads_with_identical_logits(overfit, root):
     from peft import PeftModel
 
