@@ -64,13 +64,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--port", type=int, help="default: env GRADIO_SERVER_PORT, else 7860")
     args = parser.parse_args(argv)
     from crashchat.settings import SettingError, from_env, whole
+    from leaderboard.store import StoreError
 
     try:  # every setting is read here, before the first user: a bad one is one line, not a traceback
         # the port before Gradio's import, which reads GRADIO_SERVER_PORT itself (and fails with a traceback)
         env_port = from_env("GRADIO_SERVER_PORT", 7860, whole(1, 65535), "a port number (1 to 65535)")
         queue_size = from_env("CRASHCHAT_QUEUE_SIZE", QUEUE_SIZE, whole(1), "a whole number of events (1 or more)")
         demo = build_app(model=args.model)
-    except SettingError as exc:
+    except (SettingError, StoreError) as exc:  # StoreError: CRASHCHAT_DB is not a usable database
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from crashchat.chat import layout as chat_ui

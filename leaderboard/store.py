@@ -302,9 +302,20 @@ class Store:
     def __init__(self, path: Path | str | None = None, *, timeout: float = 60.0) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         self.timeout = timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._cache: tuple[int, list[StoredRow]] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create its folder ({exc.strerror or exc})") from None
+        try:
+            self._create_or_migrate()
+        except sqlite3.DatabaseError as exc:  # not SQLite, a folder, unreadable: the operator's setting
+            raise StoreError(f"{self.path}: cannot be used as the leaderboard database ({exc}); point "
+                             "CRASHCHAT_DB (or --db) at a leaderboard database or a new file") from None
+
+    def _create_or_migrate(self) -> None:
+        """The tables of a new file; an older schema's migrated in place (one transaction)."""
         migrated = False
         with self._connect() as con:
             con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; an existing one keeps its own

@@ -73,6 +73,24 @@ def test_newer_schema_is_refused(db):
         Store(db.path)
 
 
+def test_a_path_that_is_not_a_database_is_one_line_and_left_as_it_was(tmp_path, capsys):
+    """CRASHCHAT_DB (or --db) at someone's file, a folder, or under a file: a `StoreError` naming
+    the path (one line from the CLI and the app), and the file is not touched."""
+    junk = tmp_path / "notes.txt"
+    junk.write_bytes(b"my notes, not a database\n")
+    (tmp_path / "folder").mkdir()
+    for path, why in [(junk, "file is not a database"), (tmp_path / "folder", "unable to open database file"),
+                      (junk / "sub" / "db.sqlite3", "cannot create its folder")]:
+        with pytest.raises(StoreError) as caught:
+            Store(path)
+        assert str(caught.value).startswith(f"{path}: ") and why in str(caught.value)
+        assert cli(["list", "--db", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: ") and err.count("\n") == 1
+    assert junk.read_bytes() == b"my notes, not a database\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.txt"]  # no -wal or -journal left
+
+
 def test_entry_rules():
     check_entry(XSS)  # any printable text is a valid name; it is rendered as text, never HTML
     check_entry("x" * 80, "https://example.org/model", "line one\nline two")

@@ -613,6 +613,19 @@ def test_a_bad_setting_stops_the_app_with_one_line_before_it_serves(monkeypatch,
     assert capsys.readouterr().err == f"error: {name}={value!r}: expected {expect}\n"
 
 
+def test_a_database_setting_that_is_not_a_database_stops_the_app_with_one_line(monkeypatch, tmp_path, capsys):
+    import app
+
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database")
+    monkeypatch.setenv("CRASHCHAT_DB", str(junk))
+    monkeypatch.setattr("gradio.Blocks.launch", lambda *a, **k: pytest.fail("the app launched"))
+    assert app.main(["--model", "tiny-random"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {junk}: cannot be used as the leaderboard database") and err.count("\n") == 1
+    assert junk.read_text() == "not a database"
+
+
 def test_gradios_queue_admits_one_running_and_one_waiting_job_per_session(monkeypatch):
     """`layout.admission` against Gradio's real queue: one client (one session) sends three jobs at
     once to a slow function in the model queue; two run one after the other, the third is refused
