@@ -7,7 +7,7 @@ A split file is a JSON list of records::
                        {"from": "gpt", "value": "<answer>"}],
      "source": "MM-AU-CAP"}
 
-`read_split` turns one file into `Record`s (any number of files, one per task, are simply
+`read_split` turns one file into `TrainingRecord`s (any number of files, one per task, are simply
 concatenated and shuffled by the loader), `Encoder` turns a record's decoded clip into model
 inputs whose labels cover only the answer and its `<|im_end|>`, and `Collator` pads a batch of
 clips. Frames are sampled as at inference (`crashchat.video.load_video`: 10 fps, at most 96);
@@ -15,7 +15,7 @@ the training visual budget is 10240 merged tokens per clip (16384 at evaluation)
 
 Bad input is never skipped silently: by default a malformed record or a missing video raises
 `DataError` naming the file and the record's index; with `skip_bad` it is left out, counted and
-reported (`Split.skipped`).
+reported (`TrainingSplit.skipped`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class Record:
+class TrainingRecord:
     """One question/answer pair about one video, with where it came from."""
 
     file: str
@@ -83,14 +83,14 @@ class Record:
 
 
 @dataclass
-class Split:
+class TrainingSplit:
     """The usable records of one or more files, and what was left out (with `skip_bad`)."""
 
-    records: list[Record] = field(default_factory=list)
+    records: list[TrainingRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """One line per record left out: file, index and reason."""
 
-    def extend(self, other: Split) -> Split:
+    def extend(self, other: TrainingSplit) -> TrainingSplit:
         self.records.extend(other.records)
         self.skipped.extend(other.skipped)
         return self
@@ -102,7 +102,8 @@ class Split:
         return counts
 
 
-def parse_record(raw: object, *, file: str, index: int, videos_dir: Path, task: Task | None = None) -> Record:
+def parse_training_record(raw: object, *, file: str, index: int, videos_dir: Path,
+                          task: Task | None = None) -> TrainingRecord:
     """Validate one raw record (`crashchat.records`) and find its video; raises `DataError`."""
     try:
         rec = records.parse_record(raw, file=file, index=index, task=task.id if task else None)
@@ -111,12 +112,12 @@ def parse_record(raw: object, *, file: str, index: int, videos_dir: Path, task: 
     path = records.find_video(videos_dir, rec.video)
     if path is None:
         raise DataError(f"{rec.where}: video {rec.video} not found under {videos_dir}")
-    return Record(file=file, index=index, video=path, question=rec.question, answer=rec.answer,
+    return TrainingRecord(file=file, index=index, video=path, question=rec.question, answer=rec.answer,
                   source=rec.source, task=rec.task)
 
 
 def read_split(path: str | Path, *, videos_dir: str | Path, task: Task | None = None,
-               skip_bad: bool = False) -> Split:
+               skip_bad: bool = False) -> TrainingSplit:
     """All records of one split file; bad ones raise `DataError`, or with `skip_bad` are counted."""
     path, videos_dir = Path(path), Path(videos_dir)
     if not path.is_file():
@@ -125,10 +126,11 @@ def read_split(path: str | Path, *, videos_dir: str | Path, task: Task | None = 
         raw = records.load_list(path)
     except records.RecordError as exc:
         raise DataError(str(exc)) from None
-    split = Split()
+    split = TrainingSplit()
     for index, item in enumerate(raw):
         try:
-            split.records.append(parse_record(item, file=str(path), index=index, videos_dir=videos_dir, task=task))
+            split.records.append(parse_training_record(item, file=str(path), index=index, videos_dir=videos_dir,
+                                                       task=task))
         except DataError as exc:
             if not skip_bad:
                 raise
@@ -142,9 +144,9 @@ def split_path(split_dir: str | Path, task: Task, split: str) -> Path:
 
 
 def read_tasks(split_dir: str | Path, tasks: Sequence[Task], split: str, *, videos_dir: str | Path,
-               skip_bad: bool = False) -> Split:
+               skip_bad: bool = False) -> TrainingSplit:
     """The mixture of several tasks' files of one split (train or val)."""
-    mixed = Split()
+    mixed = TrainingSplit()
     for task in tasks:
         mixed.extend(read_split(split_path(split_dir, task, split), videos_dir=videos_dir, task=task,
                                 skip_bad=skip_bad))
@@ -209,7 +211,7 @@ class TrainingData:
     still receive a full batch, or data-parallel training would hang.
     """
 
-    def __init__(self, records: Sequence[Record], encoder: Encoder, cfg: DataConfig = DataConfig(),
+    def __init__(self, records: Sequence[TrainingRecord], encoder: Encoder, cfg: DataConfig = DataConfig(),
                  limits=None):
         if not records:
             raise DataError("no records to train on")
@@ -221,7 +223,7 @@ class TrainingData:
     def __len__(self) -> int:
         return len(self.records)
 
-    def load(self, record: Record):
+    def load(self, record: TrainingRecord):
         from crashchat.video import VideoError, load_video
 
         kwargs = {"limits": self.limits} if self.limits is not None else {}

@@ -49,7 +49,7 @@ WORKER_TOKEN_ENV = "CRASHCHAT_WORKER_TOKEN"
 
 
 @dataclass(frozen=True)
-class FramePolicy:
+class RequestFrames:
     """How the worker samples each clip (`predict --fps/--max-frames/--max-pixels`)."""
 
     fps: float
@@ -58,9 +58,9 @@ class FramePolicy:
     about: str
 
 
-FRAME_POLICIES = {
-    "paper": FramePolicy(10.0, 96, None, "10 fps, at most 96 frames, as decoded (the paper's sampling)"),
-    "paper-448px": FramePolicy(10.0, 96, 448 * 448, "10 fps, at most 96 frames, each at most 448x448 pixels "
+REQUEST_FRAMES = {
+    "paper": RequestFrames(10.0, 96, None, "10 fps, at most 96 frames, as decoded (the paper's sampling)"),
+    "paper-448px": RequestFrames(10.0, 96, 448 * 448, "10 fps, at most 96 frames, each at most 448x448 pixels "
                                                     "(for models whose memory does not take full frames)"),
 }
 DEFAULT_FRAMES = "paper"
@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS evaluation_requests (
     model TEXT NOT NULL,                 -- the Hub's canonical id (or a local folder, when allowed)
     revision TEXT NOT NULL,              -- as requested: a branch, tag or commit
     commit_sha TEXT NOT NULL,            -- resolved when requested; '' for a local folder
-    frames TEXT NOT NULL,                -- a FRAME_POLICIES key
+    frames TEXT NOT NULL,                -- a REQUEST_FRAMES key
     submitter TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
     reason TEXT NOT NULL DEFAULT '',
@@ -122,8 +122,8 @@ class EvaluationRequest:
     row_id: int | None
 
     @property
-    def policy(self) -> FramePolicy:
-        return FRAME_POLICIES[self.frames]
+    def policy(self) -> RequestFrames:
+        return REQUEST_FRAMES[self.frames]
 
     def public(self) -> dict:
         """What `/evaluation_queue` shows (no submitter: who asked is the identity layer's to show)."""
@@ -345,9 +345,9 @@ class EvaluationQueue:
         limit: asking again for a queued model costs nothing, and two racing requests are counted
         one after the other); it refuses by raising."""
         frames = DEFAULT_FRAMES if frames is None or frames == "" else frames
-        if not isinstance(frames, str) or frames.strip() not in FRAME_POLICIES:
+        if not isinstance(frames, str) or frames.strip() not in REQUEST_FRAMES:
             raise RequestRefused(f"frames: {one_line(frames, 40)!r} is not a frame policy; choose from "
-                                 f"{', '.join(FRAME_POLICIES)}")
+                                 f"{', '.join(REQUEST_FRAMES)}")
         frames = frames.strip()
         submitter = one_line(submitter or "", MAX_SUBMITTER)
         if isinstance(revision, str) and _COMMIT.fullmatch(revision.strip()) and isinstance(model_id, str):

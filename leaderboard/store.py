@@ -59,6 +59,8 @@ SCHEMA_VERSION = 4
 DB_NAME = "leaderboard.sqlite3"
 VERIFIED = "verified"
 EVALUATED = "evaluated"
+"""A stored row's kind (`StoredRow.kind`): self-reported answers, or answers the leaderboard's own
+worker produced; `table.KINDS` adds the paper's reported rows."""
 
 # Columns in this order: SQLite reads a row's leading columns without touching the large ones.
 _SUBMISSIONS = """
@@ -170,7 +172,8 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).strftime(TIME_FORMAT)
 
 
-def parse_time(text: str) -> datetime:
+def parse_stamp(text: str) -> datetime:
+    """A stored `TIME_FORMAT` stamp as an aware UTC datetime."""
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
 
 
@@ -492,7 +495,7 @@ class Store:
         with self._connect() as con:
             found = con.execute("SELECT submitted_at FROM submissions WHERE submitter = ? AND submitted_at >= ?",
                                 (submitter, since.strftime(TIME_FORMAT))).fetchall()
-        return [parse_time(t) for (t,) in found]
+        return [parse_stamp(t) for (t,) in found]
 
     # --- writing --------------------------------------------------------------------------------
 

@@ -43,17 +43,15 @@ from typing import cast
 import pandas as pd
 
 from crashchat.tasks import TASKS, get_task
-from leaderboard.scoring import OVERALL_METRIC
+from leaderboard.scoring import OVERALL_METRIC, PROTOCOLS
+from leaderboard.store import EVALUATED, VERIFIED
 from leaderboard.summary import protocols as summary_protocols
 from leaderboard.summary import split_result
 
 REPORTED = "reported"
-VERIFIED = "verified"
-EVALUATED = "evaluated"
 KINDS = (REPORTED, VERIFIED, EVALUATED)
 """What a row is: printed by the paper; self-reported answers scored here; answers the
 leaderboard's own worker produced for a Hub model id and scored here."""
-PROTOCOLS = ("paper", "strict")
 
 PAPER_RESULTS = Path(__file__).resolve().parents[1] / "assets" / "paper_results.csv"
 

@@ -55,7 +55,7 @@ from crashchat.settings import from_env, positive, whole
 from crashchat.tasks import TASKS, get_task
 from leaderboard import SCORER_VERSION, identity, scoring, table
 from leaderboard.evaluation_api import API_ERRORS, EvaluationAPI
-from leaderboard.evaluations import DEFAULT_FRAMES, FRAME_POLICIES, EvaluationQueue, EvaluationRequest
+from leaderboard.evaluations import DEFAULT_FRAMES, REQUEST_FRAMES, EvaluationQueue, EvaluationRequest
 from leaderboard.hubsync import HubSync
 from leaderboard.intake import (
     MAX_FILES,
@@ -1056,7 +1056,7 @@ def _evaluate_section(board: Board) -> None:
         model_id = gr.Textbox(label="Hub model id (owner/name)", max_lines=1, scale=3, elem_id="board-eval-model",
                               placeholder="e.g. Qwen/Qwen2.5-VL-7B-Instruct")
         revision = gr.Textbox(label="Revision", value="main", max_lines=1, scale=1, elem_id="board-eval-revision")
-        frames = gr.Dropdown([(f"{name}: {policy.about}", name) for name, policy in FRAME_POLICIES.items()],
+        frames = gr.Dropdown([(f"{name}: {policy.about}", name) for name, policy in REQUEST_FRAMES.items()],
                              value=DEFAULT_FRAMES, label="Frame policy", scale=3, elem_id="board-eval-frames")
     ask = gr.Button("Request evaluation", variant="primary", elem_id="board-eval-btn")
     status = gr.Textbox(label="Request status", interactive=False, lines=1, elem_id="board-eval-status")

@@ -17,8 +17,8 @@ from crashchat.data import (
     DataConfig,
     DataError,
     Encoder,
-    Record,
     TrainingData,
+    TrainingRecord,
     answer_text,
     model_inputs,
     read_split,
@@ -153,11 +153,12 @@ def test_labels_cover_only_the_answer_and_its_end_token(root, encoder, tiny):
 
 
 def test_frames_are_sampled_as_at_inference(root, encoder):
-    data = TrainingData([Record("f", 0, root / "videos" / "long.mp4", "Q", "A")], encoder)
+    data = TrainingData([TrainingRecord("f", 0, root / "videos" / "long.mp4", "Q", "A")], encoder)
     assert data[0]["video_grid_thw"][0, 0] == 20  # 2 s at 10 fps
     text = encoder.tokenizer.decode(data[0]["input_ids"])
     assert "Time 0.0s:" in text and "Time 1.9s:" in text
-    thin = TrainingData([Record("f", 0, root / "videos" / "long.mp4", "Q", "A")], encoder, DataConfig(max_frames=4))
+    thin = TrainingData([TrainingRecord("f", 0, root / "videos" / "long.mp4", "Q", "A")], encoder,
+                        DataConfig(max_frames=4))
     assert thin[0]["video_grid_thw"][0, 0] == 4
 
 
@@ -194,7 +195,8 @@ def test_batch_of_clips_pads_right_and_matches_unbatched_logits(root, encoder, t
 
 def test_unreadable_video_errors_or_is_replaced_and_reported(root, encoder, tmp_path):
     broken = write_broken(tmp_path / "videos" / "broken.mp4", "text")
-    records = [Record("train.json", 0, broken, "Q", "A"), Record("train.json", 1, root / "videos" / "crash.mp4", "Q", "B")]
+    records = [TrainingRecord("train.json", 0, broken, "Q", "A"),
+               TrainingRecord("train.json", 1, root / "videos" / "crash.mp4", "Q", "B")]
     with pytest.raises(DataError, match=r"train.json: record 0: video .*broken.mp4"):
         TrainingData(records, encoder)[0]
     item = TrainingData(records, encoder, DataConfig(max_frames=2, skip_bad=True))[0]

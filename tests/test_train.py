@@ -107,15 +107,15 @@ def test_epochs_default_to_the_authors_per_strategy(root, tmp_path, strategy, ep
 
 
 def test_answer_loss_sums_the_models_token_losses_on_a_padded_batch(root):
-    from crashchat.data import Collator, Encoder, Record, TrainingData, model_inputs
+    from crashchat.data import Collator, Encoder, TrainingData, TrainingRecord, model_inputs
     from crashchat.tiny import build_tiny_random
     from crashchat.train import answer_loss, attach_lora
 
     base, processor = build_tiny_random()
     peft_model = attach_lora(base, r=8, gradient_checkpointing=False).eval()
     encoder = Encoder(processor, token_budget=None)
-    data = TrainingData([Record("f", 0, root / "videos" / "crash.mp4", RECOGNITION.prompt, "Yes"),
-                         Record("f", 1, root / "videos" / "normal.mp4", RECOGNITION.prompt, "no collision.")],
+    data = TrainingData([TrainingRecord("f", 0, root / "videos" / "crash.mp4", RECOGNITION.prompt, "Yes"),
+                         TrainingRecord("f", 1, root / "videos" / "normal.mp4", RECOGNITION.prompt, "no collision.")],
                         encoder, DataConfig(max_frames=2))
     batch = model_inputs(Collator(encoder.pad_id)([data[0], data[1]]))
     with torch.no_grad():
@@ -158,7 +158,7 @@ def adapter_weights(out: Path) -> dict[str, torch.Tensor]:
 
 def token_losses(root: Path) -> tuple[list[float], list[int]]:
     """Each record's summed answer loss and answer tokens under the untrained adapter."""
-    from crashchat.data import Collator, Encoder, Record, TrainingData, model_inputs
+    from crashchat.data import Collator, Encoder, TrainingData, TrainingRecord, model_inputs
     from crashchat.tiny import build_tiny_random
     from crashchat.train import answer_loss, attach_lora
 
@@ -166,7 +166,8 @@ def token_losses(root: Path) -> tuple[list[float], list[int]]:
     net = answer_loss(attach_lora(base, r=8, dropout=0.0, gradient_checkpointing=False).eval())
     encoder = Encoder(processor, token_budget=None)
     videos = [root / "videos" / ("crash.mp4" if i % 2 == 0 else "normal.mp4") for i in range(len(ANSWERS))]
-    data = TrainingData([Record("f", i, v, RECOGNITION.prompt, a) for i, (v, a) in enumerate(zip(videos, ANSWERS, strict=True))],
+    data = TrainingData([TrainingRecord("f", i, v, RECOGNITION.prompt, a)
+                         for i, (v, a) in enumerate(zip(videos, ANSWERS, strict=True))],
                         encoder, DataConfig(max_frames=2))
     sums, counts = [], []
     with torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crashchat.chat import config, display, events, layout, resources
-from crashchat.chat.state import KEEP, Session
+from crashchat.chat.state import KEEP, BrowserSession
 from crashchat.moments import Mark
 from crashchat.tasks import TASK_IDS, get_task
 
@@ -28,7 +28,7 @@ def cfg(tmp_path_factory) -> config.TabConfig:
 
 
 @pytest.fixture(scope="module")
-def uploaded(cfg, crash_clip) -> Session:
+def uploaded(cfg, crash_clip) -> BrowserSession:
     view = events.upload_view(cfg, str(crash_clip))
     assert view.session.video == str(crash_clip)
     return view.session
@@ -86,10 +86,10 @@ def test_real_model_on_cpu_says_it_needs_a_gpu_and_loads_nothing(monkeypatch, cr
     assert resources.needs_gpu(cfg)
     status = display.model_status(cfg)
     assert "needs a GPU" in status and "Leaderboard tab works" in status
-    views = list(events.analysis_views(cfg, Session(video=str(crash_clip))))
+    views = list(events.analysis_views(cfg, BrowserSession(video=str(crash_clip))))
     assert len(views) == 1 and "needs a GPU" in views[0].status
     assert resources.loaded_model("crashchat") is None
-    chat = list(events.chat_views(cfg, "What happened?", Session(video=str(crash_clip))))
+    chat = list(events.chat_views(cfg, "What happened?", BrowserSession(video=str(crash_clip))))
     assert "needs a GPU" in chat[-1].chat[-1]["content"]
     with pytest.raises(ValueError, match="needs a GPU"):
         events.analyze_report(cfg, str(crash_clip))
@@ -179,7 +179,7 @@ def test_analyze_streams_task_by_task_then_offers_downloads(cfg, uploaded):
 
 
 def test_analyze_without_a_video_asks_for_one(cfg):
-    views = list(events.analysis_views(cfg, Session()))
+    views = list(events.analysis_views(cfg, BrowserSession()))
     assert len(views) == 1 and "Upload a video first" in views[0].status
 
 
@@ -285,8 +285,8 @@ def test_task_buttons_are_not_guided_when_guidance_is_off(cfg, uploaded):
 
 
 def test_chat_without_a_video_or_text(cfg):
-    assert list(events.chat_views(cfg, "   ", Session())) == []
-    views = list(events.chat_views(cfg, "What happened?", Session()))
+    assert list(events.chat_views(cfg, "   ", BrowserSession())) == []
+    views = list(events.chat_views(cfg, "What happened?", BrowserSession()))
     assert "Upload a video first" in views[-1].chat[-1]["content"]
 
 
@@ -331,7 +331,7 @@ def test_build_lays_out_the_tab_with_an_analyze_endpoint(cfg):
 
 def test_clearing_the_chat_forgets_turns_and_marks_but_keeps_the_report(cfg, uploaded):
     report = {"tasks": {"crash_localization": {"parsed": [1.0, 2.0], "skipped": False}}}
-    session = Session(video=uploaded.video, report=report, turns=[("q", "a")],
+    session = BrowserSession(video=uploaded.video, report=report, turns=[("q", "a")],
                          messages=[{"role": "user", "content": "q"}], chat_marks=[Mark("chat", "Q1", 1.5)])
     view = events.clear_chat_view(cfg, session)
     assert view.chat == [] and view.session.turns == [] and view.session.chat_marks == []

@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from crashchat.chat import config, layout, resources, zerogpu
-from crashchat.chat.state import Session
+from crashchat.chat.state import BrowserSession
 from crashchat.tasks import TASK_IDS
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -139,14 +139,14 @@ def test_zero_gpu_loads_at_startup_on_the_cpu_and_decorates_every_model_call(sta
 
     # each call asks for a duration computed from its own clip and tasks, before it runs
     short, long = str(crash_clip), str(write_clip(tmp_path / "long.mp4", seconds=6.0, scene="crash"))
-    session = Session(video=short)
+    session = BrowserSession(video=short)
     views = list(event("on_analyze")(session, no_progress))
     assert "Done" in str(views[-1])
     list(event("on_question")("What happened?", session, no_progress))
     list(event("ask")(session, no_progress))
     report = event("api_analyze")(long)
     assert set(report["tasks"]) == set(TASK_IDS)
-    list(event("on_analyze")(Session(video=None), no_progress))  # nothing to analyse: the least asked
+    list(event("on_analyze")(BrowserSession(video=None), no_progress))  # nothing to analyse: the least asked
 
     frames = {p: len(resources.open_clip(p, cfg).frames) for p in (short, long)}
     assert frames[long] > frames[short]

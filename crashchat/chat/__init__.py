@@ -5,7 +5,7 @@ Six small parts, in the order a request meets them, and a seventh for ZeroGPU Sp
 - `config`: `TabConfig`, the tab's settings from `app.py`'s flags and the environment;
 - `resources`: what every session shares: the model (loaded once per process), decoded uploads,
   the example clips, the GPU checks;
-- `state`: what a browser session keeps (`Session`) and what an event shows (`View`);
+- `state`: what a browser session keeps (`BrowserSession`) and what an event shows (`View`);
 - `events`: upload, Analyze, a question, a task button, the `/analyze` API: plain generators
   yielding `View`s, no Gradio, so the tests drive them with the tiny random model;
 - `display`: the Markdown and figures a `View` holds (status line, verdict, sections, timeline);

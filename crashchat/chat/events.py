@@ -38,7 +38,7 @@ from crashchat.chat.resources import (
     out_of_memory,
     video_codec,
 )
-from crashchat.chat.state import KEEP, Session, View
+from crashchat.chat.state import KEEP, BrowserSession, View
 from crashchat.moments import Mark, answer_times, key_frames, report_marks
 from crashchat.tasks import TASK_IDS, get_task
 
@@ -86,7 +86,7 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
     """
     from crashchat.video import SUPPORTED_SUFFIXES, VideoError
 
-    session = Session(video=None)
+    session = BrowserSession(video=None)
     blocked = blocked_message(cfg) is not None
     view = View(preview=None, verdict="", timeline=None, frames=[], sections=empty_sections("off" if blocked else "waiting"),
                 raw=None, json_file=None, md_file=None, chat=[], session=session, model_status=model_status(cfg))
@@ -125,7 +125,7 @@ def upload_view(cfg: TabConfig, path: str | None) -> View:
 # --- model requests ------------------------------------------------------------------------------------
 
 
-def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple[Clip, CrashChat]]:
+def _start(cfg: TabConfig, session: BrowserSession, progress) -> Iterator[View | tuple[Clip, CrashChat]]:
     """Shared first steps of a model request: video check, GPU check, lazy model load.
 
     Yields Views to show, and finally `(clip, model)`; a View with an error ends the request.
@@ -158,7 +158,7 @@ def _start(cfg: TabConfig, session: Session, progress) -> Iterator[View | tuple[
     yield clip, model
 
 
-def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_progress) -> Iterator[View]:
+def analysis_views(cfg: TabConfig, session: BrowserSession, progress: Callable = _no_progress) -> Iterator[View]:
     """Analyze: the six tasks, shown task by task as each answer arrives; then the downloads."""
     from crashchat.pipeline import analyze, task_order
     from crashchat.report import build_report
@@ -216,7 +216,7 @@ def analysis_views(cfg: TabConfig, session: Session, progress: Callable = _no_pr
                raw=report["tasks"], json_file=json_path, md_file=md_path, session=session)
 
 
-def chat_views(cfg: TabConfig, question: str, session: Session, *, task: str | None = None,
+def chat_views(cfg: TabConfig, question: str, session: BrowserSession, *, task: str | None = None,
                progress: Callable = _no_progress) -> Iterator[View]:
     """One chat turn, the answer streamed token by token.
 
@@ -307,7 +307,7 @@ def chat_mark(answer: str, group: str, turn: int) -> Mark | None:
     return None if times is None else Mark("chat", f"Q{turn}", times[0], times[1])
 
 
-def clear_chat_view(cfg: TabConfig, session: Session) -> View:
+def clear_chat_view(cfg: TabConfig, session: BrowserSession) -> View:
     """The chat's clear button: forget the conversation and its timeline marks, keep the report."""
     session = replace(session, turns=[], messages=[], chat_marks=[])
     view = View(chat=[], session=session)
@@ -331,7 +331,7 @@ def analyze_report(cfg: TabConfig, video: str | None) -> dict:
     from crashchat.report import build_report
 
     started = None
-    for item in _start(cfg, Session(video=video), _no_progress):
+    for item in _start(cfg, BrowserSession(video=video), _no_progress):
         if isinstance(item, View):
             if item.error:
                 raise ValueError(item.error.replace("**", ""))

@@ -46,7 +46,7 @@ from crashchat.chat.resources import (
     missing_model_packages,
     out_of_memory,
 )
-from crashchat.chat.state import KEEP, Session, View
+from crashchat.chat.state import KEEP, BrowserSession, View
 from crashchat.chat.zerogpu import analysis_batches, gpu, request_seconds, zero_gpu
 from crashchat.tasks import TASK_IDS, TASKS
 
@@ -136,7 +136,7 @@ def build(model: str | None = None, config: TabConfig | None = None) -> None:
     cfg = config or TabConfig.from_env(model)
     _load_at_startup_on_zero_gpu(cfg)
     blocked = blocked_message(cfg)
-    parts = {"session": gr.State(Session()),
+    parts = {"session": gr.State(BrowserSession()),
              "model_status": gr.Markdown(model_status(cfg), elem_id="cc-model-status")}
     with gr.Row():
         with gr.Column(scale=3):
@@ -290,7 +290,7 @@ class _ControlStates:
         # the upload and the examples too: a new video mid-run would be overwritten by the run's views
         return [*self.model_controls(False), gr.File(interactive=False), gr.Dataset(visible=False)]
 
-    def unlock(self, state: Session) -> list:
+    def unlock(self, state: BrowserSession) -> list:
         ready = state.video is not None and not self.blocked
         return [*self.model_controls(ready), gr.File(interactive=True), gr.Dataset(visible=True)]
 

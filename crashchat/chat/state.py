@@ -1,4 +1,4 @@
-"""What a browser session keeps (`Session`, in a `gr.State`) and what an event shows (`View`)."""
+"""What a browser session keeps (`BrowserSession`, in a `gr.State`) and what an event shows (`View`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from crashchat.moments import Mark
 
 
 @dataclass
-class Session:
+class BrowserSession:
     """One browser session: its video, its report and its conversation (kept in a `gr.State`).
 
-    Events never change the `Session` they are given (`dataclasses.replace` makes a new one):
+    Events never change the `BrowserSession` they are given (`dataclasses.replace` makes a new one):
     Gradio hands the same object to every event of the browser tab.
     """
 
