@@ -65,7 +65,11 @@ def main(argv: Sequence[str], prog: str = "python -m crashchat analyze") -> int:
         return 1
     policy = getattr(model, "frames", None)  # --frames model-card: decoded again at the family's own rate and count
     if policy is not None:
-        clip = load_video(args.video, **{**options, "fps": policy.fps, "max_frames": policy.max_frames})
+        try:
+            clip = load_video(args.video, **{**options, "fps": policy.fps, "max_frames": policy.max_frames})
+        except VideoError as exc:  # read once already; a second decode can still meet a changed file
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if model.random_weights:
         from crashchat.tiny import random_weights_note
 
