@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (SettingError, StoreError) as exc:  # StoreError: CRASHCHAT_DB is not a usable database
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from crashchat.chat import layout as chat_ui
+    from crashchat.chat import layout as chat_ui  # built above; here for its upload limit
+
     demo.queue(default_concurrency_limit=1, max_size=queue_size)
     quiet_queue(demo)
     # uploads over the video size limit are refused by Gradio before they are stored
