@@ -226,8 +226,18 @@ def prepared_jobs(jobs: Sequence[VideoJob], preparer, *, videos_dir: Path, video
     try:
         while todo or flying:
             while todo and len(flying) < max(1, ahead):
-                job = todo.popleft()
-                flying.append((job, submit(job)))
+                try:
+                    future = submit(todo[0])
+                except BrokenProcessPool:
+                    # a worker died since the last look (the model is slower than decoding, so this is
+                    # the usual way to learn of it): the video it held is in flight, and its future
+                    # reports the break below. With none in flight (an idle worker killed), start afresh.
+                    if flying:
+                        break
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool, submit = new_pool()
+                    continue
+                flying.append((todo.popleft(), future))
             job, future = flying.popleft()
             try:
                 prepared, error = future.result()
