@@ -116,62 +116,82 @@ def test_workers_and_batched_videos_write_the_same_file(mini, tmp_path, one_thre
 
 
 class _DiesOnC2:
-    """A preparer whose worker process dies on one video, as a crashing decoder would."""
+    """A preparer whose worker process dies on one video, as a crashing decoder would; once `go`
+    exists, so a test decides when."""
+
+    def __init__(self, go: Path):
+        self.go = go
 
     def __call__(self, clip):
         if clip.path.endswith("c2.mp4"):
             import os
+            import time
 
+            deadline = time.monotonic() + 30
+            while not self.go.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
             os._exit(11)
         return len(clip.frames)
 
 
-def _until_the_workers_are_gone() -> None:
-    """Wait (30 s at most) until no worker process is left: a broken pool has stopped them all."""
+def _children() -> set:
     import multiprocessing
+
+    return set(multiprocessing.active_children())
+
+
+def _until_gone(workers: set) -> None:
+    """Wait (30 s at most) until these worker processes have ended."""
     import time
 
     deadline = time.monotonic() + 30
-    while multiprocessing.active_children() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while workers & _children() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("model_is_slow", [False, True], ids=["fast-consumer", "slow-consumer"])
-def test_a_dying_worker_costs_only_its_video(mini, model_is_slow):
+def test_a_dying_worker_costs_only_its_video(mini, tmp_path, model_is_slow):
     split, root = mini
     jobs = predict.read_jobs(split, ["crash_recognition"])
+    go = tmp_path / "go"
+    if not model_is_slow:
+        go.touch()  # c2's worker dies as soon as it has it, likely before c0's result is read
+    before = _children()
     got = {}
-    for job, prepared, error in predict.prepared_jobs(jobs, _DiesOnC2(), videos_dir=root, video_kwargs={},
+    for job, prepared, error in predict.prepared_jobs(jobs, _DiesOnC2(go), videos_dir=root, video_kwargs={},
                                                       workers=2, ahead=4):
         got[job.name] = (prepared, error)
         if model_is_slow and len(got) == 1:
-            # as a model answering c0 would: the worker dies on c2 meanwhile, and the pool is found
-            # broken when the next video is handed to it, not when a result is read (CI's failure)
-            _until_the_workers_are_gone()
+            # as while a model answers c0: the worker dies on c2 and the broken pool stops the others,
+            # so the pool is found broken when the next video is handed over (CI's failure)
+            go.touch()
+            _until_gone(_children() - before)
     assert got["c2.mp4"] == (None, "unreadable: the decoding worker died on this video")
     assert got["c0.mp4"][0] == 10 and got["n1.mp4"][0] == 10  # 1 s clips at 10 fps
     assert got["c3.mp4"][1].startswith("unreadable:") and got["n4.mp4"][1].startswith("missing:")
 
 
-
-def test_a_worker_killed_while_idle_is_replaced(mini):
+def test_a_worker_killed_while_idle_is_replaced(mini, tmp_path):
     """One video in flight at a time: an idle worker killed (say by the OOM killer) between two videos
     leaves nothing in flight to report the break, so the next hand-off starts a new pool."""
-    import multiprocessing
-
     split, root = mini
     jobs = predict.read_jobs(split, ["crash_recognition"])
+    go = tmp_path / "go"
+    go.touch()
+    before = _children()
     got = {}
-    for job, prepared, error in predict.prepared_jobs(jobs, _DiesOnC2(), videos_dir=root, video_kwargs={},
+    for job, prepared, error in predict.prepared_jobs(jobs, _DiesOnC2(go), videos_dir=root, video_kwargs={},
                                                       workers=2, ahead=1):
         got[job.name] = (prepared, error)
         if len(got) == 1:
-            for worker in multiprocessing.active_children():
+            workers = _children() - before
+            for worker in workers:
                 worker.kill()
-            _until_the_workers_are_gone()
+            _until_gone(workers)
     assert got["c0.mp4"][0] == 10 and got["n1.mp4"] == (10, None)
     assert got["c2.mp4"] == (None, "unreadable: the decoding worker died on this video")
     assert got["c3.mp4"][1].startswith("unreadable:") and got["n4.mp4"][1].startswith("missing:")
+
 
 @pytest.fixture
 def no_model(monkeypatch):
