@@ -113,7 +113,7 @@ def parse_training_record(raw: object, *, file: str, index: int, videos_dir: Pat
     if path is None:
         raise DataError(f"{rec.where}: video {rec.video} not found under {videos_dir}")
     return TrainingRecord(file=file, index=index, video=path, question=rec.question, answer=rec.answer,
-                  source=rec.source, task=rec.task)
+                          source=rec.source, task=rec.task)
 
 
 def read_split(path: str | Path, *, videos_dir: str | Path, task: Task | None = None,

@@ -61,7 +61,7 @@ class RequestFrames:
 REQUEST_FRAMES = {
     "paper": RequestFrames(10.0, 96, None, "10 fps, at most 96 frames, as decoded (the paper's sampling)"),
     "paper-448px": RequestFrames(10.0, 96, 448 * 448, "10 fps, at most 96 frames, each at most 448x448 pixels "
-                                                    "(for models whose memory does not take full frames)"),
+                                                       "(for models whose memory does not take full frames)"),
 }
 DEFAULT_FRAMES = "paper"
 
